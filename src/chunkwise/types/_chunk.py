@@ -1,0 +1,100 @@
+"""``ChatCompletionChunk``: one ``data:`` payload of a streamed chat completion."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from ._common import ChoiceLogprobs, CompletionUsage, StopReason
+from ._fields import always, always_empty_list
+
+__all__ = [
+    "ChatCompletionChunk",
+    "ChoiceDelta",
+    "ChoiceDeltaFunctionCall",
+    "ChoiceDeltaToolCall",
+    "ChoiceDeltaToolCallFunction",
+    "ChunkChoice",
+]
+
+
+class ChoiceDeltaToolCallFunction(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    #: Sent on a call's first fragment only.
+    name: str | None = None
+    #: A fragment of the JSON text of the arguments; fragments concatenate.
+    arguments: str | None = None
+
+
+class ChoiceDeltaToolCall(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """A fragment of one tool call. Fragments of the same call share ``index``.
+
+    ``id`` and ``type`` are required by Atoma's schema but real servers send them on the first fragment only.
+    """
+
+    index: int = always(0)
+    id: str | None = None
+    type: str | None = None
+    function: ChoiceDeltaToolCallFunction | None = None
+
+
+class ChoiceDeltaFunctionCall(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """The legacy ``function_call`` delta, superseded by ``tool_calls``."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChoiceDelta(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    role: str | None = None
+    content: str | None = None
+    #: vLLM (before 0.10), DeepSeek and LiteLLM spell reasoning text this way ...
+    reasoning_content: str | None = None
+    #: ... while current vLLM and Ollama use ``reasoning``. Read either through :attr:`reasoning_text`.
+    reasoning: str | None = None
+    refusal: str | None = None
+    if TYPE_CHECKING:
+        tool_calls: list[ChoiceDeltaToolCall] | None = None
+    else:
+        # TGI has sent a single object instead of an array (huggingface/text-generation-inference#2794);
+        # accept both and normalise in __post_init__ so readers always see a list.
+        tool_calls: list[ChoiceDeltaToolCall] | ChoiceDeltaToolCall | None = None
+    function_call: ChoiceDeltaFunctionCall | None = None
+
+    def __post_init__(self) -> None:
+        calls: Any = self.tool_calls
+        if isinstance(calls, ChoiceDeltaToolCall):
+            self.tool_calls = [calls]
+
+    @property
+    def reasoning_text(self) -> str | None:
+        """The reasoning fragment under whichever spelling the server used."""
+        return self.reasoning_content if self.reasoning_content is not None else self.reasoning
+
+
+class ChunkChoice(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    index: int = always(0)
+    delta: ChoiceDelta = msgspec.field(default_factory=ChoiceDelta)
+    logprobs: ChoiceLogprobs | None = None
+    finish_reason: str | None = None
+    stop_reason: StopReason | None = None
+
+
+class ChatCompletionChunk(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """One streamed piece of a chat completion.
+
+    ``id`` and ``created`` are the same on every chunk of a stream. With
+    ``stream_options.include_usage`` the last chunk has ``choices == []`` and carries ``usage``.
+    """
+
+    id: str = always("")
+    object: str = always("chat.completion.chunk")
+    created: int = always(0)
+    model: str = always("")
+    choices: list[ChunkChoice] = always_empty_list()
+    usage: CompletionUsage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+    #: Atoma nodes sign every chunk and append these two keys (ATOMA_WIRE.md section 5.6).
+    signature: str | None = None
+    response_hash: str | None = None

@@ -1,0 +1,64 @@
+"""Pieces shared by chunks and complete responses: usage and log-probabilities."""
+
+from __future__ import annotations
+
+import msgspec
+
+from ._fields import always, always_empty_list
+
+__all__ = [
+    "ChoiceLogprobs",
+    "CompletionTokensDetails",
+    "CompletionUsage",
+    "PromptTokensDetails",
+    "StopReason",
+    "TokenLogprob",
+    "TopLogprob",
+]
+
+#: vLLM reports the token id (``128009``) or the matched stop text (``"</s>"``) as a bare value.
+StopReason = int | str
+
+
+class PromptTokensDetails(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """Breakdown of prompt tokens. vLLM sends only ``cached_tokens``; OpenAI adds ``audio_tokens``."""
+
+    cached_tokens: int | None = None
+    audio_tokens: int | None = None
+
+
+class CompletionTokensDetails(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    reasoning_tokens: int | None = None
+    audio_tokens: int | None = None
+    accepted_prediction_tokens: int | None = None
+    rejected_prediction_tokens: int | None = None
+
+
+class CompletionUsage(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """Token counts. A count a server leaves out decodes as 0 and is always written back."""
+
+    prompt_tokens: int = always(0)
+    completion_tokens: int = always(0)
+    total_tokens: int = always(0)
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+
+
+class TopLogprob(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    token: str = always("")
+    logprob: float = always(0.0)
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    """One sampled token. Atoma's schema sends only ``top_logprobs`` here, so the rest has defaults."""
+
+    token: str = always("")
+    logprob: float = always(0.0)
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogprob] = always_empty_list()
+
+
+class ChoiceLogprobs(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+    content: list[TokenLogprob] | None = None
+    refusal: list[TokenLogprob] | None = None
