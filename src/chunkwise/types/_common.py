@@ -46,7 +46,8 @@ class CompletionUsage(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False
 
 class TopLogprob(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     token: str = always("")
-    logprob: float = always(0.0)
+    #: ``None`` where a server wrote ``-inf`` as JSON ``null`` (JSON has no infinity).
+    logprob: float | None = always(0.0)
     bytes: list[int] | None = None
 
 
@@ -54,7 +55,7 @@ class TokenLogprob(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One sampled token. Atoma's schema sends only ``top_logprobs`` here, so the rest has defaults."""
 
     token: str = always("")
-    logprob: float = always(0.0)
+    logprob: float | None = always(0.0)
     bytes: list[int] | None = None
     top_logprobs: list[TopLogprob] = always_empty_list()
 

@@ -211,6 +211,11 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     function_call: str | dict[str, Any] | None = None
 
     @property
+    def include_usage(self) -> bool:
+        """Only an explicit ``stream_options.include_usage: true`` asks for the usage chunk."""
+        return self.stream_options is not None and self.stream_options.include_usage is True
+
+    @property
     def output_token_limit(self) -> int | None:
         """``max_completion_tokens``, falling back to the deprecated ``max_tokens``."""
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens

@@ -39,6 +39,10 @@ class CompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     user: str | None = None
 
     @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage is True
+
+    @property
     def stop_sequences(self) -> list[str]:
         if self.stop is None:
             return []
