@@ -79,16 +79,9 @@ class ServerSentEvent:
         return f"ServerSentEvent({', '.join(parts)})"
 
 
-class _RawEvent:
-    """An event with its data still as bytes, so chunk decoding can skip a UTF-8 round trip."""
-
-    __slots__ = ("data", "event", "id", "retry")
-
-    def __init__(self, data: bytes, event: bytes | None, id: str, retry: int | None) -> None:
-        self.data = data
-        self.event = event
-        self.id = id
-        self.retry = retry
+#: An event with its data still as UTF-8 bytes, so chunk decoding skips a str round trip:
+#: ``(data, event type or None, last event id, retry)``. A tuple, because it is made once per chunk.
+_RawEvent = tuple[bytes, bytes | None, str, int | None]
 
 
 def _text(value: bytes) -> str:
@@ -160,7 +153,10 @@ class SSEDecoder:
             self._pending_size = len(rest)
         elif complete[-1] == 0x0D:
             self._after_cr = True
-        events = self._process_lines(complete.splitlines())
+        if b"\r" in complete or self._data or self._event_type is not None:
+            events = self._process_lines(complete.splitlines())
+        else:
+            events = self._process_blocks(complete)
         if self._pending:
             self._check_size()
         return events
@@ -197,6 +193,28 @@ class SSEDecoder:
         size = self._pending_size + self._data_size
         if size > self.max_event_size:
             raise EventTooLargeError(size, self.max_event_size)
+
+    def _process_blocks(self, complete: bytes) -> list[_RawEvent]:
+        """The fast path for LF-only input that starts on an event boundary.
+
+        Chunk streams are a run of ``data: {...}\\n\\n`` blocks; a block that is one ``data:`` line becomes an
+        event without the line-by-line loop. Anything else in a block goes through :meth:`_process_lines`.
+        """
+        events: list[_RawEvent] = []
+        blocks = complete.split(b"\n\n")
+        tail = blocks.pop()  # lines after the last blank line: no event boundary yet
+        last_id, retry, limit = self._last_event_id, self.retry, self.max_event_size
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:
+                if len(block) - 5 > limit:
+                    raise EventTooLargeError(len(block) - 5, limit)
+                events.append((block[6:], None, last_id, retry))
+            else:
+                events.extend(self._process_lines([*block.split(b"\n"), b""]))
+                last_id, retry = self._last_event_id, self.retry
+        if tail:
+            events.extend(self._process_lines(tail.split(b"\n")[:-1]))
+        return events
 
     def _process_lines(self, lines: list[bytes]) -> list[_RawEvent]:
         events: list[_RawEvent] = []
@@ -235,7 +253,7 @@ class SSEDecoder:
 
     def _dispatch(self) -> _RawEvent:
         data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-        event = _RawEvent(data, self._event_type, self._last_event_id, self.retry)
+        event = (data, self._event_type, self._last_event_id, self.retry)
         self._data.clear()
         self._data_size = 0
         self._event_type = None
@@ -243,8 +261,8 @@ class SSEDecoder:
 
     @staticmethod
     def _public(raw: _RawEvent) -> ServerSentEvent:
-        event = "message" if raw.event is None or not raw.event else _text(raw.event)
-        return ServerSentEvent(_text(raw.data), event, raw.id, raw.retry)
+        data, event_type, last_id, retry = raw
+        return ServerSentEvent(_text(data), _text(event_type) if event_type else "message", last_id, retry)
 
 
 # --- reading a chunk stream --------------------------------------------------------------------------
@@ -370,8 +388,8 @@ class ChunkStreamDecoder(Generic[ChunkT]):
         decode = self._decode_chunk
         open_choices = self._open_choices
         for raw in events:
-            data = raw.data
-            if raw.event is not None and raw.event == b"error":
+            data = raw[0]
+            if raw[1] == b"error":
                 items.append(self._error_event(raw))
                 continue
             if data[:1] != b"{":
@@ -405,7 +423,7 @@ class ChunkStreamDecoder(Generic[ChunkT]):
 
     def _error_payload(self, raw: _RawEvent) -> ErrorFrame | None:
         try:
-            envelope = _error_envelope_decoder.decode(raw.data)
+            envelope = _error_envelope_decoder.decode(raw[0])
         except msgspec.DecodeError:
             return None
         if envelope.error is None:
@@ -417,7 +435,7 @@ class ChunkStreamDecoder(Generic[ChunkT]):
         frame = self._error_payload(raw)
         if frame is not None:
             return frame
-        message = _text(raw.data).strip() or "the server sent an error event"
+        message = _text(raw[0]).strip() or "the server sent an error event"
         return ErrorFrame(ErrorDetail(message=message), SSEDecoder._public(raw))
 
 
