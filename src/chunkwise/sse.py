@@ -26,9 +26,9 @@ from ._errors import EventTooLargeError, SSEError
 from .types import ChatCompletionChunk, ErrorDetail, ErrorResponse
 
 __all__ = [
+    "ChunkStreamDecoder",
     "DEFAULT_MAX_EVENT_SIZE",
     "DONE",
-    "ChunkStreamDecoder",
     "Done",
     "EndOfInput",
     "ErrorFrame",
@@ -322,7 +322,7 @@ class _Chunk(Protocol):
     def usage(self) -> object | None: ...
 
 
-ChunkT = TypeVar("ChunkT", bound=_Chunk)
+_ChunkT = TypeVar("_ChunkT", bound=_Chunk)
 
 
 class _ErrorEnvelope(msgspec.Struct):
@@ -333,7 +333,7 @@ class _ErrorEnvelope(msgspec.Struct):
 _error_envelope_decoder = msgspec.json.Decoder(_ErrorEnvelope)
 
 
-class ChunkStreamDecoder(Generic[ChunkT]):
+class ChunkStreamDecoder(Generic[_ChunkT]):
     """Bytes in, typed chunks out, for one chat (or legacy completions) stream.
 
     >>> decoder = ChunkStreamDecoder()
@@ -346,7 +346,7 @@ class ChunkStreamDecoder(Generic[ChunkT]):
 
     def __init__(
         self,
-        chunk_type: type[ChunkT] = ChatCompletionChunk,  # type: ignore[assignment]
+        chunk_type: type[_ChunkT] = ChatCompletionChunk,  # type: ignore[assignment]
         *,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
     ) -> None:
@@ -371,20 +371,20 @@ class ChunkStreamDecoder(Generic[ChunkT]):
     def last_event_id(self) -> str:
         return self._sse.last_event_id
 
-    def feed(self, data: bytes) -> list[ChunkT | ErrorFrame | Done]:
+    def feed(self, data: bytes) -> list[_ChunkT | ErrorFrame | Done]:
         if self._done:
             return []
         return self._interpret(self._sse.feed_raw(data))
 
-    def close(self) -> list[ChunkT | ErrorFrame | Done | EndOfInput]:
-        items: list[ChunkT | ErrorFrame | Done | EndOfInput] = []
+    def close(self) -> list[_ChunkT | ErrorFrame | Done | EndOfInput]:
+        items: list[_ChunkT | ErrorFrame | Done | EndOfInput] = []
         if not self._done:
             items.extend(self._interpret(self._sse.flush_raw()))
         items.append(EndOfInput(self.finished_properly))
         return items
 
-    def _interpret(self, events: list[_RawEvent]) -> list[ChunkT | ErrorFrame | Done]:
-        items: list[ChunkT | ErrorFrame | Done] = []
+    def _interpret(self, events: list[_RawEvent]) -> list[_ChunkT | ErrorFrame | Done]:
+        items: list[_ChunkT | ErrorFrame | Done] = []
         decode = self._decode_chunk
         open_choices = self._open_choices
         for raw in events:
