@@ -1,0 +1,42 @@
+"""Model engines: the :class:`Engine` protocol and the embedded llama.cpp engine.
+
+Importing this package does not import llama.cpp; constructing a :class:`LlamaCppEngine` does.
+
+How :class:`LlamaCppEngine` honours a request:
+
+* ``messages`` go through the GGUF's own chat template; ``tools`` are described in the system prompt.
+* ``temperature``/``top_p``/``seed``, ``presence_penalty``/``frequency_penalty`` (over the generated
+  tokens) and ``logit_bias`` are stages of llama.cpp's C sampler chain; temperature 0 is greedy.
+* ``n`` > 1 decodes all choices in one batch from one prompt evaluation (multi-sequence KV cache).
+* ``stop`` is matched on the text stream, holding back only what could still become a stop string.
+* ``response_format`` and forced tool calls (``required`` or a named tool) are llama.cpp grammars.
+  ``tool_choice: auto`` constrains only the first token (a call starts with ``{``, text cannot); text then
+  continues unconstrained. One call per choice; ``parallel_tool_calls`` never yields more than one.
+* ``logprobs`` are the raw model log-probabilities (before bias, penalties and temperature).
+* ``completion_tokens`` counts generated tokens delivered to the consumer, not the end-of-generation token.
+
+Example::
+
+    engine = LlamaCppEngine()  # the bundled SmolLM2-135M-Instruct
+    generation = engine.prepare_chat(request, request_id="chatcmpl-1", created=int(time.time()))
+    async for chunk in generation.stream():
+        ...
+"""
+
+from __future__ import annotations
+
+from ._bundled import DEFAULT_MODEL_ID, default_model_path
+from ._generation import LlamaGeneration
+from ._llama import LlamaCppEngine
+from ._protocol import Engine, Generation, InvalidRequestError, TextGeneration
+
+__all__ = [
+    "DEFAULT_MODEL_ID",
+    "Engine",
+    "Generation",
+    "InvalidRequestError",
+    "LlamaCppEngine",
+    "LlamaGeneration",
+    "TextGeneration",
+    "default_model_path",
+]

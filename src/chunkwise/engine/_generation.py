@@ -1,0 +1,108 @@
+"""The bridge between the model's worker thread and the event loop.
+
+:meth:`LlamaGeneration.stream` starts the decode on the engine's single worker thread and reads what it
+emits from an :class:`asyncio.Queue`. The worker never waits for the loop: it hands each step's chunks over
+with ``loop.call_soon_threadsafe`` and carries on decoding, so the loop only ever wakes to forward ready
+chunks, and the model's speed is the stream's speed. Closing the stream early sets a cancel flag that the
+worker checks before every decode, then waits (at most one token) until the worker has let go of the
+model, so the next request finds the engine free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol
+
+from .._errors import EngineError
+from ._choices import ChunkT, Emitted
+from ._requests import DecodePlan
+
+__all__ = ["Emit", "LlamaGeneration", "Runner", "WorkerDone"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDone:
+    """The worker's last message: it finished normally, or failed with ``error``."""
+
+    error: BaseException | None = None
+
+
+Emit = Callable[[list[Emitted[ChunkT]] | WorkerDone], None]
+
+
+class Runner(Protocol[ChunkT]):
+    """Runs a plan on the engine's worker thread (the engine's side of the bridge)."""
+
+    def submit(self, plan: DecodePlan[ChunkT], emit: Emit[ChunkT], cancel: threading.Event) -> asyncio.Future[None]: ...
+
+
+class LlamaGeneration(Generic[ChunkT]):
+    """One prepared request; implements both :class:`Generation` and :class:`TextGeneration`."""
+
+    def __init__(self, runner: Runner[ChunkT], plan: DecodePlan[ChunkT]) -> None:
+        self._runner: Runner[ChunkT] = runner
+        self._plan: DecodePlan[ChunkT] = plan
+        self._completion_tokens = 0
+        self._started = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self._plan.prompt)
+
+    @property
+    def completion_tokens(self) -> int:
+        """Generated tokens delivered so far (all of them once the stream has ended)."""
+        return self._completion_tokens
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The per-choice token budget after clamping to the context."""
+        return self._plan.max_new_tokens
+
+    def stream(self) -> AsyncIterator[ChunkT]:
+        if self._started:
+            raise RuntimeError("A generation's stream can be iterated only once")
+        self._started = True
+        return self._stream()
+
+    async def _stream(self) -> AsyncIterator[ChunkT]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[list[Emitted[ChunkT]] | WorkerDone] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item: list[Emitted[ChunkT]] | WorkerDone) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                cancel.set()
+
+        worker = self._runner.submit(self._plan, emit, cancel)
+
+        def check_worker(future: asyncio.Future[None]) -> None:
+            # The worker reports its own end; this only covers a run that never started (engine closed).
+            if future.cancelled():
+                queue.put_nowait(WorkerDone(EngineError("The engine was closed before this request ran")))
+            elif future.exception() is not None:
+                queue.put_nowait(WorkerDone(future.exception()))
+
+        worker.add_done_callback(check_worker)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, WorkerDone):
+                    if item.error is None:
+                        return
+                    if isinstance(item.error, EngineError):
+                        raise item.error
+                    raise EngineError(f"The model failed while generating: {item.error}") from item.error
+                for chunk, tokens in item:
+                    self._completion_tokens += tokens
+                    yield chunk
+        finally:
+            cancel.set()
+            # Let the worker finish its current token so the engine is free when this returns.
+            if not worker.done():
+                await asyncio.wait([worker])

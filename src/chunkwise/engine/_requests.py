@@ -1,0 +1,290 @@
+"""Wire requests to decode plans: every check that can fail happens here, before the request is queued.
+
+A :class:`DecodePlan` is everything the worker thread needs: prompt tokens, how many sequences and
+tokens to make, how to sample them, and a factory for the per-choice writers that shape the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol
+
+from ..types import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    NamedToolChoice,
+    ResponseFormatJSONObject,
+    ResponseFormatJSONSchema,
+    Tool,
+)
+from ._choices import ChatChoiceWriter, ChoiceWriter, ChunkHeader, ChunkT, TextChoiceWriter, ToolMode
+from ._grammar import json_object_grammar, json_schema_grammar, tool_call_grammar
+from ._prompt import TemplateMessage, template_messages, tool_instructions
+from ._protocol import InvalidRequestError
+from ._sampling import SamplingConfig, parse_logit_bias
+
+__all__ = ["DecodePlan", "PromptModel", "plan_chat", "plan_completion"]
+
+#: OpenAI's default ``max_tokens`` for the legacy completions API.
+LEGACY_DEFAULT_MAX_TOKENS = 16
+
+
+class PromptModel(Protocol):
+    """What planning needs to know about the loaded model."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def context_length(self) -> int: ...
+
+    @property
+    def n_vocab(self) -> int: ...
+
+    @property
+    def max_sequences(self) -> int: ...
+
+    def render_chat(self, messages: list[TemplateMessage]) -> str: ...
+
+    def tokenize_prompt(self, text: str) -> list[int]: ...
+
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    def piece(self, token: int) -> bytes: ...
+
+    def check_grammar(self, grammar: str, *, param: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DecodePlan(Generic[ChunkT]):
+    prompt: Sequence[int]
+    n: int
+    max_new_tokens: int
+    sampling: SamplingConfig
+    grammar: str | None
+    #: ``tool_choice: auto``: the grammar only decides between text and a call; a choice that turns out to be
+    #: text continues without it (see :attr:`ChoiceWriter.grammar_needed`).
+    grammar_until_decided: bool
+    #: ``None``: no log-probabilities; otherwise how many alternatives to report per token.
+    top_logprobs: int | None
+    make_writers: Callable[[], list[ChoiceWriter[ChunkT]]]
+
+
+def plan_chat(
+    model: PromptModel, request: ChatCompletionRequest, *, request_id: str, created: int
+) -> DecodePlan[ChatCompletionChunk]:
+    if request.functions is not None or request.function_call is not None:
+        raise InvalidRequestError(
+            "The legacy `functions` parameter is not supported; describe them as `tools` instead",
+            param="functions" if request.functions is not None else "function_call",
+        )
+    n = _choice_count(model, request.n)
+    if request.top_logprobs and not request.logprobs:
+        raise InvalidRequestError("`top_logprobs` requires `logprobs: true`", param="top_logprobs")
+    top_logprobs = (request.top_logprobs or 0) if request.logprobs else None
+
+    tool_mode, tools, forced = _tool_mode(request)
+    grammar: str | None = None
+    system_suffix: str | None = None
+    if tool_mode != "text":
+        if isinstance(request.response_format, ResponseFormatJSONObject | ResponseFormatJSONSchema):
+            raise InvalidRequestError(
+                "`response_format` cannot be combined with tool calls; use tool_choice 'none' or drop one",
+                param="response_format",
+            )
+        grammar = tool_call_grammar(tools, allow_text=tool_mode == "auto")
+        system_suffix = tool_instructions(request.tools or [], forced=forced, required=tool_mode == "call")
+        model.check_grammar(grammar, param="tools")
+    elif isinstance(request.response_format, ResponseFormatJSONObject):
+        grammar = json_object_grammar()
+    elif isinstance(request.response_format, ResponseFormatJSONSchema):
+        grammar = json_schema_grammar(request.response_format.json_schema.schema)
+        model.check_grammar(grammar, param="response_format")
+
+    prompt_text = model.render_chat(template_messages(request.messages, system_suffix=system_suffix))
+    prompt = model.tokenize_prompt(prompt_text)
+    max_new_tokens = _token_budget(model, len(prompt), n, request.output_token_limit, param="messages")
+    stops = request.stop_sequences
+    header = ChunkHeader(id=request_id, created=created, model=model.model_id)
+    tool_names = [tool.function.name for tool in tools]
+
+    def make_writers() -> list[ChoiceWriter[ChatCompletionChunk]]:
+        return [
+            ChatChoiceWriter(
+                index=index,
+                header=header,
+                piece=model.piece,
+                stops=stops,
+                logprobs=top_logprobs is not None,
+                tool_mode=tool_mode,
+                tool_names=tool_names,
+            )
+            for index in range(n)
+        ]
+
+    return DecodePlan(
+        prompt=prompt,
+        n=n,
+        max_new_tokens=max_new_tokens,
+        sampling=_sampling(model, request, max_new_tokens),
+        grammar=grammar,
+        grammar_until_decided=tool_mode == "auto",
+        top_logprobs=top_logprobs,
+        make_writers=make_writers,
+    )
+
+
+def plan_completion(
+    model: PromptModel, request: CompletionRequest, *, request_id: str, created: int
+) -> DecodePlan[Completion]:
+    n = _choice_count(model, request.n)
+    if request.best_of is not None and request.best_of != n:
+        raise InvalidRequestError("`best_of` other than `n` is not supported", param="best_of")
+    if request.suffix:
+        raise InvalidRequestError("`suffix` (fill-in-the-middle) is not supported by this engine", param="suffix")
+    if request.echo and request.logprobs is not None:
+        raise InvalidRequestError(
+            "`echo` with `logprobs` would need prompt log-probabilities, which this engine does not compute",
+            param="echo",
+        )
+    prompt, prompt_text = _completion_prompt(model, request.prompt)
+    echo = (prompt_text if prompt_text is not None else model.detokenize(prompt)) if request.echo else None
+    limit = request.max_tokens if request.max_tokens is not None else LEGACY_DEFAULT_MAX_TOKENS
+    max_new_tokens = _token_budget(model, len(prompt), n, limit, param="prompt")
+    stops = request.stop_sequences
+    top_logprobs = request.logprobs
+    header = ChunkHeader(id=request_id, created=created, model=model.model_id)
+
+    def make_writers() -> list[ChoiceWriter[Completion]]:
+        return [
+            TextChoiceWriter(
+                index=index,
+                header=header,
+                piece=model.piece,
+                stops=stops,
+                logprobs=top_logprobs is not None,
+                echo=echo,
+            )
+            for index in range(n)
+        ]
+
+    return DecodePlan(
+        prompt=prompt,
+        n=n,
+        max_new_tokens=max_new_tokens,
+        sampling=_sampling(model, request, max_new_tokens),
+        grammar=None,
+        grammar_until_decided=False,
+        top_logprobs=top_logprobs,
+        make_writers=make_writers,
+    )
+
+
+def _choice_count(model: PromptModel, n: int | None) -> int:
+    count = 1 if n is None else n
+    if count > model.max_sequences:
+        raise InvalidRequestError(
+            f"n={count} is more than this engine decodes at once (at most {model.max_sequences})", param="n"
+        )
+    return count
+
+
+def _tool_mode(request: ChatCompletionRequest) -> tuple[ToolMode, list[Tool], str | None]:
+    """``(mode, tools the grammar allows, forced tool name)``."""
+    tools = request.tools or []
+    choice = request.tool_choice
+    if not tools:
+        if choice is not None and choice != "none":
+            raise InvalidRequestError("`tool_choice` needs `tools`", param="tool_choice")
+        return "text", [], None
+    if choice == "none":
+        return "text", [], None
+    if isinstance(choice, NamedToolChoice):
+        named = [tool for tool in tools if tool.function.name == choice.function.name]
+        if not named:
+            raise InvalidRequestError(
+                f"tool_choice names {choice.function.name!r}, which is not in `tools`", param="tool_choice"
+            )
+        return "call", named[:1], choice.function.name
+    if choice == "required":
+        return "call", tools, None
+    return "auto", tools, None
+
+
+def _completion_prompt(model: PromptModel, prompt: str | list[str | int | list[int]]) -> tuple[list[int], str | None]:
+    """``(tokens, text)``; the text is None when the prompt came as token ids."""
+    single: str | int | list[int] | list[str | int | list[int]] = prompt
+    if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
+        single = prompt[0]  # a batch of one
+    if isinstance(single, str):
+        return _non_empty(model.tokenize_prompt(single)), single
+    if isinstance(single, list) and all(isinstance(item, int) for item in single):
+        return _checked_tokens(model, [item for item in single if isinstance(item, int)]), None
+    raise InvalidRequestError("Only one prompt per request is supported", param="prompt")
+
+
+def _checked_tokens(model: PromptModel, tokens: list[int]) -> list[int]:
+    if any(not 0 <= token < model.n_vocab for token in tokens):
+        raise InvalidRequestError(f"`prompt` holds token ids outside 0..{model.n_vocab - 1}", param="prompt")
+    return _non_empty(tokens)
+
+
+def _non_empty(tokens: list[int]) -> list[int]:
+    if not tokens:
+        raise InvalidRequestError("`prompt` is empty", param="prompt")
+    return tokens
+
+
+def _token_budget(model: PromptModel, prompt_tokens: int, n: int, requested: int | None, *, param: str) -> int:
+    """Tokens each sequence may make: what was asked, clamped to what fits beside the prompt.
+
+    The ``n`` sequences share the prompt's cache cells, so together they need ``prompt + n × new`` cells.
+    """
+    room = model.context_length - prompt_tokens
+    if room < n:
+        raise InvalidRequestError(
+            f"This model's maximum context length is {model.context_length} tokens. However, your "
+            f"{'messages' if param == 'messages' else 'prompt'} resulted in {prompt_tokens} tokens"
+            + (f" and n={n} completions need room for at least {n} more." if n > 1 else "."),
+            param=param,
+            code="context_length_exceeded",
+        )
+    per_sequence = room // n
+    return per_sequence if requested is None else min(requested, per_sequence)
+
+
+class _SamplingFields(Protocol):
+    """The sampling fields that chat and legacy requests share."""
+
+    @property
+    def temperature(self) -> float | None: ...
+
+    @property
+    def top_p(self) -> float | None: ...
+
+    @property
+    def seed(self) -> int | None: ...
+
+    @property
+    def presence_penalty(self) -> float | None: ...
+
+    @property
+    def frequency_penalty(self) -> float | None: ...
+
+    @property
+    def logit_bias(self) -> dict[str, float] | None: ...
+
+
+def _sampling(model: PromptModel, request: _SamplingFields, max_new_tokens: int) -> SamplingConfig:
+    return SamplingConfig(
+        temperature=1.0 if request.temperature is None else request.temperature,
+        top_p=1.0 if request.top_p is None else request.top_p,
+        seed=request.seed,
+        presence_penalty=request.presence_penalty or 0.0,
+        frequency_penalty=request.frequency_penalty or 0.0,
+        logit_bias=parse_logit_bias(request.logit_bias, model.n_vocab),
+        penalty_window=max_new_tokens,
+    )

@@ -1,0 +1,129 @@
+"""Sampling parameters and the llama.cpp sampler chains that apply them, entirely in C.
+
+A chain is ``logit_bias → penalties → grammar → (greedy | temperature → top_p → dist)``. Temperature comes
+before top-p, as in OpenAI's API: the nucleus is taken over the temperature-scaled distribution. Each
+stage is added only when it changes something, so a greedy request pays for an argmax and nothing else.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._protocol import InvalidRequestError
+
+__all__ = ["SamplerChain", "SamplingConfig", "check_grammar", "parse_logit_bias", "sequence_seed"]
+
+_RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: "pick a random seed"
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingConfig:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: Mapping[int, float] = field(default_factory=dict)
+    #: How many generated tokens the penalties look back over (the whole output).
+    penalty_window: int = 0
+
+
+def parse_logit_bias(logit_bias: Mapping[str, float] | None, n_vocab: int) -> dict[int, float]:
+    """OpenAI sends token ids as JSON object keys; each must name a token of this model's vocabulary."""
+    if not logit_bias:
+        return {}
+    parsed: dict[int, float] = {}
+    for key, bias in logit_bias.items():
+        try:
+            token = int(key)
+        except ValueError:
+            token = -1
+        if not 0 <= token < n_vocab:
+            raise InvalidRequestError(
+                f"logit_bias: {key!r} is not a token id of this model (0 to {n_vocab - 1})", param="logit_bias"
+            )
+        parsed[token] = float(bias)
+    return parsed
+
+
+def sequence_seed(seed: int | None, sequence: int) -> int:
+    """A 32-bit seed for one of the ``n`` sequences: reproducible for a given request seed, distinct per sequence."""
+    if seed is None:
+        value = secrets.randbits(32)
+    else:
+        # splitmix64 finaliser: nearby seeds and sequence numbers give unrelated streams.
+        value = (seed * 0x9E3779B97F4A7C15 + sequence * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        value = (value ^ (value >> 31)) & 0xFFFFFFFF
+    return value if value != _RANDOM_SEED else 0
+
+
+def check_grammar(vocab: Any, grammar: str, *, param: str) -> None:
+    """Parse ``grammar`` once so that a bad one is a 400 at prepare time, not a failure mid-stream."""
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+    if not sampler:
+        raise InvalidRequestError("The grammar built from this request could not be parsed", param=param)
+    llama_cpp.llama_sampler_free(sampler)
+
+
+class SamplerChain:
+    """One llama.cpp sampler chain, owned by one sequence of one generation; ``close`` frees it."""
+
+    __slots__ = ("_lib", "pointer")
+
+    def __init__(self, vocab: Any, n_vocab: int, config: SamplingConfig, *, seed: int, grammar: str | None) -> None:
+        import llama_cpp
+
+        self._lib: Any = llama_cpp
+        params = llama_cpp.llama_sampler_chain_default_params()
+        params.no_perf = True
+        self.pointer: Any = llama_cpp.llama_sampler_chain_init(params)
+        try:
+            if config.logit_bias:
+                biases = (llama_cpp.llama_logit_bias * len(config.logit_bias))()
+                for slot, (token, bias) in zip(biases, config.logit_bias.items(), strict=True):
+                    slot.token = token
+                    slot.bias = bias
+                self._add(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(config.logit_bias), biases))
+            if config.presence_penalty or config.frequency_penalty:
+                self._add(
+                    llama_cpp.llama_sampler_init_penalties(
+                        n_vocab,
+                        max(config.penalty_window, 1),
+                        1.0,
+                        config.frequency_penalty,
+                        config.presence_penalty,
+                    )
+                )
+            if grammar is not None:
+                self._add(llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root"))
+            if config.temperature <= 0.0:
+                self._add(llama_cpp.llama_sampler_init_greedy())
+            else:
+                self._add(llama_cpp.llama_sampler_init_temp(config.temperature))
+                if config.top_p < 1.0:
+                    self._add(llama_cpp.llama_sampler_init_top_p(config.top_p, 1))
+                self._add(llama_cpp.llama_sampler_init_dist(seed))
+        except BaseException:
+            self.close()
+            raise
+
+    def _add(self, sampler: Any) -> None:
+        if not sampler:
+            raise RuntimeError("llama.cpp could not create a sampler")
+        self._lib.llama_sampler_chain_add(self.pointer, sampler)
+
+    def accept(self, token: int) -> None:
+        """Record a token that another chain sampled (keeps penalties in step after a chain switch)."""
+        self._lib.llama_sampler_accept(self.pointer, token)
+
+    def close(self) -> None:
+        if self.pointer:
+            self._lib.llama_sampler_free(self.pointer)
+            self.pointer = None

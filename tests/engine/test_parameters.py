@@ -1,0 +1,212 @@
+"""Sampling and output parameters on the real engine: stop, logprobs, logit_bias, penalties, limits, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from chunkwise.engine import InvalidRequestError, LlamaCppEngine
+from chunkwise.types import ChatCompletionChunk
+
+from .support import chat, completion, content_of, finish_reason, run_chat, run_completion
+
+pytestmark = [pytest.mark.engine, pytest.mark.anyio]
+
+
+def token_texts(chunks: list[ChatCompletionChunk]) -> list[str]:
+    return [chunk.choices[0].delta.content for chunk in chunks if chunk.choices[0].delta.content]
+
+
+# --- stop -----------------------------------------------------------------------------------------
+
+
+async def test_a_stop_string_split_across_tokens_never_appears(engine: LlamaCppEngine):
+    reference = await run_chat(engine, chat(max_tokens=24, temperature=0))
+    pieces = token_texts(reference)
+    full = "".join(pieces)
+    # a stop string made of the end of one token and the start of the next
+    for index in range(2, len(pieces) - 1):
+        left, right = pieces[index], pieces[index + 1]
+        if len(left) >= 2 and len(right) >= 2:
+            stop = left[-2:] + right[:2]
+            if full.find(stop) == len("".join(pieces[: index + 1])) - 2:
+                break
+    else:
+        pytest.fail(f"no token boundary to split a stop string across in {pieces!r}")
+
+    chunks = await run_chat(engine, chat(max_tokens=24, temperature=0, stop=["never-seen", stop]))
+    text = content_of(chunks)
+    assert text == full[: full.find(stop)]
+    assert stop not in text
+    assert finish_reason(chunks) == "stop"
+    assert chunks[-1].choices[0].stop_reason == stop
+
+
+async def test_text_held_back_for_a_stop_string_that_never_completes_is_released(engine: LlamaCppEngine):
+    reference = content_of(await run_chat(engine, chat(max_tokens=12, temperature=0)))
+    last_char = reference[-1]
+    chunks = await run_chat(engine, chat(max_tokens=12, temperature=0, stop=last_char + "\u2603never"))
+    assert content_of(chunks) == reference
+    assert finish_reason(chunks) == "length"
+
+
+async def test_a_stop_at_the_very_start_gives_an_empty_answer_with_the_role(engine: LlamaCppEngine):
+    first = token_texts(await run_chat(engine, chat(max_tokens=2, temperature=0)))[0]
+    chunks = await run_chat(engine, chat(max_tokens=8, temperature=0, stop=first))
+    assert content_of(chunks) == ""
+    assert finish_reason(chunks) == "stop"
+    assert chunks[0].choices[0].delta.role == "assistant"
+
+
+# --- logprobs -------------------------------------------------------------------------------------
+
+
+async def test_logprobs_come_with_each_token_and_honour_top_logprobs(engine: LlamaCppEngine):
+    generation = engine.prepare_chat(
+        chat(max_tokens=6, temperature=0, logprobs=True, top_logprobs=3), request_id="x", created=0
+    )
+    chunks = [chunk async for chunk in generation.stream()]
+    entries = [
+        entry for chunk in chunks if chunk.choices[0].logprobs for entry in chunk.choices[0].logprobs.content or []
+    ]
+    assert len(entries) == generation.completion_tokens == 6
+    for entry in entries:
+        assert entry.logprob is not None and entry.logprob <= 0.0
+        assert len(entry.top_logprobs) == 3
+        alternatives = [top.logprob for top in entry.top_logprobs if top.logprob is not None]
+        assert len(alternatives) == 3
+        assert alternatives == sorted(alternatives, reverse=True)
+        assert sum(math.exp(value) for value in alternatives) <= 1.0 + 1e-6
+        # greedy picks the most likely token
+        assert entry.token == entry.top_logprobs[0].token
+        assert entry.logprob == pytest.approx(entry.top_logprobs[0].logprob)
+        assert entry.bytes is not None and bytes(entry.bytes).decode() == entry.token
+    assert "".join(entry.token for entry in entries) == content_of(chunks)
+
+
+async def test_logprobs_without_alternatives(engine: LlamaCppEngine):
+    chunks = await run_chat(engine, chat(max_tokens=2, temperature=0, logprobs=True))
+    entries = [
+        entry for chunk in chunks if chunk.choices[0].logprobs for entry in chunk.choices[0].logprobs.content or []
+    ]
+    assert len(entries) == 2
+    assert all(entry.top_logprobs == [] for entry in entries)
+
+
+async def test_no_logprobs_unless_asked(engine: LlamaCppEngine):
+    chunks = await run_chat(engine, chat(max_tokens=2, temperature=0))
+    assert all(chunk.choices[0].logprobs is None for chunk in chunks)
+
+
+# --- logit_bias and penalties ---------------------------------------------------------------------
+
+
+async def test_logit_bias_can_ban_and_force_tokens(engine: LlamaCppEngine):
+    greedy = content_of(await run_chat(engine, chat(max_tokens=4, temperature=0)))
+    first_token = engine.tokenize(token_texts(await run_chat(engine, chat(max_tokens=1, temperature=0)))[0])
+    assert len(first_token) == 1
+    banned = content_of(
+        await run_chat(engine, chat(max_tokens=4, temperature=0, logit_bias={str(first_token[0]): -100}))
+    )
+    assert banned != greedy
+    assert not banned.startswith(engine.detokenize(first_token))
+
+    (star,) = engine.tokenize("*")
+    forced = await run_chat(engine, chat(max_tokens=5, temperature=0.8, seed=1, logit_bias={str(star): 100}))
+    assert content_of(forced) == "*****"
+
+
+@pytest.mark.parametrize("key", ["not-a-number", "-1", "49152", "1e3"])
+async def test_a_logit_bias_key_that_is_not_a_token_id_is_rejected(engine: LlamaCppEngine, key: str):
+    with pytest.raises(InvalidRequestError) as caught:
+        engine.prepare_chat(chat(logit_bias={key: 1.0}), request_id="x", created=0)
+    assert caught.value.param == "logit_bias"
+
+
+async def test_frequency_and_presence_penalties_break_repetition(engine: LlamaCppEngine):
+    prompt = "cat, cat, cat, cat, cat, cat,"
+
+    async def cats(**penalties: float) -> int:
+        chunks = await run_completion(engine, completion(prompt, max_tokens=12, temperature=0, **penalties))
+        return "".join(chunk.choices[0].text for chunk in chunks).count("cat")
+
+    plain = await cats()
+    assert plain >= 5
+    assert await cats(frequency_penalty=2.0) < plain
+    assert await cats(presence_penalty=2.0) < plain
+    assert await cats(frequency_penalty=-2.0) >= plain
+
+
+# --- limits and context ---------------------------------------------------------------------------
+
+
+async def test_a_prompt_over_the_context_is_rejected_before_it_is_queued(engine: LlamaCppEngine):
+    with pytest.raises(InvalidRequestError) as caught:
+        engine.prepare_chat(chat("hello " * 9000), request_id="x", created=0)
+    assert caught.value.param == "messages"
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.status == 400
+    assert str(engine.context_length) in caught.value.message
+
+
+async def test_max_tokens_beyond_the_context_is_clamped_and_ends_with_length(small_engine: LlamaCppEngine):
+    room = 6
+    prompt = [small_engine.tokenize(" the")[0]] * (small_engine.context_length - room)
+    never_end = {"0": -100.0, "2": -100.0}  # SmolLM2's end-of-generation tokens
+    generation = small_engine.prepare_completion(
+        completion(prompt, max_tokens=1000, temperature=0, logit_bias=never_end), request_id="x", created=0
+    )
+    assert generation.max_new_tokens == room
+    chunks = [chunk async for chunk in generation.stream()]
+    assert generation.completion_tokens == room
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+async def test_n_that_does_not_fit_beside_the_prompt_is_a_context_error(small_engine: LlamaCppEngine):
+    prompt = [small_engine.tokenize(" the")[0]] * (small_engine.context_length - 1)
+    with pytest.raises(InvalidRequestError) as caught:
+        small_engine.prepare_completion(completion(prompt, n=2), request_id="x", created=0)
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.param == "prompt"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"n": 9}, "n"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}]}]},
+            "messages[0].content",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {
+                        "role": "user",
+                        "content": [{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}],
+                    },
+                ]
+            },
+            "messages[1].content",
+        ),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "no-anchors"}},
+                }
+            },
+            "response_format",
+        ),
+    ],
+)
+async def test_values_the_engine_cannot_honour_name_their_parameter(engine: LlamaCppEngine, fields, param):
+    with pytest.raises(InvalidRequestError) as caught:
+        engine.prepare_chat(chat(**fields), request_id="x", created=0)
+    assert caught.value.param == param
+    assert caught.value.status == 400
