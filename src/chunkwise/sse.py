@@ -18,7 +18,7 @@ Three layers, none of which does I/O:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 import msgspec
 
@@ -348,9 +348,17 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
     stream never silently loses a chunk.
     """
 
+    @overload
+    def __init__(
+        self: ChunkStreamDecoder[ChatCompletionChunk], *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE
+    ) -> None: ...
+
+    @overload
+    def __init__(self, chunk_type: type[_ChunkT], *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None: ...
+
     def __init__(
         self,
-        chunk_type: type[_ChunkT] = ChatCompletionChunk,  # type: ignore[assignment]
+        chunk_type: type[Any] = ChatCompletionChunk,
         *,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
     ) -> None:
