@@ -1,0 +1,33 @@
+"""The client side: ``Client`` and ``AsyncClient`` for any OpenAI-compatible server.
+
+>>> import chunkwise
+>>> with chunkwise.Client(base_url="http://127.0.0.1:8000/v1") as client:
+...     with client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Hi"}], stream=True) as s:
+...         print("".join(s.iter_text()))
+"""
+
+from __future__ import annotations
+
+from ._client import AsyncClient, Client
+from ._config import USE_CLIENT_DEFAULT, UseClientDefault
+from ._resources import AsyncChat, AsyncChatCompletions, AsyncModels, Chat, ChatCompletions, Models
+from ._retries import Backoff
+from ._streaming import AsyncStream, Stream
+from ._timeouts import Timeouts
+
+__all__ = [
+    "AsyncChat",
+    "AsyncChatCompletions",
+    "AsyncClient",
+    "AsyncModels",
+    "AsyncStream",
+    "Backoff",
+    "Chat",
+    "ChatCompletions",
+    "Client",
+    "Models",
+    "Stream",
+    "Timeouts",
+    "USE_CLIENT_DEFAULT",
+    "UseClientDefault",
+]

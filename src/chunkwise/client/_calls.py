@@ -1,0 +1,164 @@
+"""One API call, sans I/O: its request, its deadlines and retries, and how its answer is read.
+
+Both clients drive a :class:`Call` through the same steps; only their loops do I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import httpx
+import msgspec
+
+from .._errors import APIConnectionError, APIError, UnexpectedResponseError
+from ..accumulate import accumulate
+from ..types import ChatCompletion, ChatCompletionRequest, Message, ModelList, completion_decoder
+from ._config import USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
+from ._responses import decode_success, is_event_stream, parse_error_body, request_id_of, status_error
+from ._retries import RetryState
+from ._streaming import StreamCore
+from ._timeouts import Deadlines, Timeouts
+
+__all__ = ["Call", "chat_request_body", "read_chat_completion", "read_model_list"]
+
+logger = logging.getLogger("chunkwise.client")
+
+#: The body is already read: what is left is parsing, which no deadline bounds.
+_NO_TIMEOUTS = Timeouts(connect=None, first_chunk=None, idle=None, total=None)
+_REQUEST_FIELDS = frozenset(ChatCompletionRequest.__struct_fields__) - {"model", "messages", "stream"}
+_model_list_decoder = msgspec.json.Decoder(ModelList)
+
+
+def chat_request_body(
+    *,
+    model: str,
+    messages: Iterable[Message | Mapping[str, Any]],
+    stream: bool,
+    params: Mapping[str, Any],
+    extra_body: Mapping[str, Any] | None,
+) -> bytes:
+    """The JSON of a :class:`~chunkwise.types.ChatCompletionRequest` built from keyword arguments."""
+    unknown = params.keys() - _REQUEST_FIELDS
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise TypeError(
+            f"create() got unexpected keyword arguments: {names} (send fields the request type does not "
+            f"know with extra_body=); known fields: {', '.join(sorted(_REQUEST_FIELDS))}"
+        )
+    fields = {"model": model, "messages": list(messages), **params}
+    if stream:
+        fields["stream"] = True
+    try:
+        request = msgspec.convert(fields, ChatCompletionRequest)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"invalid chat completion request: {exc}") from None
+    if not extra_body:
+        return msgspec.json.encode(request)
+    return msgspec.json.encode({**msgspec.to_builtins(request), **extra_body})
+
+
+class Call:
+    """Everything about one API call that is not I/O."""
+
+    __slots__ = ("body", "deadlines", "headers", "method", "path", "retry", "streaming")
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        rng: random.Random,
+        *,
+        method: str,
+        path: str,
+        body: bytes | None,
+        streaming: bool,
+        timeout: Timeouts | float | None | UseClientDefault,
+        max_retries: int | UseClientDefault,
+        extra_headers: Mapping[str, str] | None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.body = body
+        self.streaming = streaming
+        timeouts = config.timeouts if timeout is USE_CLIENT_DEFAULT else Timeouts.coerce(timeout)
+        self.deadlines = Deadlines(timeouts, streaming=streaming)
+        retries = config.max_retries if max_retries is USE_CLIENT_DEFAULT else max_retries
+        self.retry = RetryState(retries, config.backoff, self.deadlines, rng)
+        headers = httpx.Headers(config.headers)
+        headers["accept"] = "text/event-stream" if streaming else "application/json"
+        if body is not None:
+            headers["content-type"] = "application/json"
+        if extra_headers:
+            headers.update(extra_headers)
+        self.headers = headers
+
+    def build_request(self, http: httpx.Client | httpx.AsyncClient, config: ClientConfig) -> httpx.Request:
+        """The request for the next attempt (it carries that attempt's timeouts)."""
+        request = http.build_request(
+            self.method,
+            config.base_url.join(self.path),
+            params=config.query,
+            headers=self.headers,
+            content=self.body,
+        )
+        request.extensions["timeout"] = self.deadlines.transport_timeouts()
+        logger.debug("%s %s", self.method, request.url)
+        return request
+
+    def start_attempt(self) -> None:
+        self.deadlines.start_attempt()
+
+    def delay_before_retry(self, error: APIError) -> float | None:
+        return self.retry.delay_before_retry(error, f"{self.method} {self.path}")
+
+    @contextmanager
+    def translating_errors(self) -> Iterator[None]:
+        """httpx's failures as ours, for the part of an attempt before any chunk was read."""
+        try:
+            yield
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise self.deadlines.connect_expired() from exc
+        except httpx.TimeoutException as exc:
+            raise self.deadlines.expired() from exc
+        except httpx.RequestError as exc:
+            raise APIConnectionError(f"{self.method} {self.path} failed: {exc!r}") from exc
+
+    def headers_arrived(self) -> None:
+        self.deadlines.headers_arrived()
+
+    def streams(self, response: httpx.Response) -> bool:
+        """Whether the response is read as a stream; any other answer is read whole."""
+        return self.streaming and response.is_success and is_event_stream(response)
+
+    def raise_unstreamable(self, response: httpx.Response) -> NoReturn:
+        """Raise the error of a stream request answered with something other than an event stream."""
+        if not response.is_success:
+            raise status_error(response)
+        content_type = response.headers.get("content-type", "none")
+        error = parse_error_body(response.content)
+        detail = f": {error.message}" if error is not None and error.message else ""
+        raise UnexpectedResponseError(
+            f"expected an event stream, got {response.status_code} with content type {content_type}{detail}",
+            response=response,
+            error=error,
+            request_id=request_id_of(response.headers),
+        )
+
+
+def read_model_list(response: httpx.Response) -> ModelList:
+    return decode_success(response, _model_list_decoder)
+
+
+def read_chat_completion(response: httpx.Response) -> ChatCompletion:
+    """The completion in a read response; a server that streamed anyway gets its stream reassembled."""
+    if not (response.is_success and is_event_stream(response)):
+        return decode_success(response, completion_decoder)
+    core = StreamCore(Deadlines(_NO_TIMEOUTS, streaming=True), request_id_of(response.headers))
+    core.receive(response.content)
+    if core.open:
+        core.receive(None)
+    core.raise_failure()
+    return accumulate(core.received)

@@ -1,0 +1,99 @@
+"""Client configuration: what the constructor arguments and the environment resolve to.
+
+The environment is read when a client is constructed, never at import time, and nothing is kept at
+module level.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from ._retries import Backoff
+from ._timeouts import Timeouts
+
+__all__ = [
+    "API_KEY_VARIABLES",
+    "BASE_URL_VARIABLE",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RETRIES",
+    "USE_CLIENT_DEFAULT",
+    "ClientConfig",
+    "UseClientDefault",
+]
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+BASE_URL_VARIABLE = "CHUNKWISE_BASE_URL"
+#: Tried in this order; the first one that is set and not empty wins.
+API_KEY_VARIABLES = ("CHUNKWISE_API_KEY", "ATOMASDK_BEARER_AUTH", "OPENAI_API_KEY")
+DEFAULT_MAX_RETRIES = 2
+
+
+class UseClientDefault(enum.Enum):
+    """The type of :data:`USE_CLIENT_DEFAULT`.
+
+    A per-call ``timeout=None`` means "no timeouts", so "not given" needs a value of its own.
+    """
+
+    USE_CLIENT_DEFAULT = "USE_CLIENT_DEFAULT"
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT = UseClientDefault.USE_CLIENT_DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    #: Always ends with ``/`` so that relative paths join below it.
+    base_url: httpx.URL
+    api_key: str | None
+    headers: httpx.Headers
+    query: httpx.QueryParams
+    timeouts: Timeouts
+    max_retries: int
+    backoff: Backoff
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        base_url: str | httpx.URL | None,
+        api_key: str | None,
+        timeout: Timeouts | float | None,
+        max_retries: int,
+        backoff: Backoff,
+        default_headers: Mapping[str, str] | None,
+        default_query: Mapping[str, str] | None,
+        environ: Mapping[str, str] | None = None,
+    ) -> ClientConfig:
+        env = os.environ if environ is None else environ
+        if max_retries < 0:
+            raise ValueError("max_retries must not be negative")
+        url = httpx.URL(str(base_url) if base_url is not None else env.get(BASE_URL_VARIABLE) or DEFAULT_BASE_URL)
+        if url.scheme not in ("http", "https"):
+            raise ValueError(f"base_url must be an http:// or https:// URL, not {str(url)!r}")
+        if not url.raw_path.endswith(b"/"):
+            url = url.copy_with(raw_path=url.raw_path + b"/")
+        if api_key is None:
+            api_key = next((env[name] for name in API_KEY_VARIABLES if env.get(name)), None)
+        from .. import __version__  # here, not at the top: chunkwise/__init__ imports this package
+
+        headers = httpx.Headers({"user-agent": f"chunkwise/{__version__}"})
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        headers.update(default_headers or {})
+        return cls(
+            base_url=url,
+            api_key=api_key,
+            headers=headers,
+            query=httpx.QueryParams(default_query or {}),
+            timeouts=Timeouts.coerce(timeout),
+            max_retries=max_retries,
+            backoff=backoff,
+        )

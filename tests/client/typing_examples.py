@@ -1,0 +1,52 @@
+"""Checked by mypy (see test_typing.py), never run: what a type checker infers from the client API."""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+import chunkwise
+from chunkwise.types import ChatCompletion, ChatCompletionChunk, ModelList, UserMessage
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+
+
+def sync_client(client: chunkwise.Client, flag: bool) -> None:
+    assert_type(client.chat.completions.create(model="m", messages=MESSAGES), ChatCompletion)
+    assert_type(client.chat.completions.create(model="m", messages=MESSAGES, stream=False), ChatCompletion)
+    stream = client.chat.completions.create(model="m", messages=[UserMessage(content="Hi")], stream=True, max_tokens=5)
+    assert_type(stream, chunkwise.Stream)
+    assert_type(
+        client.chat.completions.create(model="m", messages=MESSAGES, stream=flag), ChatCompletion | chunkwise.Stream
+    )
+    with stream:
+        for chunk in stream:
+            assert_type(chunk, ChatCompletionChunk)
+        for text in stream.iter_text():
+            assert_type(text, str)
+        assert_type(next(stream), ChatCompletionChunk)
+        assert_type(stream.final_completion(), ChatCompletion)
+    assert_type(client.models.list(), ModelList)
+
+
+async def async_client(client: chunkwise.AsyncClient, flag: bool) -> None:
+    assert_type(await client.chat.completions.create(model="m", messages=MESSAGES), ChatCompletion)
+    stream = await client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    assert_type(stream, chunkwise.AsyncStream)
+    assert_type(
+        await client.chat.completions.create(model="m", messages=MESSAGES, stream=flag),
+        ChatCompletion | chunkwise.AsyncStream,
+    )
+    async with stream:
+        async for chunk in stream:
+            assert_type(chunk, ChatCompletionChunk)
+        async for text in stream.iter_text():
+            assert_type(text, str)
+        assert_type(await anext(stream), ChatCompletionChunk)
+        assert_type(await stream.final_completion(), ChatCompletion)
+    assert_type(await client.models.list(), ModelList)
+
+
+def errors(error: chunkwise.APIStatusError, timeout: chunkwise.APITimeoutError) -> None:
+    assert_type(error.status_code, int)
+    assert_type(error.request_id, str | None)
+    assert_type(timeout.deadline, str)
