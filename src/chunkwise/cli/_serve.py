@@ -1,0 +1,231 @@
+"""``chunkwise serve``: load a GGUF model once, then serve it with the OpenAI API under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+import msgspec
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from .._errors import ChunkwiseError
+
+__all__ = ["serve"]
+
+_LOG_LEVELS = ["critical", "error", "warning", "info", "debug"]
+_WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def _client_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses; a wildcard bind address is not one it can connect to."""
+    host = _WILDCARD_HOSTS.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def curl_example(url: str, model_id: str, *, with_key: bool) -> str:
+    """A copy-pasteable curl line that streams a chat completion from the server at ``url``."""
+    body = (
+        '{"model": ' + _json_string(model_id) + ', "messages": [{"role": "user", "content": "Say hello!"}], '
+        '"max_tokens": 64, "stream": true}'
+    )
+    parts = ["curl", "-N", f"{url}/v1/chat/completions", "-H", shlex.quote("Content-Type: application/json")]
+    if with_key:
+        parts += ["-H", '"Authorization: Bearer $CHUNKWISE_API_KEY"']
+    parts += ["-d", shlex.quote(body)]
+    return " ".join(parts)
+
+
+def _json_string(value: str) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _configure_logging(level: str) -> None:
+    from uvicorn.logging import DefaultFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+    logger = logging.getLogger("chunkwise")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+def _load_engine(console: Console, model_path: Path | None, engine_options: dict[str, Any]) -> Any:
+    from ..engine import LlamaCppEngine, default_model_path
+
+    path = model_path or default_model_path()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        progress.add_task(f"Loading {path.name} ...", total=None)
+        # None, not the bundled path: the engine serves its bundled model under the Hugging Face id.
+        engine = LlamaCppEngine(model_path, **engine_options)
+    console.print(
+        Text.assemble("Loaded ", (str(path), "bold"), f" (context {engine.context_length} tokens)"), soft_wrap=True
+    )
+    return engine
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks one).")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A GGUF model file. Default: the bundled SmolLM2-135M-Instruct.",
+)
+@click.option(
+    "--model-id",
+    default=None,
+    help="The id clients send as `model`. Default: HuggingFaceTB/SmolLM2-135M-Instruct for the bundled model, "
+    "else the file name without .gguf.",
+)
+@click.option(
+    "--api-key",
+    envvar="CHUNKWISE_API_KEY",
+    default=None,
+    help="Require `Authorization: Bearer KEY` on /v1/* (env: CHUNKWISE_API_KEY). Default: no authentication.",
+)
+@click.option(
+    "--n-ctx",
+    type=click.IntRange(min=16),
+    default=None,
+    show_default="the model's training context, at most 8192",
+    help="Context length in tokens.",
+)
+@click.option(
+    "--n-threads",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="half the cores for generation, all for prompts",
+    help="CPU threads for generation and prompt evaluation.",
+)
+@click.option(
+    "--queue-size",
+    type=click.IntRange(min=0),
+    default=16,
+    show_default=True,
+    help="Requests that may wait while one generates; more get 429.",
+)
+@click.option(
+    "--keepalive-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=15.0,
+    show_default=True,
+    help="Seconds between SSE keep-alive comments while a stream waits in the queue.",
+)
+@click.option(
+    "--max-body-size",
+    type=click.IntRange(min=1),
+    default=4 * 1024 * 1024,
+    show_default=True,
+    help="Largest request body in bytes; larger ones get 413.",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    default=["*"],
+    show_default=True,
+    help="Origin allowed to call the API from a browser; repeat for several.",
+)
+@click.option(
+    "--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True, help="Server log verbosity."
+)
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log every request.")
+def serve(
+    host: str,
+    port: int,
+    model_path: Path | None,
+    model_id: str | None,
+    api_key: str | None,
+    n_ctx: int | None,
+    n_threads: int | None,
+    queue_size: int,
+    keepalive_interval: float,
+    max_body_size: int,
+    cors_origins: tuple[str, ...],
+    log_level: str,
+    access_log: bool,
+) -> None:
+    """Serve a GGUF model with the OpenAI chat-completions API (streaming and not)."""
+    import uvicorn
+
+    from ..server import ServerSettings, create_app
+
+    console = Console()
+    _configure_logging(log_level)
+    engine_options: dict[str, Any] = {"model_id": model_id, "n_threads": n_threads}
+    if n_ctx is not None:
+        engine_options["n_ctx"] = n_ctx
+    try:
+        settings = ServerSettings(
+            api_key=api_key or None,
+            queue_size=queue_size,
+            keepalive_interval=keepalive_interval,
+            max_body_size=max_body_size,
+            cors_origins=cors_origins,
+        )
+        engine = _load_engine(console, model_path, engine_options)
+    except (ChunkwiseError, ValueError, OSError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+    try:
+        app = create_app(engine, settings)
+        # The app object, not an import string: the model is loaded once, here, and never reloaded.
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=access_log,
+            ws="none",
+            lifespan="off",
+            # Open streams get this long to finish on Ctrl-C before they are cut.
+            timeout_graceful_shutdown=3,
+        )
+        server = uvicorn.Server(config)
+        # On Ctrl-C uvicorn shuts down gracefully, then re-raises the signal it caught.
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve_and_announce(server, console, engine.model_id, with_key=api_key is not None))
+        if not server.started:
+            raise click.ClickException(f"could not listen on {host}:{port}")
+    finally:
+        engine.close()
+    console.print("Stopped.")
+
+
+async def _serve_and_announce(server: Any, console: Console, model_id: str, *, with_key: bool) -> None:
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if server.started:
+        port = server.servers[0].sockets[0].getsockname()[1]
+        url = _client_url(server.config.host, port)
+        # soft_wrap: never break a URL or the curl line, so both can be copied as printed.
+        lines = [
+            Text(),
+            Text.assemble("chunkwise is serving ", (model_id, "bold green"), " at ", (url, "bold cyan")),
+            Text(f"  OpenAPI: {url}/openapi.json   metrics: {url}/metrics   Ctrl-C to stop"),
+            Text("  Try:"),
+            Text("  " + curl_example(url, model_id, with_key=with_key)),
+            Text(),
+        ]
+        for line in lines:
+            console.print(line, soft_wrap=True)
+    await serving

@@ -1,0 +1,11 @@
+"""The OpenAI/Atoma-compatible HTTP server: ``create_app(engine, settings)`` returns a Starlette app.
+
+Run it with any ASGI server; ``chunkwise serve`` runs it under uvicorn with the embedded llama.cpp engine.
+"""
+
+from __future__ import annotations
+
+from ._app import create_app
+from ._settings import ServerSettings
+
+__all__ = ["ServerSettings", "create_app"]

@@ -1,0 +1,86 @@
+"""The app factory: wires the engine, scheduler, metrics and middleware into one Starlette app."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .._errors import ChunkwiseError
+from ..engine._protocol import Engine
+from ._errors import MethodNotAllowedError, NotFoundError, error_response
+from ._metrics import ServerMetrics
+from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, RequestContextMiddleware
+from ._openapi import openapi_document
+from ._routes import Endpoints
+from ._scheduler import Scheduler
+from ._settings import ServerSettings
+
+__all__ = ["create_app"]
+
+
+async def _chunkwise_error(request: Request, exc: Exception) -> Response:
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # The router's own 404 and 405 answers, in the OpenAI error shape and wording.
+    if isinstance(exc, HTTPException) and exc.status_code == 404:
+        return error_response(NotFoundError(f"Invalid URL ({request.method} {request.url.path})."))
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        error = MethodNotAllowedError(
+            f"Method {request.method} is not allowed on {request.url.path}.", headers=dict(exc.headers or {})
+        )
+        return error_response(error)
+    return error_response(exc)
+
+
+def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starlette:
+    """An ASGI app serving ``engine`` with the OpenAI chat-completions API.
+
+    The caller owns ``engine`` (loads it before and closes it after); the app never runs two generations
+    at once. Example::
+
+        engine = LlamaCppEngine()
+        uvicorn.run(create_app(engine, ServerSettings(queue_size=8)))
+    """
+    settings = settings or ServerSettings()
+    metrics = ServerMetrics()
+    scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after)
+    metrics.queue_depth.set_function(lambda: scheduler.queue_depth)
+    openapi = msgspec.json.encode(openapi_document(model_id=engine.model_id, requires_key=settings.api_key is not None))
+    endpoints = Endpoints(engine=engine, settings=settings, scheduler=scheduler, metrics=metrics, openapi=openapi)
+    routes = endpoints.routes()
+
+    middleware = [
+        Middleware(
+            RequestContextMiddleware,
+            metrics=metrics,
+            routes=frozenset(route.path for route in routes if "{" not in route.path),
+        ),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
+            max_age=600,
+        ),
+    ]
+    if settings.api_key is not None:
+        middleware.append(Middleware(BearerAuthMiddleware, api_key=settings.api_key))
+
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={ChunkwiseError: _chunkwise_error, HTTPException: _http_error},
+    )
+    app.state.engine = engine
+    app.state.settings = settings
+    app.state.scheduler = scheduler
+    app.state.metrics = metrics
+    return app

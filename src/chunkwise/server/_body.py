@@ -1,0 +1,77 @@
+"""Reading a JSON request body: bounded while it is read, decoded and validated by msgspec in one pass."""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+import msgspec
+from starlette.requests import Request
+
+from ._errors import BadRequestError, RequestTooLargeError, UnsupportedMediaTypeError
+
+__all__ = ["read_json", "validation_param"]
+
+T = TypeVar("T")
+
+# msgspec ends a validation message with the path of the offending value: "... - at `$.messages[0].role`".
+_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`")
+
+
+def validation_param(error: msgspec.ValidationError) -> tuple[str | None, str]:
+    """The OpenAI ``param`` (``messages[0].role``) named by a msgspec error, and the message without its path."""
+    text = str(error)
+    path = ""
+    match = _PATH.search(text)
+    if match is not None:
+        path = match["path"]
+        text = text[: match.start()]
+    missing = _MISSING.match(text)
+    if missing is not None:
+        path = f"{path}.{missing['field']}"
+    # Dictionary values have no name in the path ("$.logit_bias[...]"); name the dictionary.
+    path = path.replace("[...]", "").lstrip(".")
+    return (path or None), text
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLargeError(limit)
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise RequestTooLargeError(limit)
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _check_content_type(request: Request) -> None:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return  # curl -d without -H and many scripts send none; the body still has to be JSON
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise UnsupportedMediaTypeError(
+            f"Expected a JSON body (Content-Type: application/json), got `{content_type}`.",
+            code="unsupported_media_type",
+        )
+
+
+async def read_json(request: Request, type: type[T], *, limit: int) -> tuple[T, int]:
+    """Decode the body of ``request`` as ``type``; also return the body's size in bytes.
+
+    Every failure is a :class:`ServerError` with the right status.
+    """
+    _check_content_type(request)
+    body = await _read_limited(request, limit)
+    try:
+        return msgspec.json.decode(body, type=type), len(body)
+    except msgspec.ValidationError as exc:
+        param, message = validation_param(exc)
+        raise BadRequestError(f"Invalid request: {message}.", param=param) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequestError(f"The body is not valid JSON: {exc}.", code="invalid_json") from None

@@ -1,0 +1,291 @@
+"""Running one admitted generation and answering with it: an SSE stream, or the reassembled JSON.
+
+:class:`GenerationResponse` is an ASGI response that owns the request from the moment it is admitted to
+the scheduler. While it runs it listens for ``http.disconnect`` on ``receive`` in a sibling task; a
+disconnect cancels the work at once, whether the request is still queued (it leaves the queue) or
+generating (the engine stream is closed, which stops the model within one token, and the engine goes
+to the next request). Polling ``request.is_disconnected()`` between sends would notice nothing while
+the request waits in the queue or while a long prompt is evaluated.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+import anyio
+import msgspec
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from .. import sse
+from ..accumulate import ChatCompletionAccumulator, CompletionAccumulator
+from ..types import ChatCompletion, ChatCompletionChunk, Completion, CompletionUsage
+from ._errors import describe_error, error_response
+from ._metrics import ServerMetrics
+from ._responses import MsgspecResponse
+from ._scheduler import Ticket
+
+__all__ = ["CHAT", "TEXT", "GenerationResponse", "Job", "StreamKind"]
+
+logger = logging.getLogger("chunkwise.server")
+
+ChunkT = TypeVar("ChunkT", ChatCompletionChunk, Completion)
+ChunkT_co = TypeVar("ChunkT_co", ChatCompletionChunk, Completion, covariant=True)
+ChunkT_contra = TypeVar("ChunkT_contra", ChatCompletionChunk, Completion, contravariant=True)
+ResultT = TypeVar("ResultT", ChatCompletion, Completion)
+ResultT_co = TypeVar("ResultT_co", ChatCompletion, Completion, covariant=True)
+
+SSE_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    # nginx buffers proxied responses unless told not to, which would hold back every token.
+    (b"x-accel-buffering", b"no"),
+]
+KEEPALIVE = sse.encode_comment("keep-alive")
+
+
+class Job(Protocol[ChunkT_co]):
+    """What the engine prepared: :class:`~chunkwise.engine.Generation` or ``TextGeneration``."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def completion_tokens(self) -> int: ...
+
+    def stream(self) -> AsyncIterator[ChunkT_co]: ...
+
+
+class Accumulator(Protocol[ChunkT_contra, ResultT_co]):
+    def add(self, chunk: ChunkT_contra, /) -> None: ...
+
+    def result(self) -> ResultT_co: ...
+
+
+@dataclass(frozen=True)
+class StreamKind(Generic[ChunkT, ResultT]):
+    """What differs between chat and legacy text completions."""
+
+    #: The ``endpoint`` label of the metrics.
+    endpoint: str
+    accumulator: Callable[[], Accumulator[ChunkT, ResultT]]
+    usage_chunk: Callable[[str, int, str, CompletionUsage], ChunkT]
+    has_output: Callable[[ChunkT], bool]
+
+
+def _chat_usage_chunk(id: str, created: int, model: str, usage: CompletionUsage) -> ChatCompletionChunk:
+    return ChatCompletionChunk(id=id, created=created, model=model, choices=[], usage=usage)
+
+
+def _chat_has_output(chunk: ChatCompletionChunk) -> bool:
+    for choice in chunk.choices:
+        delta = choice.delta
+        if delta.content or delta.tool_calls or delta.reasoning_text or delta.refusal or delta.function_call:
+            return True
+    return False
+
+
+def _text_usage_chunk(id: str, created: int, model: str, usage: CompletionUsage) -> Completion:
+    return Completion(id=id, created=created, model=model, choices=[], usage=usage)
+
+
+def _text_has_output(piece: Completion) -> bool:
+    return any(choice.text for choice in piece.choices)
+
+
+CHAT: StreamKind[ChatCompletionChunk, ChatCompletion] = StreamKind(
+    "chat", ChatCompletionAccumulator, _chat_usage_chunk, _chat_has_output
+)
+TEXT: StreamKind[Completion, Completion] = StreamKind(
+    "completions", CompletionAccumulator, _text_usage_chunk, _text_has_output
+)
+
+
+class _Stage(enum.Enum):
+    QUEUED = "queued"
+    GENERATING = "generating"
+    FINISHED = "finished"
+
+
+class _ClientGone(Exception):
+    """``send`` failed because the client closed the connection."""
+
+
+class GenerationResponse(Response, Generic[ChunkT, ResultT]):
+    """Waits for the engine, runs ``job`` and answers with its chunks (``stream``) or their reassembly."""
+
+    def __init__(
+        self,
+        *,
+        kind: StreamKind[ChunkT, ResultT],
+        job: Job[ChunkT],
+        ticket: Ticket,
+        stream: bool,
+        include_usage: bool,
+        completion_id: str,
+        created: int,
+        model: str,
+        received_at: float,
+        metrics: ServerMetrics,
+        keepalive_interval: float,
+    ) -> None:
+        # Response.__init__ would render a body up front; this response writes its own.
+        self.status_code = 200
+        self.background = None
+        self._kind: StreamKind[ChunkT, ResultT] = kind
+        self._job: Job[ChunkT] = job
+        self._ticket = ticket
+        self._stream = stream
+        self._include_usage = include_usage
+        self._completion_id = completion_id
+        self._created = created
+        self._model = model
+        self._received_at = received_at
+        self._metrics = metrics
+        self._keepalive_interval = keepalive_interval
+        self._stage = _Stage.QUEUED
+        self._first_output_seen = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        disconnected = False
+        if self._stream:
+            self._metrics.active_streams.inc()
+        try:
+            async with anyio.create_task_group() as task_group:
+
+                async def watch_for_disconnect() -> None:
+                    nonlocal disconnected
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    disconnected = True
+                    task_group.cancel_scope.cancel()
+
+                task_group.start_soon(watch_for_disconnect)
+                try:
+                    if self._stream:
+                        await self._send_stream(send)
+                    else:
+                        await self._send_reassembled(scope, receive, send)
+                except _ClientGone:
+                    disconnected = True
+                task_group.cancel_scope.cancel()
+        finally:
+            self._ticket.release()
+            if self._stream:
+                self._metrics.active_streams.dec()
+        if disconnected and self._stage is not _Stage.FINISHED:
+            self._metrics.cancelled.labels(self._kind.endpoint, self._stage.value).inc()
+            logger.info(
+                "%s: client went away while %s; cancelled after %d completion tokens",
+                self._completion_id,
+                self._stage.value,
+                self._job.completion_tokens,
+            )
+
+    async def _wait_for_engine(self, send: Send | None) -> None:
+        """Wait for the engine; with ``send``, write a keep-alive comment every interval meanwhile."""
+        ticket = self._ticket
+        while not ticket.granted:
+            if send is None:
+                await ticket.wait()
+                break
+            with anyio.move_on_after(self._keepalive_interval):
+                await ticket.wait()
+            if not ticket.granted:
+                await self._send_body(send, KEEPALIVE)
+        self._stage = _Stage.GENERATING
+
+    async def _generate(self, on_chunk: Callable[[ChunkT], Awaitable[None]]) -> BaseException | None:
+        """Run the engine stream to its end; return the exception it failed with, if any.
+
+        The stream is closed in every case, under a shield: a disconnect cancels this task, and the close
+        must still complete so that the model stops and the next request can take the engine.
+        """
+        chunks = self._job.stream()
+        has_output = self._kind.has_output
+        failure: BaseException | None = None
+        try:
+            async for chunk in chunks:
+                if not self._first_output_seen and has_output(chunk):
+                    self._first_output_seen = True
+                    self._metrics.time_to_first_token.labels(self._kind.endpoint).observe(
+                        time.perf_counter() - self._received_at
+                    )
+                await on_chunk(chunk)
+            self._stage = _Stage.FINISHED
+        except _ClientGone:
+            raise
+        except Exception as exc:
+            failure = exc
+            self._stage = _Stage.FINISHED
+            self._metrics.engine_errors.labels(self._kind.endpoint).inc()
+            logger.error("%s: generation failed", self._completion_id, exc_info=exc)
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+            self._ticket.release()
+            self._metrics.prompt_tokens.labels(self._kind.endpoint).inc(self._job.prompt_tokens)
+            self._metrics.generated_tokens.labels(self._kind.endpoint).inc(self._job.completion_tokens)
+        return failure
+
+    def _usage(self) -> CompletionUsage:
+        prompt, completion = self._job.prompt_tokens, self._job.completion_tokens
+        return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+    async def _send_body(self, send: Send, data: bytes, *, more: bool = True) -> None:
+        try:
+            await send({"type": "http.response.body", "body": data, "more_body": more})
+        except OSError as exc:
+            raise _ClientGone from exc
+
+    async def _send_stream(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await self._wait_for_engine(send)
+        model = self._model
+
+        async def send_chunk(chunk: ChunkT) -> None:
+            nonlocal model
+            model = chunk.model or model
+            await self._send_body(send, sse.encode_json(chunk))
+
+        failure = await self._generate(send_chunk)
+        if failure is not None:
+            _, detail, _ = describe_error(failure)
+            await self._send_body(send, sse.encode_error(detail))
+        elif self._include_usage:
+            usage_chunk = self._kind.usage_chunk(self._completion_id, self._created, model, self._usage())
+            await self._send_body(send, sse.encode_json(usage_chunk))
+        await self._send_body(send, sse.DONE, more=False)
+
+    async def _send_reassembled(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._wait_for_engine(None)
+        accumulator = self._kind.accumulator()
+
+        async def add(chunk: ChunkT) -> None:
+            accumulator.add(chunk)
+
+        failure = await self._generate(add)
+        response: Response
+        if failure is not None:
+            response = error_response(failure)
+        else:
+            result = accumulator.result()
+            result = msgspec.structs.replace(
+                result,
+                id=self._completion_id,
+                created=self._created,
+                model=result.model or self._model,
+                usage=self._usage(),
+            )
+            response = MsgspecResponse(result)
+        try:
+            await response(scope, receive, send)
+        except OSError as exc:
+            raise _ClientGone from exc

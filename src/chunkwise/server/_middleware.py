@@ -1,0 +1,84 @@
+"""Pure ASGI middleware (never ``BaseHTTPMiddleware``, which would buffer and hide disconnects).
+
+* :class:`RequestContextMiddleware`, the outermost layer: gives every request an id (the
+  ``x-request-id`` header of every response), counts answers by status, and is the last resort that
+  turns an unexpected exception into a 500 in the error shape instead of a dropped connection.
+* :class:`BearerAuthMiddleware`: ``/v1/*`` needs the API key when one is set. It sits inside the CORS
+  middleware, so browser preflight requests are answered without a key, as browsers never send one.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._errors import AuthenticationError, error_response
+from ._metrics import ServerMetrics
+
+__all__ = ["BearerAuthMiddleware", "RequestContextMiddleware", "new_request_id"]
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: ServerMetrics, routes: frozenset[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        route = scope["path"] if scope["path"] in self.routes else "other"
+        started = False
+
+        async def send_with_context(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                self.metrics.requests.labels(route, str(message["status"])).inc()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_context)
+        except Exception as exc:
+            response = error_response(exc)  # logs it
+            if not started:
+                await response(scope, receive, send_with_context)
+
+
+class BearerAuthMiddleware:
+    def __init__(self, app: ASGIApp, *, api_key: str, protected_prefix: str = "/v1/") -> None:
+        self.app = app
+        self._expected = f"Bearer {api_key}".encode()
+        self._prefix = protected_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self._prefix) or self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        error = AuthenticationError(
+            "Missing or invalid API key: send `Authorization: Bearer <key>`.",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await error_response(error)(scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                candidate = b"Bearer " + token.strip()
+                return scheme.lower() == b"bearer" and secrets.compare_digest(candidate, self._expected)
+        return False

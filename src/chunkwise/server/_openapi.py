@@ -1,0 +1,159 @@
+"""``GET /openapi.json``: an OpenAPI 3.1 document generated from the wire types, never written by hand.
+
+msgspec produces JSON Schema 2020-12 for every Struct, which OpenAPI 3.1 uses as is; this module only
+adds the paths, their status codes and the security scheme around those components.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .. import __version__
+from ..types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    ErrorResponse,
+    Model,
+    ModelList,
+)
+from ._responses import HealthStatus
+
+__all__ = ["openapi_document"]
+
+_REF = "#/components/schemas/{name}"
+
+_ERROR_STATUSES = {
+    "400": "Malformed JSON, a schema violation (`param` names the field) or a prompt over the context.",
+    "401": "Missing or wrong bearer key.",
+    "404": "Unknown model (`model_not_found`).",
+    "413": "The body is over the server's limit.",
+    "415": "The body is not JSON.",
+    "429": "The queue is full; see `Retry-After`.",
+    "500": "The engine failed.",
+}
+
+
+def _ref(struct: type[msgspec.Struct]) -> dict[str, str]:
+    return {"$ref": _REF.format(name=struct.__name__)}
+
+
+def _json(struct: type[msgspec.Struct], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(struct)}}}
+
+
+def _errors(*statuses: str) -> dict[str, Any]:
+    return {status: _json(ErrorResponse, _ERROR_STATUSES[status]) for status in statuses}
+
+
+def _generation(
+    summary: str, request: type[msgspec.Struct], result: type[msgspec.Struct], chunk: type[msgspec.Struct]
+) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
+        "responses": {
+            "200": {
+                "description": (
+                    "With `stream: false`, the whole result. With `stream: true`, server-sent events: each "
+                    "`data:` line holds one chunk, keep-alive comments may come while the request waits, an "
+                    'engine failure arrives as `data: {"error": ...}`, and the stream ends with `data: [DONE]`.'
+                ),
+                "content": {
+                    "application/json": {"schema": _ref(result)},
+                    "text/event-stream": {"schema": _ref(chunk)},
+                },
+            },
+            **_errors("400", "401", "404", "413", "415", "429", "500"),
+        },
+    }
+
+
+def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
+    """The OpenAPI description of this server, with every schema taken from :mod:`chunkwise.types`."""
+    _, schemas = msgspec.json.schema_components(
+        [
+            ChatCompletionRequest,
+            ChatCompletionChunk,
+            ChatCompletion,
+            CompletionRequest,
+            Completion,
+            ModelList,
+            Model,
+            ErrorResponse,
+            HealthStatus,
+        ],
+        ref_template=_REF,
+    )
+    protected: dict[str, Any] = {"security": [{"bearerAuth": []}]} if requires_key else {}
+    paths: dict[str, Any] = {
+        "/v1/chat/completions": {
+            "post": {
+                **_generation("Create a chat completion", ChatCompletionRequest, ChatCompletion, ChatCompletionChunk),
+                "operationId": "createChatCompletion",
+                **protected,
+            }
+        },
+        "/v1/completions": {
+            "post": {
+                **_generation("Create a text completion (legacy)", CompletionRequest, Completion, Completion),
+                "operationId": "createCompletion",
+                **protected,
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "summary": "List the served models",
+                "operationId": "listModels",
+                "responses": {"200": _json(ModelList, "The served models."), **_errors("401")},
+                **protected,
+            }
+        },
+        "/v1/models/{model}": {
+            "get": {
+                "summary": "Describe a served model",
+                "operationId": "retrieveModel",
+                "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json(Model, "The model."), **_errors("401", "404")},
+                **protected,
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Liveness",
+                "operationId": "health",
+                "responses": {"200": _json(HealthStatus, "The server is up and its model is loaded.")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "responses": {"200": {"description": "Text exposition format.", "content": {"text/plain": {}}}},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "responses": {"200": {"description": "OpenAPI 3.1.", "content": {"application/json": {}}}},
+            }
+        },
+    }
+    components: dict[str, Any] = {"schemas": schemas}
+    if requires_key:
+        components["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "chunkwise",
+            "version": __version__,
+            "description": f"OpenAI-compatible streaming chat completions, serving `{model_id}`.",
+        },
+        "paths": paths,
+        "components": components,
+    }

@@ -1,0 +1,141 @@
+"""The HTTP endpoints. Each decodes and checks its request, then hands it to the scheduler and the engine."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..engine._protocol import Engine
+from ..types import ChatCompletionRequest, CompletionRequest, Model, ModelList, StreamOptions
+from ._body import read_json
+from ._errors import ModelNotFoundError
+from ._generation import CHAT, TEXT, GenerationResponse
+from ._metrics import METRICS_CONTENT_TYPE, ServerMetrics
+from ._responses import JSON_MEDIA_TYPE, HealthStatus, MsgspecResponse
+from ._scheduler import Scheduler
+from ._settings import ServerSettings
+
+__all__ = ["Endpoints"]
+
+
+#: Bodies up to this size are prepared (template, tokenization) on the event loop, which takes well under a
+#: millisecond and keeps the time to first token short; a larger prompt could hold the loop for tens of
+#: milliseconds, delaying every other stream, so it is prepared in a worker thread instead.
+INLINE_PREPARE_LIMIT = 64 * 1024
+
+PreparedT = TypeVar("PreparedT")
+
+
+async def _prepare(prepare: Callable[[], PreparedT], body_size: int) -> PreparedT:
+    if body_size <= INLINE_PREPARE_LIMIT:
+        return prepare()
+    return await anyio.to_thread.run_sync(prepare)
+
+
+def _wants_usage(options: StreamOptions | None) -> bool:
+    # Only an explicit true asks for the usage chunk: `{}` or `false` must not (PEERS.md E14).
+    return options is not None and options.include_usage is True
+
+
+class Endpoints:
+    """The routes of one app, sharing its engine, scheduler, metrics and settings."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        settings: ServerSettings,
+        scheduler: Scheduler,
+        metrics: ServerMetrics,
+        openapi: bytes,
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._scheduler = scheduler
+        self._metrics = metrics
+        self._openapi = openapi
+        self._model = Model(id=engine.model_id, created=int(time.time()), owned_by="chunkwise")
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
+            Route("/v1/completions", self.completions, methods=["POST"]),
+            Route("/v1/models", self.list_models, methods=["GET"]),
+            Route("/v1/models/{model:path}", self.retrieve_model, methods=["GET"]),
+            Route("/health", self.health, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+        ]
+
+    def _check_model(self, model: str) -> None:
+        if model != self._engine.model_id:
+            raise ModelNotFoundError(model, self._engine.model_id)
+
+    async def chat_completions(self, request: Request) -> Response:
+        received_at = time.perf_counter()
+        body, size = await read_json(request, ChatCompletionRequest, limit=self._settings.max_body_size)
+        self._check_model(body.model)
+        completion_id = f"chatcmpl-{request.state.request_id}"
+        created = int(time.time())
+        generation = await _prepare(
+            partial(self._engine.prepare_chat, body, request_id=completion_id, created=created), size
+        )
+        return GenerationResponse(
+            kind=CHAT,
+            job=generation,
+            ticket=self._scheduler.admit(),
+            stream=bool(body.stream),
+            include_usage=_wants_usage(body.stream_options),
+            completion_id=completion_id,
+            created=created,
+            model=self._engine.model_id,
+            received_at=received_at,
+            metrics=self._metrics,
+            keepalive_interval=self._settings.keepalive_interval,
+        )
+
+    async def completions(self, request: Request) -> Response:
+        received_at = time.perf_counter()
+        body, size = await read_json(request, CompletionRequest, limit=self._settings.max_body_size)
+        self._check_model(body.model)
+        completion_id = f"cmpl-{request.state.request_id}"
+        created = int(time.time())
+        generation = await _prepare(
+            partial(self._engine.prepare_completion, body, request_id=completion_id, created=created), size
+        )
+        return GenerationResponse(
+            kind=TEXT,
+            job=generation,
+            ticket=self._scheduler.admit(),
+            stream=bool(body.stream),
+            include_usage=_wants_usage(body.stream_options),
+            completion_id=completion_id,
+            created=created,
+            model=self._engine.model_id,
+            received_at=received_at,
+            metrics=self._metrics,
+            keepalive_interval=self._settings.keepalive_interval,
+        )
+
+    async def list_models(self, request: Request) -> Response:
+        return MsgspecResponse(ModelList(data=[self._model]))
+
+    async def retrieve_model(self, request: Request) -> Response:
+        self._check_model(request.path_params["model"])
+        return MsgspecResponse(self._model)
+
+    async def health(self, request: Request) -> Response:
+        return MsgspecResponse(HealthStatus(model=self._engine.model_id))
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self._metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(self._openapi, media_type=JSON_MEDIA_TYPE)

@@ -1,0 +1,42 @@
+"""Server configuration, independent of the engine and of how the server is started."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ServerSettings"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """How :func:`~chunkwise.server.create_app` behaves; every field has a production default.
+
+    Example::
+
+        create_app(engine, ServerSettings(api_key="secret", queue_size=4))
+    """
+
+    #: When set, ``/v1/*`` requires ``Authorization: Bearer <api_key>``.
+    api_key: str | None = None
+    #: Requests that may wait for the engine while one generates; one more gets 429.
+    queue_size: int = 16
+    #: Seconds between SSE keep-alive comments while a streaming request waits for the engine.
+    keepalive_interval: float = 15.0
+    #: Largest accepted request body in bytes; larger bodies get 413 before they are read in full.
+    max_body_size: int = 4 * 1024 * 1024
+    #: The ``Retry-After`` header, in seconds, sent with 429.
+    retry_after: int = 1
+    #: Origins allowed by CORS; ``("*",)`` lets any browser page call the API.
+    cors_origins: tuple[str, ...] = ("*",)
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 0:
+            raise ValueError(f"queue_size must be >= 0, not {self.queue_size}")
+        if self.keepalive_interval <= 0:
+            raise ValueError(f"keepalive_interval must be > 0, not {self.keepalive_interval}")
+        if self.max_body_size < 1:
+            raise ValueError(f"max_body_size must be >= 1, not {self.max_body_size}")
+        if self.retry_after < 0:
+            raise ValueError(f"retry_after must be >= 0, not {self.retry_after}")
+        if self.api_key == "":
+            raise ValueError("api_key must not be empty; pass None to turn authentication off")

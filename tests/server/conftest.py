@@ -1,0 +1,115 @@
+"""Fixtures: the real llama.cpp engine on the bundled model, behind real uvicorn servers on loopback.
+
+The engine loads once per session. Every server runs uvicorn in a background thread on a free port;
+tests talk to it over TCP with real clients (openai-python, httpx), so streaming, keep-alives and
+disconnects happen exactly as in production.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from chunkwise.engine import DEFAULT_MODEL_ID, LlamaCppEngine
+from chunkwise.engine._protocol import Engine
+from chunkwise.server import ServerSettings, create_app
+
+MODEL = DEFAULT_MODEL_ID
+#: Small enough for a context-overflow test to be cheap, large enough for tool and schema prompts.
+N_CTX = 1024
+#: Short, so that keep-alive tests do not wait 15 s.
+KEEPALIVE_INTERVAL = 0.2
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            # A hung stream must fail the test, not the whole CI job.
+            item.add_marker(pytest.mark.timeout(120))
+            if "engine" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.engine)
+
+
+@dataclass
+class RunningServer:
+    url: str
+    app: Starlette
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The current value of one sample from ``GET /metrics`` (0.0 when it has not been created yet)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        return read_metric(text, name, **labels)
+
+
+def read_metric(exposition: str, name: str, **labels: str) -> float:
+    for line in exposition.splitlines():
+        if line.startswith("#"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        sample_name, _, label_text = sample.partition("{")
+        if sample_name != name:
+            continue
+        found = dict(part.split("=", 1) for part in label_text.rstrip("}").split(",") if part)
+        if all(found.get(key) == f'"{value_}"' for key, value_ in labels.items()):
+            return float(value)
+    return 0.0
+
+
+@contextmanager
+def serve(app: Starlette) -> Iterator[RunningServer]:
+    """Run ``app`` under uvicorn on 127.0.0.1 and a free port until the block ends."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="off", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield RunningServer(url=f"http://127.0.0.1:{port}", app=app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[LlamaCppEngine]:
+    engine = LlamaCppEngine(n_ctx=N_CTX)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+@pytest.fixture(scope="session")
+def server(engine: Engine) -> Iterator[RunningServer]:
+    with serve(create_app(engine, ServerSettings(keepalive_interval=KEEPALIVE_INTERVAL))) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def http(server: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def client(server: RunningServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="not-checked", max_retries=0, timeout=60) as client:
+        yield client
