@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -13,10 +13,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..engine._protocol import Engine
-from ..types import ChatCompletionRequest, CompletionRequest, Model, ModelList, StreamOptions
+from ..types import ChatCompletionRequest, CompletionRequest, Model, ModelList
 from ._body import read_json
 from ._errors import ModelNotFoundError
-from ._generation import CHAT, TEXT, GenerationResponse
+from ._generation import CHAT, TEXT, GenerationResponse, StreamKind
 from ._metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from ._responses import JSON_MEDIA_TYPE, HealthStatus, MsgspecResponse
 from ._scheduler import Scheduler
@@ -31,17 +31,13 @@ __all__ = ["Endpoints"]
 INLINE_PREPARE_LIMIT = 64 * 1024
 
 PreparedT = TypeVar("PreparedT")
+RequestT = TypeVar("RequestT", ChatCompletionRequest, CompletionRequest)
 
 
 async def _prepare(prepare: Callable[[], PreparedT], body_size: int) -> PreparedT:
     if body_size <= INLINE_PREPARE_LIMIT:
         return prepare()
     return await anyio.to_thread.run_sync(prepare)
-
-
-def _wants_usage(options: StreamOptions | None) -> bool:
-    # Only an explicit true asks for the usage chunk: `{}` or `false` must not (PEERS.md E14).
-    return options is not None and options.include_usage is True
 
 
 class Endpoints:
@@ -79,43 +75,31 @@ class Endpoints:
             raise ModelNotFoundError(model, self._engine.model_id)
 
     async def chat_completions(self, request: Request) -> Response:
-        received_at = time.perf_counter()
-        body, size = await read_json(request, ChatCompletionRequest, limit=self._settings.max_body_size)
-        self._check_model(body.model)
-        completion_id = f"chatcmpl-{request.state.request_id}"
-        created = int(time.time())
-        generation = await _prepare(
-            partial(self._engine.prepare_chat, body, request_id=completion_id, created=created), size
-        )
-        return GenerationResponse(
-            kind=CHAT,
-            job=generation,
-            ticket=self._scheduler.admit(),
-            stream=bool(body.stream),
-            include_usage=_wants_usage(body.stream_options),
-            completion_id=completion_id,
-            created=created,
-            model=self._engine.model_id,
-            received_at=received_at,
-            metrics=self._metrics,
-            keepalive_interval=self._settings.keepalive_interval,
-        )
+        return await self._generate(request, ChatCompletionRequest, self._engine.prepare_chat, CHAT, "chatcmpl")
 
     async def completions(self, request: Request) -> Response:
+        return await self._generate(request, CompletionRequest, self._engine.prepare_completion, TEXT, "cmpl")
+
+    async def _generate(
+        self,
+        request: Request,
+        body_type: type[RequestT],
+        prepare: Callable[..., Any],
+        kind: StreamKind[Any, Any],
+        id_prefix: str,
+    ) -> Response:
         received_at = time.perf_counter()
-        body, size = await read_json(request, CompletionRequest, limit=self._settings.max_body_size)
+        body, size = await read_json(request, body_type, limit=self._settings.max_body_size)
         self._check_model(body.model)
-        completion_id = f"cmpl-{request.state.request_id}"
+        completion_id = f"{id_prefix}-{request.state.request_id}"
         created = int(time.time())
-        generation = await _prepare(
-            partial(self._engine.prepare_completion, body, request_id=completion_id, created=created), size
-        )
+        generation = await _prepare(partial(prepare, body, request_id=completion_id, created=created), size)
         return GenerationResponse(
-            kind=TEXT,
+            kind=kind,
             job=generation,
             ticket=self._scheduler.admit(),
             stream=bool(body.stream),
-            include_usage=_wants_usage(body.stream_options),
+            include_usage=body.include_usage,
             completion_id=completion_id,
             created=created,
             model=self._engine.model_id,
