@@ -134,6 +134,11 @@ class SSEDecoder:
             self._after_cr = False
             if data[:1] == b"\n":
                 data = data[1:]
+        elif not self._pending and data[-2:] == b"\n\n":
+            # A read that holds whole events and nothing else: what a token server's flushes look like.
+            events = self._plain_data_events(data)
+            if events is not None:
+                return events
         end = max(data.rfind(b"\n"), data.rfind(b"\r"))
         if end < 0:
             if data:
@@ -209,10 +214,15 @@ class SSEDecoder:
             or b"\r" in complete
         ):
             return None
-        payloads: list[bytes] = complete[6:-2].split(b"\n\ndata: ")
-        # Exactly two LFs per event means no LF hides inside an event: each is one `data:` line.
-        if complete.count(b"\n") != 2 * len(payloads):
-            return None
+        newlines = complete.count(b"\n")
+        payloads: list[bytes]
+        if newlines == 2:
+            payloads = [complete[6:-2]]
+        else:
+            payloads = complete[6:-2].split(b"\n\ndata: ")
+            # Exactly two LFs per event means no LF hides inside an event: each is one `data:` line.
+            if newlines != 2 * len(payloads):
+                return None
         if len(complete) > self.max_event_size:
             largest = max(map(len, payloads)) + 1
             if largest > self.max_event_size:

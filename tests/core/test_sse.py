@@ -179,6 +179,12 @@ def test_event_size_limit_on_data() -> None:
     assert info.value.limit == 512
 
 
+@pytest.mark.parametrize("before", [b"", b"data: small\n\n"])
+def test_event_size_limit_on_whole_events_in_one_read(before: bytes) -> None:
+    with pytest.raises(EventTooLargeError):
+        decode_all([before + b"data: " + b"x" * 600 + b"\n\n"], max_event_size=512)
+
+
 def test_event_size_limit_on_a_line_that_never_ends() -> None:
     decoder = SSEDecoder(max_event_size=1024)
     decoder.feed(b"data: ")
