@@ -166,6 +166,8 @@ class LlamaCppEngine:
             raise
         #: The tokens whose keys and values sequence 0 holds in the KV cache, for prefix reuse.
         self._cached_tokens: list[int] = []
+        #: How much of that prefix was evaluated in the canonical batch grouping (see ``_evaluate_prompt``).
+        self._canonical_end = 0
         #: The cancel flag of the generation on the worker, so that ``close`` can stop it.
         self._running: set[threading.Event] = set()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunkwise-llama")
@@ -329,33 +331,51 @@ class LlamaCppEngine:
         return sequences
 
     def _evaluate_prompt(self, prompt: Sequence[int], cancel: threading.Event) -> bool:
-        """Bring sequence 0 to the end of ``prompt``, reusing the cached prefix; False if cancelled."""
+        """Bring sequence 0 to the end of ``prompt``, reusing the cached prefix; False if cancelled.
+
+        llama.cpp's results depend on how tokens are grouped into batches (a batch of one takes another
+        kernel than a batch of 40), and greedy decoding of a small model flips on such last-bit
+        differences. So every prompt is evaluated with one canonical grouping, whatever the cache holds:
+        batches that start at multiples of ``n_batch``, then the last prompt token alone. A cached prefix is
+        reused only up to a point where the grouping that produced it agrees with the canonical one, so a
+        request gives the same text whether it arrives first or repeats an earlier prompt.
+        """
         cached = self._cached_tokens
-        reusable = min(len(cached), len(prompt) - 1)  # the last prompt token is always decoded, for its logits
+        last = len(prompt) - 1  # the last prompt token is always decoded alone, for its logits
         common = 0
-        while common < reusable and cached[common] == prompt[common]:
+        limit = min(len(cached), last)
+        while common < limit and cached[common] == prompt[common]:
             common += 1
-        if common < len(cached):
-            if not self._lib.llama_memory_seq_rm(self._memory, 0, common, -1):
+        if common == last and self._canonical_end == last:
+            reuse = last
+        else:
+            reuse = min(common, self._canonical_end) // self._n_batch * self._n_batch
+        if reuse < len(cached):
+            if not self._lib.llama_memory_seq_rm(self._memory, 0, reuse, -1):
                 self._lib.llama_memory_clear(self._memory, True)
-                common = 0
-            del cached[common:]
-        tokens, positions, n_seq_ids, seq_ids, logits = self._batch_fields
-        for start in range(common, len(prompt), self._n_batch):
+                reuse = 0
+            del cached[reuse:]
+        starts = [*range(reuse, last, self._n_batch), last]
+        for start, end in zip(starts, [*starts[1:], len(prompt)], strict=True):
             if cancel.is_set():
+                self._canonical_end = min(self._canonical_end, len(cached))
                 return False
-            part = prompt[start : start + self._n_batch]
-            for index, token in enumerate(part):
-                tokens[index] = token
-                positions[index] = start + index
-                n_seq_ids[index] = 1
-                seq_ids[index][0] = 0
-                logits[index] = 0
-            logits[len(part) - 1] = 1
-            self._batch.n_tokens = len(part)
-            self._decode_batch()
-            cached.extend(part)
+            self._decode_prompt_part(prompt[start:end], start)
+            cached.extend(prompt[start:end])
+        self._canonical_end = last
         return True
+
+    def _decode_prompt_part(self, part: Sequence[int], start: int) -> None:
+        tokens, positions, n_seq_ids, seq_ids, logits = self._batch_fields
+        for index, token in enumerate(part):
+            tokens[index] = token
+            positions[index] = start + index
+            n_seq_ids[index] = 1
+            seq_ids[index][0] = 0
+            logits[index] = 0
+        logits[len(part) - 1] = 1
+        self._batch.n_tokens = len(part)
+        self._decode_batch()
 
     def _decode(
         self, plan: DecodePlan[ChunkT], sequences: list[_Sequence], emit: Emit[ChunkT], cancel: threading.Event
@@ -446,6 +466,7 @@ class LlamaCppEngine:
     def _forget_cache(self) -> None:
         """After a failure the KV cache's contents are unknown: start the next request from nothing."""
         self._cached_tokens.clear()
+        self._canonical_end = 0
         if self._memory:
             self._lib.llama_memory_clear(self._memory, True)
 
