@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ._chat import chat, models
 from ._serve import serve
 
 __all__ = ["main"]
@@ -20,3 +21,5 @@ def main() -> None:
 
 
 main.add_command(serve)
+main.add_command(chat)
+main.add_command(models)
