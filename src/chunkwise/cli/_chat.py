@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import click
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 
 from .._errors import APIConnectionError, APITimeoutError, ChunkwiseError
 from ..accumulate import ChatCompletionAccumulator
@@ -61,6 +62,14 @@ class RemoteChat:
         self._client.close()
 
 
+async def _next_chunk(chunks: AsyncIterator[ChatCompletionChunk]) -> ChatCompletionChunk | None:
+    return await anext(chunks, None)
+
+
+async def _close(chunks: AsyncIterator[ChatCompletionChunk]) -> None:
+    await chunks.aclose()  # type: ignore[attr-defined]
+
+
 class LocalChat:
     """Runs the embedded llama.cpp engine in this process; no server, no sockets."""
 
@@ -70,7 +79,9 @@ class LocalChat:
         self.where = "the embedded engine"
         self._engine = LlamaCppEngine(model_path)
         self.model = self._engine.model_id
-        self._loop = asyncio.new_event_loop()
+        # asyncio.Runner turns Ctrl-C into cancelling the awaited step, which stops the decode within a token;
+        # a bare run_until_complete would leave the generator running and unclosable.
+        self._runner = asyncio.Runner()
         self._count = 0
 
     @contextmanager
@@ -86,11 +97,8 @@ class LocalChat:
         chunks = generation.stream()
 
         def step() -> Iterator[ChatCompletionChunk]:
-            while True:
-                try:
-                    yield self._loop.run_until_complete(anext(chunks))
-                except StopAsyncIteration:
-                    break
+            while (chunk := self._runner.run(_next_chunk(chunks))) is not None:
+                yield chunk
             # The engine yields no usage chunk (the server adds it), so make one from its exact counts.
             yield ChatCompletionChunk(
                 id=f"chatcmpl-local-{self._count}",
@@ -106,11 +114,11 @@ class LocalChat:
             yield step()
         finally:
             # Stops the decode within one token when the answer is interrupted.
-            self._loop.run_until_complete(chunks.aclose())  # type: ignore[attr-defined]
+            self._runner.run(_close(chunks))
 
     def close(self) -> None:
+        self._runner.close()
         self._engine.close()
-        self._loop.close()
 
 
 Backend = RemoteChat | LocalChat
@@ -125,7 +133,8 @@ class Conversation:
         self.system = system
         self.as_json = as_json
         self.history: list[Message] = []
-        self.out = Console(highlight=False, markup=False, soft_wrap=True)
+        # Model text is printed as it is: no markup, and no `:smile:` codes turned into emoji.
+        self.out = Console(highlight=False, markup=False, emoji=False, soft_wrap=True)
         self.err = Console(stderr=True, highlight=False)
 
     def messages(self) -> list[Message]:
@@ -138,6 +147,7 @@ class Conversation:
         accumulator = ChatCompletionAccumulator()
         started = time.perf_counter()
         first_token: float | None = None
+        pieces = 0
         interrupted = False
         try:
             with self.backend.stream(self.messages(), self.options) as chunks:
@@ -150,6 +160,7 @@ class Conversation:
                     for choice in chunk.choices:
                         if choice.index == 0 and choice.delta.content:
                             first_token = first_token or time.perf_counter()
+                            pieces += 1
                             self.out.print(choice.delta.content, end="")
         except KeyboardInterrupt:
             interrupted = True
@@ -159,18 +170,26 @@ class Conversation:
         if not self.as_json:
             self.out.print("")
         self.history.append({"role": "assistant", "content": answer or ""})
-        self._report(started, first_token, finished, completion.usage, interrupted)
+        # A stopped answer has no usage chunk; on llama.cpp servers each content piece is one token.
+        tokens = completion.usage.completion_tokens if completion.usage is not None else pieces
+        self._report(started, first_token, finished, tokens, completion.usage, interrupted)
 
     def _report(
-        self, started: float, first_token: float | None, finished: float, usage: CompletionUsage | None, stopped: bool
+        self,
+        started: float,
+        first_token: float | None,
+        finished: float,
+        tokens: int,
+        usage: CompletionUsage | None,
+        stopped: bool,
     ) -> None:
         parts = []
         if stopped:
             parts.append("stopped")
         if first_token is not None:
             parts.append(f"first token {1000 * (first_token - started):.0f} ms")
-            if usage is not None and finished > first_token and usage.completion_tokens > 1:
-                parts.append(f"{(usage.completion_tokens - 1) / (finished - first_token):.1f} tokens/s")
+            if finished > first_token and tokens > 1:
+                parts.append(f"{(tokens - 1) / (finished - first_token):.1f} tokens/s")
         if usage is not None:
             parts.append(
                 f"usage {usage.prompt_tokens} prompt + {usage.completion_tokens} completion = {usage.total_tokens}"
@@ -179,9 +198,10 @@ class Conversation:
 
 
 def repl(conversation: Conversation) -> None:
+    backend = conversation.backend
     conversation.err.print(
-        f"[bold]chunkwise chat[/bold] with {conversation.backend.model} at {conversation.backend.where}. "
-        "/system TEXT, /reset, /exit; Ctrl-C stops an answer, Ctrl-D leaves."
+        f"[bold]chunkwise chat[/bold] with {escape(backend.model)} at {escape(backend.where)}."
+        " /system TEXT, /reset, /exit; Ctrl-C stops an answer, Ctrl-D leaves."
     )
     while True:
         try:
@@ -207,7 +227,12 @@ def repl(conversation: Conversation) -> None:
         elif line.startswith("/"):
             conversation.err.print(f"unknown command {line.split()[0]}; try /system TEXT, /reset or /exit")
         else:
-            conversation.ask(line)
+            try:
+                conversation.ask(line)
+            except ChunkwiseError as exc:
+                # A full queue or an overlong history ends this answer, not the session.
+                conversation.history.pop()
+                conversation.err.print(f"error: {escape(str(exc))}")
 
 
 @contextmanager
