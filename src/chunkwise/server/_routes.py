@@ -18,6 +18,7 @@ from ._body import read_json
 from ._errors import ModelNotFoundError
 from ._generation import CHAT, TEXT, GenerationResponse, StreamKind
 from ._metrics import METRICS_CONTENT_TYPE, ServerMetrics
+from ._playground import playground
 from ._responses import JSON_MEDIA_TYPE, HealthStatus, MsgspecResponse
 from ._scheduler import Scheduler
 from ._settings import ServerSettings
@@ -68,6 +69,7 @@ class Endpoints:
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
+            Route("/", playground, methods=["GET"]),
         ]
 
     def _check_model(self, model: str) -> None:
