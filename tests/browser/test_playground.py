@@ -18,7 +18,7 @@ import pytest
 
 from chunkwise.engine import LlamaCppEngine
 from chunkwise.server import ServerSettings, create_app
-from tests.server.conftest import KEEPALIVE_INTERVAL, N_CTX, RunningServer, serve
+from tests.server.conftest import KEEPALIVE_INTERVAL, RunningServer, serve
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Request
@@ -45,15 +45,6 @@ def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; CI must run the browser tests (scripts/setup --test installs Chromium)")
     pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[LlamaCppEngine]:
-    engine = LlamaCppEngine(n_ctx=N_CTX)
-    try:
-        yield engine
-    finally:
-        engine.close()
 
 
 @pytest.fixture(scope="module")

@@ -32,13 +32,9 @@ MAX_TOKENS = "12"
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    engine = LlamaCppEngine(n_ctx=1024)
-    try:
-        with serve(create_app(engine, ServerSettings())) as running:
-            yield running
-    finally:
-        engine.close()
+def server(engine: LlamaCppEngine) -> Iterator[RunningServer]:
+    with serve(create_app(engine, ServerSettings())) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)

@@ -20,13 +20,11 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from chunkwise.engine import DEFAULT_MODEL_ID, LlamaCppEngine
+from chunkwise.engine import DEFAULT_MODEL_ID
 from chunkwise.engine._protocol import Engine
 from chunkwise.server import ServerSettings, create_app
 
 MODEL = DEFAULT_MODEL_ID
-#: Small enough for a context-overflow test to be cheap, large enough for tool and schema prompts.
-N_CTX = 1024
 #: Short, so that keep-alive tests do not wait 15 s.
 KEEPALIVE_INTERVAL = 0.2
 
@@ -86,15 +84,6 @@ def serve(app: Starlette) -> Iterator[RunningServer]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[LlamaCppEngine]:
-    engine = LlamaCppEngine(n_ctx=N_CTX)
-    try:
-        yield engine
-    finally:
-        engine.close()
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,9 @@ from chunkwise.engine import LlamaCppEngine
 from chunkwise.engine._protocol import Generation, TextGeneration
 from chunkwise.server import ServerSettings, create_app
 from chunkwise.types import ChatCompletionChunk, ChatCompletionRequest, CompletionRequest
+from tests.conftest import N_CTX
 
-from .conftest import MODEL, N_CTX, RunningServer, serve
+from .conftest import MODEL, RunningServer, serve
 from .test_stream_shape import data_payloads
 
 HELLO: list[Any] = [{"role": "user", "content": "Say hello."}]
