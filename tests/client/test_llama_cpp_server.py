@@ -13,8 +13,9 @@ import anyio
 import pytest
 
 import chunkwise
+from chunkwise.engine import default_model_path
 
-from .servers import bundled_model, free_port, subprocess_server
+from .servers import free_port, subprocess_server
 
 pytestmark = pytest.mark.engine
 
@@ -27,7 +28,7 @@ GREEDY: dict[str, Any] = {"max_tokens": 8, "temperature": 0.0, "seed": 1}
 def llama_server() -> Iterator[str]:
     pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
     port = free_port()
-    args = ["-m", "llama_cpp.server", "--model", str(bundled_model()), "--host", "127.0.0.1", "--port", str(port)]
+    args = ["-m", "llama_cpp.server", "--model", str(default_model_path()), "--host", "127.0.0.1", "--port", str(port)]
     args += ["--n_ctx", "512", "--n_threads", "1", "--verbose", "False"]
     with subprocess_server(args, port=port, health_path="/v1/models") as url:
         yield url + "/v1"
