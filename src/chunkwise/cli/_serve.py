@@ -105,22 +105,29 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     "--n-ctx",
     type=click.IntRange(min=16),
     default=None,
-    show_default="the model's training context, at most 8192",
-    help="Context length in tokens.",
+    show_default="the model's training context, at most 2048",
+    help="Context length of one sequence (prompt plus output) in tokens; each running sequence has its own.",
 )
 @click.option(
     "--n-threads",
     type=click.IntRange(min=1),
     default=None,
-    show_default="half the cores for generation, all for prompts",
+    show_default="one per core",
     help="CPU threads for generation and prompt evaluation.",
+)
+@click.option(
+    "--max-running",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Sequences decoded together (a request with n=4 counts 4); more requests wait in the queue.",
 )
 @click.option(
     "--queue-size",
     type=click.IntRange(min=0),
     default=16,
     show_default=True,
-    help="Requests that may wait while one generates; more get 429.",
+    help="Requests that may wait for room in the engine; more get 429.",
 )
 @click.option(
     "--keepalive-interval",
@@ -156,6 +163,7 @@ def serve(
     api_key: str | None,
     n_ctx: int | None,
     n_threads: int | None,
+    max_running: int,
     queue_size: int,
     keepalive_interval: float,
     max_body_size: int,
@@ -170,13 +178,14 @@ def serve(
 
     console = Console()
     _configure_logging(log_level)
-    engine_options: dict[str, Any] = {"model_id": model_id, "n_threads": n_threads}
+    engine_options: dict[str, Any] = {"model_id": model_id, "n_threads": n_threads, "max_sequences": max_running}
     if n_ctx is not None:
         engine_options["n_ctx"] = n_ctx
     try:
         settings = ServerSettings(
             api_key=api_key or None,
             queue_size=queue_size,
+            max_running=max_running,
             keepalive_interval=keepalive_interval,
             max_body_size=max_body_size,
             cors_origins=cors_origins,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import threading
 import time
 from collections import deque
@@ -125,8 +126,8 @@ class _Job(Generic[ChunkT]):
     def __init__(
         self, plan: DecodePlan[ChunkT], emit: Emit[ChunkT], cancel: threading.Event, release: Callable[[], None]
     ) -> None:
-        self.plan = plan
-        self.emit = emit
+        self.plan: DecodePlan[ChunkT] = plan
+        self.emit: Emit[ChunkT] = emit
         self.cancel = cancel
         #: Resolves the submitter's future: called once, after the job has let go of its sequences.
         self.release = release
@@ -146,10 +147,8 @@ def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> 
             future.set_result(None)
 
     def release() -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for this any more
             loop.call_soon_threadsafe(resolve)
-        except RuntimeError:  # the loop is closed: nobody waits for this any more
-            pass
 
     return release
 

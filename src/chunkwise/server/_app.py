@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .._errors import ChunkwiseError
-from ..engine._protocol import Engine
+from ..engine._protocol import BatchingEngine, Engine
 from ._errors import MethodNotAllowedError, NotFoundError, error_response
 from ._metrics import ServerMetrics
 from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, RequestContextMiddleware
@@ -42,16 +42,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starlette:
     """An ASGI app serving ``engine`` with the OpenAI chat-completions API.
 
-    The caller owns ``engine`` (loads it before and closes it after); the app never runs two generations
-    at once. Example::
+    The caller owns ``engine`` (loads it before and closes it after). The app runs as many sequences at once
+    as ``settings.max_running`` allows (by default what a batching engine decodes together, else one).
+    Example::
 
         engine = LlamaCppEngine()
         uvicorn.run(create_app(engine, ServerSettings(queue_size=8)))
     """
     settings = settings or ServerSettings()
     metrics = ServerMetrics()
-    scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after)
+    capacity = settings.max_running
+    if capacity is None:
+        capacity = engine.max_running if isinstance(engine, BatchingEngine) else 1
+    scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after, capacity=capacity)
     metrics.queue_depth.set_function(lambda: scheduler.queue_depth)
+    metrics.watch_engine(engine)
     openapi = msgspec.json.encode(openapi_document(model_id=engine.model_id, requires_key=settings.api_key is not None))
     endpoints = Endpoints(engine=engine, settings=settings, scheduler=scheduler, metrics=metrics, openapi=openapi)
     routes = endpoints.routes()

@@ -18,8 +18,11 @@ class ServerSettings:
 
     #: When set, ``/v1/*`` requires ``Authorization: Bearer <api_key>``.
     api_key: str | None = None
-    #: Requests that may wait for the engine while one generates; one more gets 429.
+    #: Requests that may wait for room in the engine; one more gets 429.
     queue_size: int = 16
+    #: Sequences that run at once (a request with ``n=4`` counts 4). ``None``: the engine's own ``max_running``
+    #: for a :class:`~chunkwise.engine.BatchingEngine`, else 1.
+    max_running: int | None = None
     #: Seconds between SSE keep-alive comments while a streaming request waits for the engine.
     keepalive_interval: float = 15.0
     #: Largest accepted request body in bytes; larger bodies get 413 before they are read in full.
@@ -32,6 +35,8 @@ class ServerSettings:
     def __post_init__(self) -> None:
         if self.queue_size < 0:
             raise ValueError(f"queue_size must be >= 0, not {self.queue_size}")
+        if self.max_running is not None and self.max_running < 1:
+            raise ValueError(f"max_running must be >= 1, not {self.max_running}")
         if self.keepalive_interval <= 0:
             raise ValueError(f"keepalive_interval must be > 0, not {self.keepalive_interval}")
         if self.max_body_size < 1:
