@@ -33,8 +33,8 @@ from ._llama import LlamaCppEngine
 from ._protocol import BatchingEngine, Engine, Generation, InvalidRequestError, TextGeneration
 
 __all__ = [
-    "DEFAULT_MODEL_ID",
     "BatchingEngine",
+    "DEFAULT_MODEL_ID",
     "Engine",
     "Generation",
     "InvalidRequestError",

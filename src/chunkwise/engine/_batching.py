@@ -9,9 +9,9 @@ Each step of :class:`StepLoop`:
    a sequence that nobody uses keeps its tokens as a prefix cache until it is the least recently used;
 3. decodes one token of every running sequence of every request in a single ``llama_decode`` and samples
    each with its own sampler chain;
-4. evaluates at most ``prefill_chunk`` prompt tokens of the requests still reading their prompt, in
-   separate decodes (never mixed into the step's batch), so a long prompt delays the running streams by
-   at most one piece per step; a prompt's last piece yields its first token right away.
+4. evaluates a few pieces of at most ``prefill_chunk`` prompt tokens of the requests still reading their
+   prompt, in separate decodes (never mixed into the step's batch), so a long prompt delays the running
+   streams by a bounded amount per step; a prompt's last token yields its first output token at once.
 
 Every sequence owns one KV stream (the context is not unified), which keeps each sequence's arithmetic
 independent of its company: greedy output is the same alone, among others, and after a prefix copy. A
@@ -81,11 +81,13 @@ class BatchingStats:
 class _Slot:
     """One llama.cpp sequence id with its own KV stream; ``tokens`` is exactly what that stream holds."""
 
-    __slots__ = ("id", "last_used", "owner", "tokens")
+    __slots__ = ("canonical_end", "id", "last_used", "owner", "tokens")
 
     def __init__(self, seq_id: int) -> None:
         self.id = seq_id
         self.tokens: list[int] = []
+        #: How many of ``tokens`` were evaluated in the canonical prompt grouping (see ``StepLoop._admit``).
+        self.canonical_end = 0
         self.owner: _Job[Any] | None = None
         self.last_used = 0
 
@@ -173,6 +175,9 @@ class StepLoop:
         self._memory: Any = lib.llama_get_memory(ctx)
         self._n_vocab = n_vocab
         self._prefill_chunk = prefill_chunk
+        #: Prompt tokens evaluated per step at most (give or take one piece): a few pieces, so that short
+        #: prompts arriving together all start within a step or two.
+        self._prefill_budget = 4 * prefill_chunk
         self._batch: Any = lib.llama_batch_init(max(n_batch, sequences), 0, 1)
         self._batch_fields = (
             self._batch.token,
@@ -270,14 +275,13 @@ class StepLoop:
         decoding = [sequence for job in self._active for sequence in job.running]
         if decoding:
             self._decode_step(decoding)
-        budget = self._prefill_chunk
+        budget = self._prefill_budget
         for job in [job for job in self._active if not job.prompt_done]:
-            if budget <= 0:
-                break
-            try:
-                budget -= self._prefill_piece(job, budget)
-            except Exception as exc:
-                self._finish(job, exc, clear=True)
+            while budget > 0 and job in self._active and not job.prompt_done:
+                try:
+                    budget -= self._prefill_piece(job)
+                except Exception as exc:
+                    self._finish(job, exc, clear=True)
         self.stats.running_sequences = sum(len(job.sequences) for job in self._active)
         self.stats.kv_cells_used = sum(len(slot.tokens) for slot in self._slots)
         return len(decoding)
@@ -289,21 +293,21 @@ class StepLoop:
         job.sequences = self._start_sequences(plan)
         self._active.append(job)
         free = [slot for slot in self._slots if slot.owner is None]
-        # The last prompt token is always decoded, for the logits of the first output token.
-        limit = len(plan.prompt) - 1
-        primary = max(free, key=lambda slot: (_common_prefix(slot.tokens, plan.prompt, limit), -slot.last_used))
-        reuse = _common_prefix(primary.tokens, plan.prompt, limit)
-        source = max(self._slots, key=lambda slot: _common_prefix(slot.tokens, plan.prompt, limit))
-        shared = _common_prefix(source.tokens, plan.prompt, limit)
+        primary = max(free, key=lambda slot: (self._reusable(slot, plan.prompt), -slot.last_used))
+        reuse = self._reusable(primary, plan.prompt)
+        source = max(self._slots, key=lambda slot: self._reusable(slot, plan.prompt))
+        shared = self._reusable(source, plan.prompt)
         if shared > reuse:
             # Streams are separate buffers, so llama.cpp copies the whole stream; the tail is cut below.
             self._lib.llama_memory_seq_cp(self._memory, source.id, primary.id, -1, -1)
             primary.tokens = source.tokens[:shared]
+            primary.canonical_end = source.canonical_end
             reuse = shared
         if reuse < len(primary.tokens) and not self._lib.llama_memory_seq_rm(self._memory, primary.id, reuse, -1):
             self._lib.llama_memory_seq_rm(self._memory, primary.id, -1, -1)
             reuse = 0
         del primary.tokens[reuse:]
+        primary.canonical_end = min(primary.canonical_end, reuse)
         if reuse:
             self.stats.prefix_cache_hits += 1
             self.stats.prefix_cache_tokens += reuse
@@ -311,6 +315,23 @@ class StepLoop:
         for sequence, slot in zip(job.sequences, [primary, *others], strict=False):
             slot.owner = job
             sequence.slot = slot
+
+    def _reusable(self, slot: _Slot, prompt: Sequence[int]) -> int:
+        """How much of ``slot``'s tokens a request for ``prompt`` can keep.
+
+        llama.cpp's results depend on how prompt tokens are grouped into decodes, and greedy decoding of a
+        small model flips on such last-bit differences. So every prompt is evaluated in one canonical
+        grouping: pieces on a grid of ``prefill_chunk`` positions, then the last prompt token alone (for
+        its logits). Cached tokens are reused only up to a point where the grouping that produced them
+        agrees with the canonical one: a grid point, or the last prompt token when the whole prompt before
+        it was evaluated canonically. Generated tokens were decoded one by one, so a conversation's earlier
+        answer is reused only up to the grid point before it.
+        """
+        last = len(prompt) - 1
+        common = _common_prefix(slot.tokens, prompt, last)
+        if common == last and slot.canonical_end >= last:
+            return last
+        return min(common, slot.canonical_end) // self._prefill_chunk * self._prefill_chunk
 
     def _start_sequences(self, plan: DecodePlan[ChunkT]) -> list[_Sequence]:
         sequences: list[_Sequence] = []
@@ -348,13 +369,14 @@ class StepLoop:
 
     # --- decoding -----------------------------------------------------------------------------------
 
-    def _prefill_piece(self, job: _Job[Any], budget: int) -> int:
-        """Evaluate up to ``budget`` more prompt tokens of ``job``; returns how many."""
+    def _prefill_piece(self, job: _Job[Any]) -> int:
+        """Evaluate the next canonical piece of ``job``'s prompt (see ``_reusable``); returns its size."""
         prompt = job.plan.prompt
         primary = job.sequences[0].slot
         assert primary is not None
         start = len(primary.tokens)
-        end = min(len(prompt), start + budget)
+        last = len(prompt) - 1
+        end = len(prompt) if start == last else min(last, (start // self._prefill_chunk + 1) * self._prefill_chunk)
         tokens, positions, n_seq_ids, seq_ids, logits = self._batch_fields
         for index in range(end - start):
             tokens[index] = prompt[start + index]
@@ -366,6 +388,7 @@ class StepLoop:
         self._batch.n_tokens = end - start
         self._decode_batch()
         primary.tokens.extend(prompt[start:end])
+        primary.canonical_end = len(primary.tokens)
         if end == len(prompt):
             self._start_output(job, primary)
         return end - start

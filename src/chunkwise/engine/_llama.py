@@ -11,8 +11,10 @@ Design, in the order a request meets it:
   the model computes, and the worker never waits for the loop.
 * Each sequence has its own KV stream (``kv_unified = False``) of :attr:`context_length` cells. That is what
   makes greedy output batch-invariant: measured on this build, a sequence's logits are bitwise the same
-  alone or among others, whatever the prompt grouping, and after a prefix copy; with one unified cache
-  they are not, because the cells' placement changes the attention sums.
+  whether its decode step carries 0 or 7 other sequences, and after a prefix copy; with one unified cache
+  they are not, because the cells' placement changes the attention sums. Prompts are still evaluated in
+  one canonical grouping (see ``StepLoop._reusable``), since the grouping of a prompt's own tokens does
+  change the result.
 * Sampling is llama.cpp's C sampler chain (:mod:`._sampling`), one per sequence; Python touches the logits
   only when log-probabilities are requested.
 """
@@ -65,7 +67,8 @@ class LlamaCppEngine:
     other file is served under ``model_id`` or, by default, its file name without ``.gguf``. ``n_ctx`` is
     the context of one sequence (prompt plus output), by default the model's training context, at most
     2048 tokens. ``max_sequences`` sequences run at once (a request with ``n=4`` takes 4); more requests
-    wait inside the engine. ``prefill_chunk`` bounds the prompt tokens evaluated between two decode steps.
+    wait inside the engine. ``prefill_chunk`` is the size of the pieces prompts are evaluated in between
+    decode steps (and the grid on which cached prefixes are reused).
     ``n_threads`` sets both generation and prompt threads, by default one per core.
     """
 
@@ -78,7 +81,7 @@ class LlamaCppEngine:
         n_threads: int | None = None,
         max_sequences: int = 8,
         n_batch: int = 512,
-        prefill_chunk: int = 256,
+        prefill_chunk: int = 64,
         n_gpu_layers: int = 0,
         verbose: bool = False,
     ) -> None:
