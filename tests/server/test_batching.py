@@ -90,7 +90,7 @@ def test_eight_greedy_requests_together_answer_as_they_do_alone(server: RunningS
 
 def test_requests_join_and_leave_a_running_batch(server: RunningServer) -> None:
     # Different lengths, started one after another: each joins while others run and leaves on its own.
-    requests = [body(topic, max_tokens=6 + 4 * index, logit_bias=NO_EOS) for index, topic in enumerate(TOPICS[:5])]
+    requests = [body(topic, max_tokens=4 + 3 * index, logit_bias=NO_EOS) for index, topic in enumerate(TOPICS[:5])]
     alone = [answer(server.url, request) for request in requests]
     assert all_at_once(server.url, requests, stagger=0.15) == alone
     assert eventually(lambda: server.metric("chunkwise_running_sequences") == 0)

@@ -5,13 +5,15 @@ Each step of :class:`StepLoop`:
 1. drops the requests whose consumer went away (their sequences are free for the next request at once);
 2. admits waiting requests, first come first served, while enough sequences are free (a request with
    ``n=4`` needs 4), and gives each the free sequence whose KV stream shares the longest prefix with its
-   prompt, or copies that prefix from whichever sequence holds more of it (``llama_memory_seq_cp``);
-   a sequence that nobody uses keeps its tokens as a prefix cache until it is the least recently used;
+   prompt (a sequence that nobody uses keeps its tokens as a prefix cache until it is the least recently
+   used one);
 3. decodes one token of every running sequence of every request in a single ``llama_decode`` and samples
    each with its own sampler chain;
 4. evaluates a few pieces of at most ``prefill_chunk`` prompt tokens of the requests still reading their
    prompt, in separate decodes (never mixed into the step's batch), so a long prompt delays the running
    streams by a bounded amount per step; a prompt's last token yields its first output token at once.
+   Before each piece, a longer prefix of the prompt held by any other sequence is copied in
+   (``llama_memory_seq_cp``), so requests arriving together with one system prompt evaluate it once.
 
 Every sequence owns one KV stream (the context is not unified), which keeps each sequence's arithmetic
 independent of its company: greedy output is the same alone, among others, and after a prefix copy. A
@@ -295,14 +297,6 @@ class StepLoop:
         free = [slot for slot in self._slots if slot.owner is None]
         primary = max(free, key=lambda slot: (self._reusable(slot, plan.prompt), -slot.last_used))
         reuse = self._reusable(primary, plan.prompt)
-        source = max(self._slots, key=lambda slot: self._reusable(slot, plan.prompt))
-        shared = self._reusable(source, plan.prompt)
-        if shared > reuse:
-            # Streams are separate buffers, so llama.cpp copies the whole stream; the tail is cut below.
-            self._lib.llama_memory_seq_cp(self._memory, source.id, primary.id, -1, -1)
-            primary.tokens = source.tokens[:shared]
-            primary.canonical_end = source.canonical_end
-            reuse = shared
         if reuse < len(primary.tokens) and not self._lib.llama_memory_seq_rm(self._memory, primary.id, reuse, -1):
             self._lib.llama_memory_seq_rm(self._memory, primary.id, -1, -1)
             reuse = 0
@@ -374,6 +368,7 @@ class StepLoop:
         prompt = job.plan.prompt
         primary = job.sequences[0].slot
         assert primary is not None
+        self._copy_longer_prefix(primary, prompt)
         start = len(primary.tokens)
         last = len(prompt) - 1
         end = len(prompt) if start == last else min(last, (start // self._prefill_chunk + 1) * self._prefill_chunk)
@@ -392,6 +387,25 @@ class StepLoop:
         if end == len(prompt):
             self._start_output(job, primary)
         return end - start
+
+    def _copy_longer_prefix(self, primary: _Slot, prompt: Sequence[int]) -> None:
+        """Copy in the longest reusable prefix of ``prompt`` that any other sequence holds, if it is longer.
+
+        Checked before every piece, not only at admission, so that requests with a common system prompt that
+        arrive together evaluate it once: the first one's pieces are copied by the others as they come.
+        """
+        source = max(self._slots, key=lambda slot: self._reusable(slot, prompt))
+        shared = self._reusable(source, prompt)
+        if source is primary or shared <= len(primary.tokens):
+            return
+        # Streams are separate buffers, so llama.cpp copies the whole stream; the tail is cut right after.
+        self._lib.llama_memory_seq_cp(self._memory, source.id, primary.id, -1, -1)
+        if not self._lib.llama_memory_seq_rm(self._memory, primary.id, shared, -1):
+            raise EngineError("llama.cpp could not trim a copied prefix")
+        primary.tokens = source.tokens[:shared]
+        primary.canonical_end = min(source.canonical_end, shared)
+        self.stats.prefix_cache_hits += 1
+        self.stats.prefix_cache_tokens += shared
 
     def _start_output(self, job: _Job[Any], primary: _Slot) -> None:
         """The prompt is in: copy it to the other ``n - 1`` sequences and sample every first token."""
