@@ -357,6 +357,7 @@ class StepLoop:
                 if clear:
                     self._lib.llama_memory_seq_rm(self._memory, slot.id, -1, -1)
                     slot.tokens.clear()
+                    slot.canonical_end = 0
         job.sequences = job.running = []
         job.emit(WorkerDone(error))
         job.release()
@@ -414,6 +415,7 @@ class StepLoop:
             assert slot is not None
             self._lib.llama_memory_seq_cp(self._memory, primary.id, slot.id, -1, -1)
             slot.tokens = list(primary.tokens)
+            slot.canonical_end = primary.canonical_end
         emitted: list[Emitted[Any]] = [
             item for sequence in job.sequences if (item := sequence.writer.start()) is not None
         ]
