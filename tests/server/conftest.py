@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 
 from chunkwise.engine import DEFAULT_MODEL_ID
 from chunkwise.engine._protocol import Engine
-from chunkwise.server import ServerSettings, create_app
+from chunkwise.server import ServerSettings, create_app, h11_protocol
 
 MODEL = DEFAULT_MODEL_ID
 #: Short, so that keep-alive tests do not wait 15 s.
@@ -68,7 +68,14 @@ def read_metric(exposition: str, name: str, **labels: str) -> float:
 def serve(app: Starlette) -> Iterator[RunningServer]:
     """Run ``app`` under uvicorn on 127.0.0.1 and a free port until the block ends."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="off", timeout_graceful_shutdown=2
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        http=h11_protocol(header_timeout=app.state.settings.header_timeout),
+        ws="none",
+        lifespan="off",
+        timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)

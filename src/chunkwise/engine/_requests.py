@@ -22,7 +22,7 @@ from ..types import (
 )
 from ._choices import ChatChoiceWriter, ChoiceWriter, ChunkHeader, ChunkT, TextChoiceWriter, ToolMode
 from ._grammar import json_object_grammar, json_schema_grammar, tool_call_grammar
-from ._prompt import TemplateMessage, template_messages, tool_instructions
+from ._prompt import TemplateMessage, prompt_segments, template_messages, tool_instructions
 from ._protocol import InvalidRequestError
 from ._sampling import SamplingConfig, parse_logit_bias
 
@@ -50,6 +50,8 @@ class PromptModel(Protocol):
     def render_chat(self, messages: list[TemplateMessage]) -> str: ...
 
     def tokenize_prompt(self, text: str) -> list[int]: ...
+
+    def tokenize(self, text: str, *, parse_special: bool = True) -> list[int]: ...
 
     def detokenize(self, tokens: Sequence[int]) -> str: ...
 
@@ -104,8 +106,7 @@ def plan_chat(
         grammar = json_schema_grammar(request.response_format.json_schema.schema)
         model.check_grammar(grammar, param="response_format")
 
-    prompt_text = model.render_chat(template_messages(request.messages, system_suffix=system_suffix))
-    prompt = model.tokenize_prompt(prompt_text)
+    prompt = _chat_prompt(model, template_messages(request.messages, system_suffix=system_suffix))
     max_new_tokens = _token_budget(model, len(prompt), n, request.output_token_limit, param="messages")
     stops = request.stop_sequences
     header = ChunkHeader(id=request_id, created=created, model=model.model_id)
@@ -181,6 +182,17 @@ def plan_completion(
         top_logprobs=top_logprobs,
         make_writers=make_writers,
     )
+
+
+def _chat_prompt(model: PromptModel, messages: list[TemplateMessage]) -> list[int]:
+    """Prompt tokens in which only the template's own text can produce control tokens."""
+    tokens: list[int] = []
+    for text, is_content in prompt_segments(model.render_chat, messages):
+        tokens += model.tokenize(text, parse_special=not is_content)
+    start = model.tokenize_prompt("")  # [BOS] when the model wants one
+    if start and tokens[:1] != start:
+        tokens = start + tokens
+    return tokens
 
 
 def _choice_count(model: PromptModel, n: int | None) -> int:

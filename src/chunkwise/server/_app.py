@@ -6,7 +6,6 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,7 +13,7 @@ from .._errors import ChunkwiseError
 from ..engine._protocol import Engine
 from ._errors import MethodNotAllowedError, NotFoundError, error_response
 from ._metrics import ServerMetrics
-from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, RequestContextMiddleware
+from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, CORSMiddleware, RequestContextMiddleware
 from ._openapi import openapi_document
 from ._routes import Endpoints
 from ._scheduler import Scheduler

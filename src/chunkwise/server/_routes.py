@@ -108,6 +108,7 @@ class Endpoints:
             received_at=received_at,
             metrics=self._metrics,
             keepalive_interval=self._settings.keepalive_interval,
+            write_timeout=self._settings.write_timeout,
         )
 
     async def list_models(self, request: Request) -> Response:
