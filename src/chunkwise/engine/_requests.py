@@ -47,6 +47,9 @@ class PromptModel(Protocol):
     @property
     def max_sequences(self) -> int: ...
 
+    @property
+    def document_start_token(self) -> int: ...
+
     def render_chat(self, messages: list[TemplateMessage]) -> str: ...
 
     def tokenize_prompt(self, text: str) -> list[int]: ...
@@ -78,7 +81,7 @@ class DecodePlan(Generic[ChunkT]):
 def plan_chat(
     model: PromptModel, request: ChatCompletionRequest, *, request_id: str, created: int
 ) -> DecodePlan[ChatCompletionChunk]:
-    if request.functions is not None or request.function_call is not None:
+    if request.functions is not None or request.function_call not in (None, "none"):
         raise InvalidRequestError(
             "The legacy `functions` parameter is not supported; describe them as `tools` instead",
             param="functions" if request.functions is not None else "function_call",
@@ -231,6 +234,8 @@ def _completion_prompt(model: PromptModel, prompt: str | list[str | int | list[i
     single: str | int | list[int] | list[str | int | list[int]] = prompt
     if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
         single = prompt[0]  # a batch of one
+    if single == "":
+        return [model.document_start_token], ""
     if isinstance(single, str):
         return _non_empty(model.tokenize_prompt(single)), single
     if isinstance(single, list) and all(isinstance(item, int) for item in single):

@@ -38,10 +38,8 @@ def parse_logit_bias(logit_bias: Mapping[str, float] | None, n_vocab: int) -> di
         return {}
     parsed: dict[int, float] = {}
     for key, bias in logit_bias.items():
-        try:
-            token = int(key)
-        except ValueError:
-            token = -1
+        # Plain ASCII digits only: int() would also take " 1", "1_0" and "١".
+        token = int(key) if key.isascii() and key.isdigit() else -1
         if not 0 <= token < n_vocab:
             raise InvalidRequestError(
                 f"logit_bias: {key!r} is not a token id of this model (0 to {n_vocab - 1})", param="logit_bias"
