@@ -12,6 +12,7 @@ from starlette.responses import Response
 from .._errors import ChunkwiseError
 from ..engine._protocol import Engine
 from ._errors import MethodNotAllowedError, NotFoundError, error_response
+from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
 from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, CORSMiddleware, RequestContextMiddleware
 from ._openapi import openapi_document
@@ -48,6 +49,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
         uvicorn.run(create_app(engine, ServerSettings(queue_size=8)))
     """
     settings = settings or ServerSettings()
+    quiet_stalled_responses()
     metrics = ServerMetrics()
     scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after)
     metrics.queue_depth.set_function(lambda: scheduler.queue_depth)

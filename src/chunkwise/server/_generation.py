@@ -17,6 +17,7 @@ for this side in any case: its worker hands chunks over without blocking (see
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import logging
 import time
@@ -37,9 +38,28 @@ from ._metrics import ServerMetrics
 from ._responses import MsgspecResponse
 from ._scheduler import Ticket
 
-__all__ = ["CHAT", "TEXT", "GenerationResponse", "Job", "StreamKind"]
+__all__ = ["CHAT", "TEXT", "GenerationResponse", "Job", "StreamKind", "quiet_stalled_responses"]
 
 logger = logging.getLogger("chunkwise.server")
+
+#: Set in the request's task when its response was cut for a stalled client; uvicorn then reports the
+#: unfinished response from the same task (and so the same context), which is expected, not an error.
+_cut_for_stall: contextvars.ContextVar[bool] = contextvars.ContextVar("chunkwise_cut_for_stall", default=False)
+_UNFINISHED_RESPONSE = "ASGI callable returned without completing response."
+
+
+class _StalledResponseFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_cut_for_stall.get() and record.getMessage() == _UNFINISHED_RESPONSE)
+
+
+_stalled_response_filter = _StalledResponseFilter()
+
+
+def quiet_stalled_responses() -> None:
+    """Keep uvicorn from logging an error for a response this module cut on purpose (idempotent)."""
+    logging.getLogger("uvicorn.error").addFilter(_stalled_response_filter)
+
 
 ChunkT = TypeVar("ChunkT", ChatCompletionChunk, Completion)
 ChunkT_co = TypeVar("ChunkT_co", ChatCompletionChunk, Completion, covariant=True)
@@ -213,6 +233,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
             if self._stream:
                 self._metrics.active_streams.dec()
         if stalled:
+            _cut_for_stall.set(True)
             self._metrics.stalled.labels(self._kind.endpoint).inc()
             logger.info(
                 "%s: client read nothing for %g s while %s; cancelled after %d completion tokens",
