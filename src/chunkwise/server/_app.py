@@ -46,7 +46,10 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
     at once. Example::
 
         engine = LlamaCppEngine()
-        uvicorn.run(create_app(engine, ServerSettings(queue_size=8)))
+        settings = ServerSettings(queue_size=8)
+        uvicorn.run(create_app(engine, settings), http=h11_protocol(header_timeout=settings.header_timeout))
+
+    (``http=`` adds the header timeout and error-shaped 400s of :mod:`._protocol`; any ASGI server works.)
     """
     settings = settings or ServerSettings()
     quiet_stalled_responses()
