@@ -18,6 +18,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.generation import GenerationMode
 
 from .conftest import MODEL
 
@@ -35,14 +36,32 @@ FUZZ_SETTINGS = settings(
 
 
 def openapi_body_strategy(document: dict[str, Any], path: str) -> st.SearchStrategy[Any]:
+    """Bodies that follow the document (positive) and bodies that break it on purpose (negative)."""
     operation = schemathesis.openapi.from_dict(document)[path]["POST"]
-    return operation.as_strategy().map(lambda case: case.body)
+    modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    return st.one_of(*(operation.as_strategy(generation_mode=mode) for mode in modes)).map(lambda case: case.body)
 
 
 @pytest.fixture(scope="module")
 def document(http: httpx.Client) -> dict[str, Any]:
     loaded: dict[str, Any] = http.get("/openapi.json").json()
     return loaded
+
+
+def schema_format(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+
+
+#: Fields from the red-team report of issue #9, mixed into drawn bodies so that the fuzzer tries them too.
+HOSTILE_FIELDS: list[dict[str, Any]] = [
+    {},
+    {"response_format": schema_format({"type": "array", "items": {"type": "integer"}, "maxItems": 100000})},
+    {"response_format": schema_format({"type": "integer", "minimum": 5, "maximum": 2})},
+    {"logit_bias": {" 1": 1, "1_0": 2, "١": 3}},
+    {"function_call": {}},
+]
+#: An unknown field nested deeper than any recursion limit.
+DEEP = b', "junk": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 
 
 def cheap(body: dict[str, Any], use_served_model: bool) -> dict[str, Any]:
@@ -81,11 +100,19 @@ def check_answer(http: httpx.Client, response: httpx.Response) -> None:
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
 def test_fuzzed_bodies_from_the_openapi_document(http: httpx.Client, document: dict[str, Any], path: str) -> None:
     @FUZZ_SETTINGS
-    @given(body=openapi_body_strategy(document, path), use_served_model=st.booleans())
-    def fuzz(body: Any, use_served_model: bool) -> None:
+    @given(
+        body=openapi_body_strategy(document, path),
+        use_served_model=st.booleans(),
+        hostile=st.sampled_from(HOSTILE_FIELDS),
+        deep=st.booleans(),
+    )
+    def fuzz(body: Any, use_served_model: bool, hostile: dict[str, Any], deep: bool) -> None:
         if isinstance(body, dict):
-            body = cheap(body, use_served_model)
-        check_answer(http, http.post(path, json=body))
+            body = {**cheap(body, use_served_model), **hostile}
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        if deep and isinstance(body, dict) and body:
+            content = content[:-1] + DEEP
+        check_answer(http, http.post(path, content=content, headers={"content-type": "application/json"}))
 
     fuzz()
 
