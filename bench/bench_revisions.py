@@ -22,9 +22,7 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.bench_server import (
+from bench_server import (  # bench/ is on sys.path when this file runs as a script
     StreamResult,
     chunkwise_command,
     free_port,
