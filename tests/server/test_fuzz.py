@@ -148,6 +148,8 @@ def number_schemas(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def string_schemas(draw: st.DrawFn) -> dict[str, Any]:
+    if draw(st.integers(0, 3)) == 0:
+        return {"type": "string", "format": draw(st.sampled_from(["date", "time", "date-time", "uuid"]))}
     if draw(st.booleans()):
         pattern = draw(st.sampled_from(["^[a-z]{1,4}$", "^[A-Z][0-9]+$", "x(ab|cd)?y", "^\\d{2}-\\w{1,3}$", "[^a-z]"]))
         return {"type": "string", "pattern": pattern}
@@ -217,7 +219,8 @@ def test_every_finished_structured_output_validates(http: httpx.Client) -> None:
         choice = response.json()["choices"][0]
         if choice["finish_reason"] == "stop":
             output = json.loads(choice["message"]["content"])
-            jsonschema.validate(output, schema, cls=jsonschema.Draft202012Validator)
+            validator = jsonschema.Draft202012Validator
+            jsonschema.validate(output, schema, cls=validator, format_checker=validator.FORMAT_CHECKER)
             finished.append(output)
 
     check()

@@ -161,6 +161,7 @@ def test_deep_nesting_in_an_unknown_field_is_a_400(http: httpx.Client, depth: in
         {"type": "object", "required": ["b"]},
         {"type": "number", "exclusiveMinimum": -2.5, "maximum": 3},
         {"type": "string", "pattern": "^[A-Z][a-z]{2,6}-[0-9]{3}$"},
+        {"type": "array", "items": {"type": "string", "format": "date"}, "minItems": 1, "maxItems": 2},
         {
             "type": "object",
             "properties": {"a": {"type": "string", "minLength": 2, "maxLength": 4}, "b": {"type": "boolean"}},
@@ -176,8 +177,10 @@ def test_json_schema_outputs_validate(http: httpx.Client, schema: dict[str, Any]
     assert response.status_code == 200, response.text
     finished = [choice for choice in response.json()["choices"] if choice["finish_reason"] == "stop"]
     assert finished, "no choice finished within the budget"
+    validator = jsonschema.Draft202012Validator
     for choice in finished:
-        jsonschema.validate(json.loads(choice["message"]["content"]), schema)
+        output = json.loads(choice["message"]["content"])
+        jsonschema.validate(output, schema, cls=validator, format_checker=validator.FORMAT_CHECKER)
 
 
 @pytest.mark.parametrize(

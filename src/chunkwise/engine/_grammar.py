@@ -10,8 +10,8 @@ it sits, never a keyword silently ignored.
 Enforced: ``type`` (one or a list), ``enum``, ``const``, ``properties``, ``required``,
 ``additionalProperties``, ``items``, ``prefixItems``, ``minItems``/``maxItems``, ``minLength``/``maxLength``,
 ``pattern`` (a safe subset, :mod:`._pattern`), ``minimum``/``maximum``/``exclusiveMinimum``/
-``exclusiveMaximum``, ``anyOf``, a one-element ``allOf``, and local ``$ref`` (``$defs``/``definitions``,
-recursion included). Annotations (``title``, ``description``, ``default``, ...) are ignored, as JSON Schema
+``exclusiveMaximum``, ``format`` (``date``, ``time``, ``date-time``, ``uuid``), ``anyOf``, a one-element
+``allOf``, and local ``$ref`` (``$defs``/``definitions``, recursion included). Annotations (``title``, ``description``, ``default``, ...) are ignored, as JSON Schema
 says they should be.
 
 Repetition bounds are capped at :data:`MAX_REPEAT`: llama.cpp quietly turns a bound above 2000 into "no
@@ -104,16 +104,23 @@ _UNSUPPORTED = frozenset(
         "minContains",
         "maxContains",
         "multipleOf",
-        "format",
         "additionalItems",
         "$dynamicRef",
         "$recursiveRef",
         "contentSchema",
     }
 )
+#: String formats and the GBNF of their content. Days stop at 28 and times carry a "Z", so that every value
+#: is valid however strictly a checker reads RFC 3339 (a February 30th never comes out).
+_FORMATS = {
+    "date": '[0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | "1" [0-9] | "2" [0-8])',
+    "time": '([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,6})? "Z"',
+    "uuid": '[0-9a-f]{8} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{12}',
+}
+_FORMATS["date-time"] = f'{_FORMATS["date"]} "T" {_FORMATS["time"]}'
 _OBJECT_KEYS = frozenset({"properties", "required", "additionalProperties"})
 _ARRAY_KEYS = frozenset({"items", "prefixItems", "minItems", "maxItems", "uniqueItems"})
-_STRING_KEYS = frozenset({"minLength", "maxLength", "pattern"})
+_STRING_KEYS = frozenset({"minLength", "maxLength", "pattern", "format"})
 _NUMBER_KEYS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
 _TYPED_KEYS = {"object": _OBJECT_KEYS, "array": _ARRAY_KEYS, "string": _STRING_KEYS, "number": _NUMBER_KEYS}
 
@@ -405,6 +412,14 @@ class _Compiler:
         high = self._count(schema, "maxLength", pointer, None)
         if high is not None and low > high:
             raise _SchemaError("`minLength` is greater than `maxLength`", f"{pointer}/minLength")
+        if "format" in schema:
+            content = _FORMATS.get(schema["format"]) if isinstance(schema["format"], str) else None
+            if content is None:
+                supported = ", ".join(sorted(_FORMATS))
+                raise _SchemaError(f"the format {schema['format']!r} is not supported ({supported} are)", pointer)
+            if {"minLength", "maxLength", "pattern"} & schema.keys():
+                raise _SchemaError("`format` together with `minLength`/`maxLength`/`pattern` is not supported", pointer)
+            return self.add(f'"\\"" {self.add(content)} "\\"" ws')
         if "pattern" in schema:
             if "minLength" in schema or "maxLength" in schema:
                 raise _SchemaError("`pattern` together with `minLength`/`maxLength` is not supported", pointer)
