@@ -11,8 +11,8 @@ Enforced: ``type`` (one or a list), ``enum``, ``const``, ``properties``, ``requi
 ``additionalProperties``, ``items``, ``prefixItems``, ``minItems``/``maxItems``, ``minLength``/``maxLength``,
 ``pattern`` (a safe subset, :mod:`._pattern`), ``minimum``/``maximum``/``exclusiveMinimum``/
 ``exclusiveMaximum``, ``format`` (``date``, ``time``, ``date-time``, ``uuid``), ``anyOf``, a one-element
-``allOf``, and local ``$ref`` (``$defs``/``definitions``, recursion included). Annotations (``title``, ``description``, ``default``, ...) are ignored, as JSON Schema
-says they should be.
+``allOf``, and local ``$ref`` (``$defs``/``definitions``, recursion included). Annotations (``title``,
+``description``, ``default``, ...) are ignored, as JSON Schema says they should be.
 
 Repetition bounds are capped at :data:`MAX_REPEAT`: llama.cpp quietly turns a bound above 2000 into "no
 bound", and very large expansions are exactly what crashed its parser. Tool calls are wrapped in a fixed
