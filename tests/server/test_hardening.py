@@ -173,7 +173,7 @@ def test_deep_nesting_in_an_unknown_field_is_a_400(http: httpx.Client, depth: in
 def test_json_schema_outputs_validate(http: httpx.Client, schema: dict[str, Any]) -> None:
     import jsonschema
 
-    response = chat(http, n=2, temperature=1.2, seed=11, max_tokens=32, response_format=schema_format(schema))
+    response = chat(http, n=2, temperature=0.8, seed=11, max_tokens=48, response_format=schema_format(schema))
     assert response.status_code == 200, response.text
     finished = [choice for choice in response.json()["choices"] if choice["finish_reason"] == "stop"]
     assert finished, "no choice finished within the budget"
