@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -52,7 +53,7 @@ def test_autoscaling_options_are_numbers() -> None:
         ({"replicas": 0}, "replicas must be >= 1"),
     ],
 )
-def test_deployment_settings_are_checked(fields: dict[str, int], message: str) -> None:
+def test_deployment_settings_are_checked(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RayDeploymentSettings(address="local", **fields)
 
