@@ -112,6 +112,26 @@ def test_concurrent_streams_spread_over_both_replicas(ray_server: RayServer) -> 
     assert len([count for count in served.values() if count > 0]) == 2, served
 
 
+def test_requests_that_share_a_prompt_prefix_stay_on_one_replica(ray_server: RayServer) -> None:
+    systems = [f"You are assistant {name}. Answer in one word. " * 8 for name in ("Alpha", "Bravo")]
+    placements: dict[str, set[str]] = {system: set() for system in systems}
+    for index in range(6):
+        system = systems[index % 2]
+        before = ray_server.replica_samples("chunkwise_ray_replica_requests_total")
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": f"Question {index}?"}],
+            "max_tokens": 2,
+        }
+        assert httpx.post(f"{ray_server.url}/v1/chat/completions", json=body, timeout=60).status_code == 200
+        after = ray_server.replica_samples("chunkwise_ray_replica_requests_total")
+        [replica] = [name for name in after if after[name] != before.get(name, 0)]
+        placements[system].add(replica)
+    # Each prefix kept its replica, and the two prefixes went to different replicas (fewest prefixes first).
+    assert [len(replicas) for replicas in placements.values()] == [1, 1]
+    assert placements[systems[0]] != placements[systems[1]]
+
+
 def test_a_disconnect_cancels_the_generation_on_its_replica(ray_server: RayServer) -> None:
     with httpx.stream("POST", f"{ray_server.url}/v1/chat/completions", json=long_request(600), timeout=120) as response:
         lines = response.iter_lines()

@@ -1,41 +1,53 @@
 """Prefix affinity for Ray Serve's router: requests whose prompts start alike go to the same replica.
 
-Each replica's engine keeps the prompt prefix of its last requests in its KV cache, so a request that lands
-where its prefix already is skips most of its prompt evaluation. The preferred replica of a prefix is
-chosen by rendezvous hashing (highest hash of prefix and replica id), which stays stable as replicas come
-and go. Affinity never overrides load: the router's first rank is the preferred replica only while its
-queue is not ``imbalance`` requests longer than the shortest one; otherwise, and whenever the preferred
-replica refuses (full), Ray Serve's power-of-two choice among the rest decides.
+Each replica's engine keeps the prompt prefix of its latest requests in its KV cache, so a request that lands
+where its prefix already is skips most of its prompt evaluation. The router remembers which replica each
+prefix (the first :data:`AFFINITY_CHARS` characters of the prompt) was sent to; a new prefix goes to the
+replica that holds the fewest prefixes (then the shortest queue), which spreads distinct conversations over
+the replicas instead of hashing two of them onto one. Affinity never overrides load: the preferred replica
+is the first rank only while its queue is less than ``imbalance`` requests longer than the shortest one;
+otherwise, and whenever it refuses (full), Ray Serve's power-of-two choice among the others decides.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from collections import Counter, OrderedDict
 from typing import Any
 
 from ray.serve.request_router import FIFOMixin, PendingRequest, RequestRouter, RunningReplica
 
 __all__ = ["PrefixAffinityRouter"]
 
-#: Characters of the prompt that decide the preferred replica (the shared head of a conversation).
+#: Characters of the prompt that identify a conversation's shared head (system prompt, first turns).
 AFFINITY_CHARS = 256
-
-
-def _score(prefix: str, replica: RunningReplica) -> bytes:
-    return hashlib.blake2b(f"{prefix}\0{replica.replica_id.unique_id}".encode(), digest_size=8).digest()
 
 
 class PrefixAffinityRouter(FIFOMixin, RequestRouter):  # type: ignore[misc]
     """A Ray Serve request router; configured with ``RequestRouterConfig(request_router_class=...)``."""
 
-    def initialize_state(self, imbalance: int = 2, **kwargs: Any) -> None:
+    def initialize_state(self, imbalance: int = 2, max_prefixes: int = 10_000, **kwargs: Any) -> None:
         self._imbalance = imbalance
+        self._max_prefixes = max_prefixes
+        #: Prefix digest -> the replica it was last sent to, least recently used first.
+        self._owners: OrderedDict[bytes, str] = OrderedDict()
+        self._owned: Counter[str] = Counter()
 
     def _queue_length(self, replica: RunningReplica) -> int:
-        # The router's cache of probed queue lengths (0 while unknown); Ray Serve keeps it current.
+        # The router's own view of each replica's queue (probed, then counted up and down as it sends).
         length = self._replica_queue_len_cache.get(replica.replica_id)
         return int(length) if length is not None else 0
+
+    def _remember(self, key: bytes, owner: str) -> None:
+        previous = self._owners.pop(key, None)
+        if previous is not None:
+            self._owned[previous] -= 1
+        self._owners[key] = owner
+        self._owned[owner] += 1
+        while len(self._owners) > self._max_prefixes:
+            _, evicted = self._owners.popitem(last=False)
+            self._owned[evicted] -= 1
 
     async def choose_replicas(
         self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
@@ -47,8 +59,14 @@ class PrefixAffinityRouter(FIFOMixin, RequestRouter):  # type: ignore[misc]
         random.shuffle(others)
         if not isinstance(prompt, str) or len(others) == 1:
             return [others[:2]]
-        prefix = prompt[:AFFINITY_CHARS]
-        preferred = max(others, key=lambda replica: _score(prefix, replica))
+        key = hashlib.blake2b(prompt[:AFFINITY_CHARS].encode(), digest_size=16).digest()
+        by_name = {replica.replica_id.unique_id: replica for replica in others}
+        preferred = by_name.get(self._owners.get(key, ""))
+        if preferred is None:
+            preferred = min(
+                others, key=lambda replica: (self._owned[replica.replica_id.unique_id], self._queue_length(replica))
+            )
+        self._remember(key, preferred.replica_id.unique_id)
         others.remove(preferred)
         shortest = min(self._queue_length(replica) for replica in candidate_replicas)
         if self._queue_length(preferred) - shortest >= self._imbalance:
