@@ -79,7 +79,11 @@ def start_deployment(
         validator.close()
         deployment.close()
         raise
-    scale = f"{min_replicas}..{max_replicas} replicas (autoscaling)" if settings.autoscaled else f"{replicas} replicas"
+    scale = (
+        f"{min_replicas}..{max_replicas} replicas (autoscaling)"
+        if settings.autoscaled
+        else f"{replicas} replica{'s' if replicas > 1 else ''}"
+    )
     console.print(
         Text.assemble(
             "Ray Serve: ",
