@@ -129,6 +129,8 @@ def ray_server() -> Iterator[RayServer]:
         yield server
     finally:
         server.stop()
+        # Shown with the last test's report when it fails: what the server and Ray said.
+        print("".join(server.output[-80:]))
 
 
 def eventually(condition: object, timeout: float) -> bool:

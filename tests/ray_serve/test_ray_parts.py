@@ -217,3 +217,51 @@ async def test_a_request_error_is_not_retried_and_closing_cancels_the_call(engin
     await anext(stream)
     await stream.aclose()  # type: ignore[attr-defined]
     assert handle.made[0].was_cancelled
+
+
+class _Replica:
+    """What the router reads of Ray Serve's ``RunningReplica``: its id."""
+
+    def __init__(self, name: str) -> None:
+        self.replica_id = type("ReplicaID", (), {"unique_id": name})()
+
+
+class _QueueLengths(dict[str, int]):
+    def get(self, replica_id: Any, default: Any = None) -> Any:
+        return super().get(replica_id.unique_id, default)
+
+
+def affinity_router(queue_lengths: dict[str, int]) -> Any:
+    """The router's own logic; Ray Serve's constructor (which needs a running deployment) is skipped."""
+    from chunkwise.ray._router import PrefixAffinityRouter
+
+    router = object.__new__(PrefixAffinityRouter)
+    router._replica_queue_len_cache = _QueueLengths(queue_lengths)
+    router.initialize_state(imbalance=2)
+    return router
+
+
+def routed(prompt: str) -> Any:
+    return type("Pending", (), {"args": [ReplicaRequest("chat", b"{}", "x", 1, prompt=prompt)]})()
+
+
+async def test_prefix_affinity_keeps_prefixes_apart_and_on_their_replica_until_it_is_busier() -> None:
+    replicas = [_Replica("a"), _Replica("b")]
+    router = affinity_router({"a": 0, "b": 0})
+
+    async def first_choice(prompt: str) -> str:
+        ranks = await router.choose_replicas(replicas, routed(prompt))
+        return str(ranks[0][0].replica_id.unique_id)
+
+    alpha, bravo = await first_choice("System Alpha. Q1"), await first_choice("System Bravo. Q1")
+    assert alpha != bravo
+    for _ in range(3):
+        assert await first_choice("System Alpha. Q1") == alpha
+        assert await first_choice("System Bravo. Q1") == bravo
+    router._replica_queue_len_cache[alpha] = 2  # two requests busier than the other: load wins over affinity
+    ranks = await router.choose_replicas(replicas, routed("System Alpha. Q1"))
+    assert ranks[0][0].replica_id.unique_id == bravo and ranks[-1][0].replica_id.unique_id == alpha
+    # A request without a prompt, or a router error, still gets replicas.
+    assert len((await router.choose_replicas(replicas, None))[0]) == 2
+    router._owners = None
+    assert len((await router.choose_replicas(replicas, routed("x")))[0]) == 2

@@ -127,7 +127,7 @@ def test_requests_that_share_a_prompt_prefix_stay_on_one_replica(ray_server: Ray
         after = ray_server.replica_samples("chunkwise_ray_replica_requests_total")
         [replica] = [name for name in after if after[name] != before.get(name, 0)]
         placements[system].add(replica)
-    # Each prefix kept its replica, and the two prefixes went to different replicas (fewest prefixes first).
+    # Each prefix kept its replica, and the two went to different ones (a new prefix takes the least recently used).
     assert [len(replicas) for replicas in placements.values()] == [1, 1]
     assert placements[systems[0]] != placements[systems[1]]
 
