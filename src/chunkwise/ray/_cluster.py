@@ -173,12 +173,15 @@ class RayDeployment:
         # The Starlette app is the only ingress: no Ray Serve HTTP proxy.
         serve.start(proxy_location="Disabled")
         replica = serve.deployment(EngineReplica).options(**settings.deployment_options())
-        handle = serve.run(
-            replica.bind(self._engine_options),
-            name=settings.app_name,
-            route_prefix=None,
-            logging_config={"log_level": "WARNING", "enable_access_log": False},
-        )
+        try:
+            handle = serve.run(
+                replica.bind(self._engine_options),
+                name=settings.app_name,
+                route_prefix=None,
+                logging_config={"log_level": "WARNING", "enable_access_log": False},
+            )
+        except Exception as exc:  # e.g. a replica that cannot load the model on its node
+            raise RayUnavailableError(f"deploying the engine replicas failed: {exc}") from exc
         self._deployed = True
         threading.Thread(target=self._poll_status, name="chunkwise-ray-status", daemon=True).start()
         self._engine = RayEngine(handle, validator, load=DeploymentLoad(replica_states=lambda: self._replica_states))
