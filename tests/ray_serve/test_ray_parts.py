@@ -265,3 +265,20 @@ async def test_prefix_affinity_keeps_prefixes_apart_and_on_their_replica_until_i
     assert len((await router.choose_replicas(replicas, None))[0]) == 2
     router._owners = None
     assert len((await router.choose_replicas(replicas, routed("x")))[0]) == 2
+
+
+def test_admission_runs_up_to_capacity_then_queues_then_refuses() -> None:
+    from chunkwise.ray._admission import DeploymentAdmission
+    from chunkwise.server._errors import QueueFullError
+
+    admission = DeploymentAdmission(lambda: 2, 1, retry_after=3)
+    first, second, third = admission.admit(), admission.admit(), admission.admit()
+    assert first.granted and second.granted and third.waiting
+    assert admission.queue_depth == 1 and admission.busy
+    with pytest.raises(QueueFullError):
+        admission.admit()
+    second.release()
+    assert third.granted and admission.queue_depth == 0
+    third.release()
+    first.release()
+    assert not admission.busy and admission.admit().granted

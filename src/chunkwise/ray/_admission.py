@@ -1,13 +1,15 @@
-"""Admission for a deployment: many generations at once, a bounded number beyond what the replicas take.
+"""Admission for a deployment: as many generations at once as the replicas take, a bounded queue behind them.
 
-The single-engine :class:`~chunkwise.server._scheduler.Scheduler` runs one generation at a time. Behind Ray
-Serve, queueing is the router's job (it holds a request until a replica has room), so this scheduler grants
-every ticket at once and only bounds the total: ``capacity()`` running (replicas x ongoing requests per
-replica) plus ``queue_size`` waiting; one more gets the same 429 with ``Retry-After`` as the plain server.
+The single-engine :class:`~chunkwise.server._scheduler.Scheduler` lets one generation run at a time. Behind
+Ray Serve, ``capacity()`` may run at once (replicas x requests per replica); the next ``queue_size`` wait
+here, first in first out, with the plain server's keep-alive comments on their streams, and one more gets
+the same 429 with ``Retry-After``. Ray Serve's router therefore never holds more than the replicas can
+take, and a request's wait is visible to its client instead of hidden in the router.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 from ..server._errors import QueueFullError
@@ -20,24 +22,34 @@ class DeploymentAdmission(Scheduler):
     def __init__(self, capacity: Callable[[], int], queue_size: int, *, retry_after: int) -> None:
         super().__init__(queue_size, retry_after=retry_after)
         self._capacity = capacity
-        self._admitted = 0
+        self._running: set[Ticket] = set()
+        self._queued: deque[Ticket] = deque()
 
     @property
     def queue_depth(self) -> int:
-        """Admitted requests beyond what the replicas can run at once: they wait in Ray Serve's router."""
-        return max(0, self._admitted - self._capacity())
+        return len(self._queued)
 
     @property
     def busy(self) -> bool:
-        return self._admitted >= self._capacity()
+        return len(self._running) >= self._capacity()
 
     def admit(self) -> Ticket:
-        if self._admitted >= self._capacity() + self.queue_size:
-            raise QueueFullError(self.queue_size, self.retry_after)
         ticket = Ticket(self)
-        self._admitted += 1
-        ticket._grant()
+        if not self._queued and len(self._running) < self._capacity():
+            self._running.add(ticket)
+            ticket._grant()
+        elif len(self._queued) >= self.queue_size:
+            raise QueueFullError(self.queue_size, self.retry_after)
+        else:
+            self._queued.append(ticket)
         return ticket
 
     def _on_release(self, ticket: Ticket) -> None:
-        self._admitted -= 1
+        if ticket in self._running:
+            self._running.remove(ticket)
+            while self._queued and len(self._running) < self._capacity():
+                following = self._queued.popleft()
+                self._running.add(following)
+                following._grant()
+        else:
+            self._queued.remove(ticket)
