@@ -51,11 +51,12 @@ def test_autoscaling_options_are_numbers() -> None:
         ({"min_replicas": 2}, "go together"),
         ({"min_replicas": 3, "max_replicas": 2}, "min_replicas <= max_replicas"),
         ({"replicas": 0}, "replicas must be >= 1"),
+        ({"address": "ray://head:10001"}, "cannot stream through Ray Client"),
     ],
 )
 def test_deployment_settings_are_checked(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        RayDeploymentSettings(address="local", **fields)
+        RayDeploymentSettings(**{"address": "local", **fields})
 
 
 def test_autoscaling_settings_become_ray_serve_options() -> None:

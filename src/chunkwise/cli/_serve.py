@@ -154,7 +154,8 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     default=None,
     metavar="ADDRESS",
     help="Run the model as Ray Serve replicas: `local` (a private cluster, stopped on exit), `auto` (the cluster "
-    "`ray start` made here), `ray://HOST:PORT` or a GCS HOST:PORT. Needs chunkwise[ray].",
+    "`ray start` made here) or a GCS HOST:PORT (not ray://: Ray Serve does not stream through Ray Client). "
+    "Needs chunkwise[ray].",
 )
 @click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="With --ray: replicas.")
 @click.option("--min-replicas", type=click.IntRange(min=1), default=None, help="With --ray: autoscale from this many.")

@@ -1,8 +1,9 @@
 """Connecting to a Ray cluster, deploying the engine replicas with Ray Serve, and tearing both down.
 
 ``address`` is ``local`` (a private cluster on this machine, stopped on close), ``auto`` (the cluster that
-``ray start`` made on this machine), ``ray://host:port`` (Ray Client) or ``host:port`` (a cluster's GCS
-address, as ``ray start --head`` prints it). Ray is imported here only, so the plain server never needs it.
+``ray start`` made on this machine) or ``host:port`` (a cluster's GCS address, as ``ray start --head`` prints
+it). ``ray://`` (Ray Client) is refused with an explanation: Ray Serve does not stream through it. Ray is
+imported here only, so the plain server never needs it.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ class RayDeploymentSettings:
     local_cpus: float | None = None
 
     def __post_init__(self) -> None:
+        if self.address.startswith("ray://"):
+            # Ray Serve refuses streaming handles over Ray Client (checked with Ray 2.60), and chunkwise only streams.
+            raise ValueError(
+                "Ray Serve cannot stream through Ray Client (ray://); run chunkwise serve on a node of the cluster "
+                "with --ray auto (or the GCS HOST:PORT that `ray start --head` printed)"
+            )
         if self.replicas < 1:
             raise ValueError(f"replicas must be >= 1, not {self.replicas}")
         if (self.min_replicas is None) != (self.max_replicas is None):
