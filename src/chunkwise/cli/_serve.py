@@ -172,7 +172,7 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     type=click.IntRange(min=1),
     default=8,
     show_default=True,
-    help="With --ray: requests one replica takes at once; more wait in Ray Serve's router.",
+    help="With --ray: requests one replica takes at once; more wait in the server's queue (--queue-size).",
 )
 @click.option("--ray-app", default="chunkwise", show_default=True, help="With --ray: the Ray Serve application name.")
 @click.option(

@@ -54,7 +54,8 @@ def create_app(
     """
     settings = settings or ServerSettings()
     metrics = ServerMetrics()
-    scheduler = scheduler or Scheduler(settings.queue_size, retry_after=settings.retry_after)
+    if scheduler is None:
+        scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after)
     metrics.queue_depth.set_function(lambda: scheduler.queue_depth)
     openapi = msgspec.json.encode(openapi_document(model_id=engine.model_id, requires_key=settings.api_key is not None))
     endpoints = Endpoints(engine=engine, settings=settings, scheduler=scheduler, metrics=metrics, openapi=openapi)
