@@ -1,0 +1,220 @@
+"""Sending a request upstream with failover, and passing the answer through to the client.
+
+Failover happens only while the client has received nothing: a connect error, a 5xx or a 429 (and, for a
+stream, an upstream that breaks before its first byte) moves the request to the next candidate. Once a
+byte went out, an upstream failure ends the stream with an error frame and ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import anyio
+import httpx
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..sse import encode_error
+from ..types import ErrorDetail
+from ._passthrough import StreamInspector
+from ._routing import Upstream
+
+__all__ = ["Attempt", "Failure", "ProxyStream", "StreamOutcome", "send_with_failover"]
+
+_DONE_FRAME = b"data: [DONE]\n\n"
+_STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+@dataclass
+class Attempt:
+    """An upstream that answered: a stream with its first read done, or any other final answer."""
+
+    upstream: Upstream
+    response: httpx.Response
+    #: The rest of a 200 stream, after ``first``.
+    rest: AsyncIterator[bytes] | None
+    first: bytes
+
+
+@dataclass
+class Failure:
+    """Every candidate failed before answering; the last status answer is passed on if there was one."""
+
+    upstream: Upstream | None
+    status: int
+    body: bytes | None
+    retry_after: str | None
+    message: str
+
+
+class Hooks:
+    """What the failover loop reports, so the app keeps metrics and health without this module knowing them."""
+
+    def __init__(
+        self,
+        *,
+        on_start: Callable[[Upstream], None],
+        on_release: Callable[[Upstream], None],
+        on_error: Callable[[Upstream, str], None],
+    ) -> None:
+        self.on_start = on_start
+        self.on_release = on_release
+        self.on_error = on_error
+
+
+async def send_with_failover(
+    client: httpx.AsyncClient,
+    candidates: list[Upstream],
+    path: str,
+    body: bytes,
+    *,
+    stream: bool,
+    hooks: Hooks,
+) -> Attempt | Failure:
+    failure = Failure(None, 503, None, None, "No upstream serves this model right now.")
+    for upstream in candidates:
+        headers = {"content-type": "application/json"}
+        if upstream.api_key:
+            headers["authorization"] = f"Bearer {upstream.api_key}"
+        hooks.on_start(upstream)
+        request = client.build_request("POST", upstream.url + path, content=body, headers=headers)
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            hooks.on_release(upstream)
+            hooks.on_error(upstream, "connect")
+            failure = Failure(upstream, 502, None, None, f"Upstream {upstream.name} unreachable: {_describe(exc)}")
+            continue
+        status = response.status_code
+        if status >= 500 or status == 429:
+            try:
+                content = await response.aread()
+            except httpx.TransportError:
+                content = b""
+            finally:
+                await response.aclose()
+            hooks.on_release(upstream)
+            hooks.on_error(upstream, "status_429" if status == 429 else "status_5xx")
+            failure = Failure(upstream, status, content, response.headers.get("retry-after"), "")
+            continue
+        if not (stream and status == 200):
+            return Attempt(upstream, response, None, b"")
+        rest = response.aiter_raw()
+        try:
+            first = await rest.__anext__()
+        except (StopAsyncIteration, httpx.TransportError) as exc:
+            await response.aclose()
+            hooks.on_release(upstream)
+            hooks.on_error(upstream, "connect")
+            reason = "it ended the stream at once" if isinstance(exc, StopAsyncIteration) else _describe(exc)
+            failure = Failure(upstream, 502, None, None, f"Upstream {upstream.name} failed: {reason}")
+            continue
+        return Attempt(upstream, response, rest, first)
+    return failure
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@dataclass
+class StreamOutcome:
+    inspector: StreamInspector
+    #: Seconds from ``arrived`` to the first chunk with output sent on; None if none was.
+    ttft: float | None
+    duration: float
+    cancelled: bool
+    #: Why the stream ended with the gateway's error frame, if it did.
+    failure: str | None
+
+
+class ProxyStream(Response):
+    """A 200 event stream passed through from ``attempt``; ``on_end`` gets the outcome once it is over.
+
+    While it runs, a sibling task waits for ``http.disconnect``: a client that goes away cancels the copy
+    loop at once, and the upstream response is closed, which closes its connection.
+    """
+
+    def __init__(
+        self,
+        attempt: Attempt,
+        *,
+        strip_usage: bool,
+        arrived: float,
+        on_end: Callable[[StreamOutcome], None],
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self._attempt = attempt
+        self._inspector = StreamInspector(strip_usage=strip_usage)
+        self._arrived = arrived
+        self._on_end = on_end
+        self._ttft: float | None = None
+        self._failure: str | None = None
+        self._complete = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cancelled = False
+        try:
+            async with anyio.create_task_group() as task_group:
+
+                async def watch_for_disconnect() -> None:
+                    nonlocal cancelled
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    # A client that closes once it has the whole stream did not cancel anything.
+                    cancelled = not self._complete
+                    task_group.cancel_scope.cancel()
+
+                task_group.start_soon(watch_for_disconnect)
+                await self._pump(send)
+                task_group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._attempt.response.aclose()
+            self._on_end(
+                StreamOutcome(
+                    inspector=self._inspector,
+                    ttft=self._ttft,
+                    duration=time.perf_counter() - self._arrived,
+                    cancelled=cancelled,
+                    failure=self._failure,
+                )
+            )
+
+    async def _pump(self, send: Send) -> None:
+        inspector = self._inspector
+        await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
+        out = inspector.feed(self._attempt.first)
+        if out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
+            if inspector.delivered_tokens:
+                self._ttft = time.perf_counter() - self._arrived
+        rest = self._attempt.rest
+        assert rest is not None
+        try:
+            async for data in rest:
+                out = inspector.feed(data)
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                    if self._ttft is None and inspector.delivered_tokens:
+                        self._ttft = time.perf_counter() - self._arrived
+        except httpx.TransportError as exc:
+            self._failure = f"The upstream failed mid-stream: {_describe(exc)}"
+        else:
+            tail = inspector.close()
+            if tail:
+                await send({"type": "http.response.body", "body": tail, "more_body": True})
+            if not inspector.finished_properly:
+                self._failure = "The upstream ended the stream before it was complete."
+        if self._failure is not None:
+            frame = encode_error(ErrorDetail(message=self._failure, type="upstream_error", code="upstream_failed"))
+            await send({"type": "http.response.body", "body": frame + _DONE_FRAME, "more_body": True})
+        self._complete = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
