@@ -168,8 +168,8 @@ class ProxyStream(Response):
                     nonlocal cancelled
                     while (await receive())["type"] != "http.disconnect":
                         pass
-                    # A client that closes once it has the whole stream did not cancel anything.
-                    cancelled = not self._complete
+                    # A client that closes once it has [DONE] (as openai-python does) did not cancel anything.
+                    cancelled = not (self._complete or self._inspector.done)
                     task_group.cancel_scope.cancel()
 
                 task_group.start_soon(watch_for_disconnect)
