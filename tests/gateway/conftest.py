@@ -140,8 +140,17 @@ def postgres_url() -> Iterator[str]:
     )
     try:
         subprocess.run(
-            [*as_user, str(bindir.parent / "bin" / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "gateway",
-             "ledger"],
+            [
+                *as_user,
+                str(bindir.parent / "bin" / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "gateway",
+                "ledger",
+            ],
             check=True,
             capture_output=True,
         )
@@ -153,9 +162,7 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def make_config(
-    database_url: str, upstreams: list[tuple[str, str, list[str]]], **settings: Any
-) -> GatewayConfig:
+def make_config(database_url: str, upstreams: list[tuple[str, str, list[str]]], **settings: Any) -> GatewayConfig:
     """A config for ``upstreams`` given as ``(name, base URL ending in /v1, models)``."""
     settings.setdefault("health_check_interval", 0.0)
     return GatewayConfig(

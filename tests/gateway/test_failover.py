@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 import openai
@@ -13,7 +14,7 @@ from tests.server.conftest import MODEL, RunningServer
 
 from .conftest import KillableUpstream, create_key, make_config, run_gateway
 
-MESSAGES = [{"role": "user", "content": "Say hello"}]
+MESSAGES: Any = [{"role": "user", "content": "Say hello"}]
 
 
 def test_failover_when_an_upstream_is_killed(
@@ -29,17 +30,17 @@ def test_failover_when_an_upstream_is_killed(
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, timeout=60)
         # Both upstreams take turns while both live.
         for _ in range(2):
-            client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)  # type: ignore[arg-type]
+            client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)
         assert {row["upstream"] for row in gateway.usage_rows(2)} == {"doomed", "a"}
         killable_upstream.kill()
         for _ in range(4):
-            stream = client.chat.completions.create(
+            chunks = client.chat.completions.create(
                 model=MODEL,
-                messages=MESSAGES,  # type: ignore[arg-type]
+                messages=MESSAGES,
                 max_tokens=2,
                 stream=True,
             )
-            assert [chunk for chunk in stream if chunk.choices and chunk.choices[0].finish_reason]
+            assert [chunk for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason]
         rows = gateway.usage_rows(6)
         assert [row["upstream"] for row in rows[2:]] == ["a"] * 4
         assert [(row["status"], row["outcome"]) for row in rows] == [(200, "ok")] * 6
@@ -85,7 +86,7 @@ def test_failover_on_5xx_and_429_before_the_first_byte(
         for _ in range(4):
             stream = client.chat.completions.create(
                 model=MODEL,
-                messages=MESSAGES,  # type: ignore[arg-type]
+                messages=MESSAGES,
                 max_tokens=1,
                 stream=True,
             )
@@ -126,7 +127,7 @@ def test_a_connection_reset_before_the_first_byte_fails_over(
     with run_gateway(config) as gateway:
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, timeout=60)
         for _ in range(3):
-            assert client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)  # type: ignore[arg-type]
+            assert client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)
         assert [row["upstream"] for row in gateway.usage_rows(3)] == ["a"] * 3
 
 
@@ -167,7 +168,7 @@ def test_openai_client_sees_the_mid_stream_failure_as_an_error(fault: FaultServe
     key = create_key(config)
     with run_gateway(config) as gateway:
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
-        stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+        stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)
         received = []
         try:
             for chunk in stream:

@@ -14,7 +14,7 @@ from tests.server.conftest import MODEL, RunningServer
 
 from .conftest import RunningGateway, create_key, make_config, run_gateway, with_store
 
-MESSAGES = [{"role": "user", "content": "Hi"}]
+MESSAGES: Any = [{"role": "user", "content": "Hi"}]
 
 
 def post(gateway: RunningGateway, key: str | None, **body: Any) -> httpx.Response:
@@ -45,7 +45,7 @@ def test_a_request_without_a_valid_key_gets_401(config: GatewayConfig) -> None:
         assert_error(post(gateway, "cwk-not-a-key"), 401, "invalid_api_key")
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="wrong", max_retries=0)
         with pytest.raises(openai.AuthenticationError):
-            client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)  # type: ignore[arg-type]
+            client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)
 
 
 def test_keys_are_stored_only_as_hashes(config: GatewayConfig, tmp_path: Any) -> None:
@@ -72,7 +72,7 @@ def test_requests_per_minute(config: GatewayConfig) -> None:
         assert 1 <= int(refused.headers["retry-after"]) <= 60
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
         with pytest.raises(openai.RateLimitError):
-            client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)  # type: ignore[arg-type]
+            client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)
 
 
 def test_tokens_per_minute(config: GatewayConfig) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -189,20 +188,10 @@ def usage(config_path: Path, since: str | None, as_json: bool) -> None:
     if not summaries:
         click.echo("no requests" + (f" since {since}" if since else ""), err=True)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("key", "model", "requests", "prompt", "completion", "failed", "cancelled", "mean TTFT")
+    click.echo("key\tname\tmodel\trequests\tprompt\tcompletion\tfailed\tcancelled\tmean_ttft_ms")
     for row in summaries:
-        ttft = "-" if row.mean_ttft_ms is None else f"{row.mean_ttft_ms:.0f} ms"
-        table.add_row(
-            f"{row.key_name} ({row.key_id})",
-            row.model,
-            str(row.requests),
-            str(row.prompt_tokens),
-            str(row.completion_tokens),
-            str(row.failed),
-            str(row.cancelled),
-            ttft,
+        ttft = "-" if row.mean_ttft_ms is None else f"{row.mean_ttft_ms:.1f}"
+        click.echo(
+            f"{row.key_id}\t{row.key_name}\t{row.model}\t{row.requests}\t{row.prompt_tokens}\t"
+            f"{row.completion_tokens}\t{row.failed}\t{row.cancelled}\t{ttft}"
         )
-    Console(file=sys.stdout).print(table)

@@ -28,7 +28,8 @@ class _DeltaProbe(msgspec.Struct):
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
-    tool_calls: msgspec.Raw | None = None
+    # Raw, not decoded: only its presence matters. (msgspec allows Raw only alone, so empty means absent.)
+    tool_calls: msgspec.Raw = msgspec.Raw()
     refusal: str | None = None
 
 
@@ -42,7 +43,7 @@ class _ChoiceProbe(msgspec.Struct):
 class _ChunkProbe(msgspec.Struct):
     choices: list[_ChoiceProbe] | None = None
     usage: UsageProbe | None = None
-    error: msgspec.Raw | None = None
+    error: msgspec.Raw = msgspec.Raw()
 
 
 class BodyProbe(msgspec.Struct):
@@ -141,7 +142,7 @@ class StreamInspector:
             chunk = _chunk_decoder.decode(payload)
         except msgspec.DecodeError:
             return False
-        if chunk.error is not None:
+        if chunk.error:
             self.error = bytes(chunk.error)
             return False
         if chunk.choices:
@@ -151,11 +152,7 @@ class StreamInspector:
                     choice.text
                     or delta is not None
                     and (
-                        delta.content
-                        or delta.reasoning_content
-                        or delta.reasoning
-                        or delta.refusal
-                        or delta.tool_calls is not None
+                        delta.content or delta.reasoning_content or delta.reasoning or delta.refusal or delta.tool_calls
                     )
                 ):
                     self.delivered_tokens += 1
