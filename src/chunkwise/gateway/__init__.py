@@ -6,7 +6,7 @@ upstream's SSE bytes pass through as they came.
 
 from __future__ import annotations
 
-from ._app import Gateway, create_gateway_app
+from ._app import Gateway, GatewayApp, create_gateway_app
 from ._config import ConfigError, DatabaseConfig, GatewayConfig, GatewaySettings, UpstreamConfig, load_config
 from ._keys import KeyRecord
 from ._ledger import Store, UsageRow, UsageSummary, open_store
@@ -15,6 +15,7 @@ __all__ = [
     "ConfigError",
     "DatabaseConfig",
     "Gateway",
+    "GatewayApp",
     "GatewayConfig",
     "GatewaySettings",
     "KeyRecord",

@@ -7,6 +7,7 @@ byte went out, an upstream failure ends the stream with an error frame and ``[DO
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -134,11 +135,18 @@ class StreamOutcome:
     failure: str | None
 
 
+#: Bytes read ahead of a client that reads slower than the upstream writes; then the upstream waits too.
+_MAX_READ_AHEAD = 1 << 20
+
+
 class ProxyStream(Response):
     """A 200 event stream passed through from ``attempt``; ``on_end`` gets the outcome once it is over.
 
-    While it runs, a sibling task waits for ``http.disconnect``: a client that goes away cancels the copy
-    loop at once, and the upstream response is closed, which closes its connection.
+    Two tasks share the work: one reads the upstream as fast as it delivers, one sends to the client. Every
+    upstream HTTP chunk is one read, but whatever piled up while the client's last send was under way goes
+    out in one send, so a fast upstream costs one send per batch instead of one per chunk. A third task
+    waits for ``http.disconnect``: a client that goes away cancels all of it at once, and the upstream
+    response is closed, which closes its connection.
     """
 
     def __init__(
@@ -158,6 +166,12 @@ class ProxyStream(Response):
         self._ttft: float | None = None
         self._failure: str | None = None
         self._complete = False
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._upstream_done = False
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cancelled = False
@@ -173,6 +187,7 @@ class ProxyStream(Response):
                     task_group.cancel_scope.cancel()
 
                 task_group.start_soon(watch_for_disconnect)
+                task_group.start_soon(self._read_upstream)
                 await self._pump(send)
                 task_group.cancel_scope.cancel()
         finally:
@@ -188,26 +203,47 @@ class ProxyStream(Response):
                 )
             )
 
-    async def _pump(self, send: Send) -> None:
-        inspector = self._inspector
-        await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
-        out = inspector.feed(self._attempt.first)
-        if out:
-            await send({"type": "http.response.body", "body": out, "more_body": True})
-            if inspector.delivered_tokens:
-                self._ttft = time.perf_counter() - self._arrived
+    async def _read_upstream(self) -> None:
         rest = self._attempt.rest
         assert rest is not None
+        pending = self._pending
+        ready = self._ready
         try:
             async for data in rest:
-                out = inspector.feed(data)
-                if out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
-                    if self._ttft is None and inspector.delivered_tokens:
-                        self._ttft = time.perf_counter() - self._arrived
+                pending.append(data)
+                self._pending_size += len(data)
+                ready.set()
+                if self._pending_size > _MAX_READ_AHEAD:
+                    self._room.clear()
+                    await self._room.wait()
         except httpx.TransportError as exc:
             self._failure = f"The upstream failed mid-stream: {_describe(exc)}"
-        else:
+        finally:
+            self._upstream_done = True
+            ready.set()
+
+    async def _pump(self, send: Send) -> None:
+        inspector = self._inspector
+        pending = self._pending
+        await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
+        pending.insert(0, self._attempt.first)
+        while True:
+            if not pending:
+                if self._upstream_done:
+                    break
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            self._pending_size = 0
+            self._room.set()
+            out = inspector.feed(data)
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+                if self._ttft is None and inspector.delivered_tokens:
+                    self._ttft = time.perf_counter() - self._arrived
+        if self._failure is None:
             tail = inspector.close()
             if tail:
                 await send({"type": "http.response.body", "body": tail, "more_body": True})
