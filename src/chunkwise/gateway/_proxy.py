@@ -239,18 +239,26 @@ class ProxyStream(Response):
             self._pending_size = 0
             self._room.set()
             out = inspector.feed(data)
+            if self._upstream_done:
+                # The last batch goes out with the end of the response: one write less per request.
+                await self._finish(send, out)
+                return
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
                 if self._ttft is None and inspector.delivered_tokens:
                     self._ttft = time.perf_counter() - self._arrived
+        await self._finish(send, b"")
+
+    async def _finish(self, send: Send, out: bytes) -> None:
+        inspector = self._inspector
+        if self._ttft is None and inspector.delivered_tokens:
+            self._ttft = time.perf_counter() - self._arrived
         if self._failure is None:
-            tail = inspector.close()
-            if tail:
-                await send({"type": "http.response.body", "body": tail, "more_body": True})
+            out += inspector.close()
             if not inspector.finished_properly:
                 self._failure = "The upstream ended the stream before it was complete."
         if self._failure is not None:
-            frame = encode_error(ErrorDetail(message=self._failure, type="upstream_error", code="upstream_failed"))
-            await send({"type": "http.response.body", "body": frame + _DONE_FRAME, "more_body": True})
+            out += encode_error(ErrorDetail(message=self._failure, type="upstream_error", code="upstream_failed"))
+            out += _DONE_FRAME
         self._complete = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": out, "more_body": False})
