@@ -215,7 +215,9 @@ async def measure_ttft(target: Target, requests: int) -> tuple[list[float], floa
 
 async def measure_streams(target: Target, streams: int, chunks_each: int) -> tuple[float, float]:
     """Chunks per second over ``streams`` concurrent streams, and the proxy's CPU seconds per 1,000 chunks."""
-    limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=streams + 10)
+    # uvicorn closes connections idle for 5 s; a connection that waited that long for the warm-up to end
+    # must not be reused (the reuse would race the close and fail).
+    limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=streams + 10, keepalive_expiry=2)
     async with httpx.AsyncClient(timeout=300, limits=limits, trust_env=False) as client:
         await asyncio.gather(*(stream_once(client, target, 8) for _ in range(streams)))  # warm the connections
         cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
