@@ -227,6 +227,9 @@ class ProxyStream(Response):
         pending = self._pending
         await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
         pending.insert(0, self._attempt.first)
+        # One turn of the loop lets the reader collect what already arrived with the first read (a role
+        # chunk often comes with the first token), so both go out in one write.
+        await asyncio.sleep(0)
         while True:
             if not pending:
                 if self._upstream_done:
