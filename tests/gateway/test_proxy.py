@@ -160,3 +160,40 @@ def test_metrics_by_upstream_model_and_key(upstream: RunningServer, sqlite_url: 
         assert gateway.metric("chunkwise_gateway_time_to_first_token_seconds_count", upstream="a", model=MODEL) == 1
         assert gateway.metric("chunkwise_gateway_outstanding_requests", upstream="a") == 0
         assert gateway.metric("chunkwise_gateway_upstream_healthy", upstream="a") == 1
+
+
+def test_legacy_completions_stream_through_and_are_billed(upstream: RunningServer, sqlite_url: str) -> None:
+    config = make_config(sqlite_url, [("a", f"{upstream.url}/v1", [MODEL])])
+    key = create_key(config)
+    with run_gateway(config) as gateway:
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, timeout=60)
+        pieces = list(client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=4, stream=True))
+        assert "".join(piece.choices[0].text for piece in pieces if piece.choices)
+        assert all(piece.usage is None for piece in pieces)
+        [row] = gateway.usage_rows(1)
+    assert row["completion_tokens"] == 4 and row["prompt_tokens"] > 0 and row["outcome"] == "ok"
+
+
+def test_an_upstream_refusal_is_passed_on_unchanged(upstream: RunningServer, sqlite_url: str) -> None:
+    config = make_config(sqlite_url, [("a", f"{upstream.url}/v1", [MODEL])])
+    key = create_key(config)
+    body = {"model": MODEL, "messages": [], "stream": True}
+    direct = httpx.post(f"{upstream.url}/v1/chat/completions", json=body, timeout=30)
+    with run_gateway(config) as gateway:
+        through = httpx.post(
+            f"{gateway.url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30
+        )
+        assert (through.status_code, through.json()["error"]["message"]) == (
+            direct.status_code,
+            direct.json()["error"]["message"],
+        )
+        assert through.status_code == 400
+        bad = httpx.post(f"{gateway.url}/v1/chat/completions", content=b"{", headers={"authorization": f"Bearer {key}"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+        [row] = gateway.usage_rows(1)
+    assert (row["status"], row["outcome"], row["prompt_tokens"], row["completion_tokens"]) == (
+        400,
+        "upstream_error",
+        0,
+        0,
+    )
