@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -202,15 +203,28 @@ async def stream_once(client: httpx.AsyncClient, target: Target, count: int) -> 
     return ttft, chunks, time.perf_counter() - started
 
 
-async def measure_ttft(target: Target, requests: int) -> tuple[list[float], float]:
-    """Times to first token of sequential short streams, and the proxy's CPU milliseconds per request."""
+async def measure_ttft(targets: list[Target], requests: int) -> None:
+    """Time to first token of short sequential streams, the targets taking turns request by request so
+    that a shared machine's changing load falls on each alike; also the proxies' CPU milliseconds per request.
+    """
+    times: dict[str, list[float]] = {target.name: [] for target in targets}
     async with httpx.AsyncClient(timeout=60, trust_env=False) as client:
-        for _ in range(10):
-            await stream_once(client, target, 4)
-        cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
-        times = [(await stream_once(client, target, 4))[0] for _ in range(requests)]
-        cpu = (cpu_seconds(target.pid) - cpu_before) if target.pid else 0.0
-    return times, cpu * 1000 / requests
+        for target in targets:
+            for _ in range(10):
+                await stream_once(client, target, 4)
+        cpu_before = {target.name: cpu_seconds(target.pid) for target in targets if target.pid}
+        for _ in range(requests):
+            for target in targets:
+                times[target.name].append((await stream_once(client, target, 4))[0])
+                # A proxy's work after a response (a ledger row, logging) must not land on the next target's turn.
+                await asyncio.sleep(0.01)
+        for target in targets:
+            ttft = times[target.name]
+            target.results["ttft_p50_ms"] = percentile(ttft, 0.5) * 1000
+            target.results["ttft_p99_ms"] = percentile(ttft, 0.99) * 1000
+            if target.pid:
+                cpu = cpu_seconds(target.pid) - cpu_before[target.name]
+                target.results["cpu_ms_per_request"] = cpu * 1000 / requests
 
 
 async def measure_streams(target: Target, streams: int, chunks_each: int) -> tuple[float, float]:
@@ -234,13 +248,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def run_target(target: Target, args: argparse.Namespace, slow: bool) -> None:
+def run_streams(target: Target, args: argparse.Namespace, slow: bool) -> None:
     # LiteLLM is ~50x slower per chunk; fewer chunks keep its run as long as the others' without changing rates.
     scale = 10 if slow else 1
-    ttft, cpu_per_request = asyncio.run(measure_ttft(target, args.ttft_requests))
-    target.results["cpu_ms_per_request"] = cpu_per_request
-    target.results["ttft_p50_ms"] = percentile(ttft, 0.5) * 1000
-    target.results["ttft_p99_ms"] = percentile(ttft, 0.99) * 1000
     one, one_cpu = asyncio.run(measure_streams(target, 1, args.chunks // scale))
     target.results["one_stream_chunks_s"] = one
     target.results["one_stream_cpu_per_1k"] = one_cpu
@@ -319,38 +329,40 @@ def main() -> None:
             key = created.stdout.strip().splitlines()[-1]
             gateway_args = [sys.executable, "-m", "chunkwise", "gateway", "--config", str(config)]
             gateway_args += ["--port", str(gateway_port)]
-            with process(gateway_args, f"http://127.0.0.1:{gateway_port}/health") as gateway_pid:
+            version = None
+            with contextlib.ExitStack() as running:
+                gateway_pid = running.enter_context(process(gateway_args, f"http://127.0.0.1:{gateway_port}/health"))
                 gateway = Target(
                     "chunkwise gateway",
                     f"http://127.0.0.1:{gateway_port}/v1",
                     {"authorization": f"Bearer {key}"},
                     gateway_pid,
                 )
-                print("measuring direct ...", file=sys.stderr)
-                run_target(direct, args, slow=False)
-                print("measuring chunkwise gateway ...", file=sys.stderr)
-                run_target(gateway, args, slow=False)
                 targets += [direct, gateway]
-            version = None
-            if python is not None:
-                version = litellm_version(python)
-                litellm_args = [
-                    str(python.parent / "litellm"),
-                    "--config",
-                    str(litellm_config(directory, upstream_port)),
-                ]
-                litellm_args += ["--host", "127.0.0.1", "--port", str(litellm_port), "--num_workers", "1"]
-                env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "NO_PROXY": "*"}
-                with process(litellm_args, f"http://127.0.0.1:{litellm_port}/health/liveliness", env=env) as pid:
-                    litellm = Target(
-                        f"LiteLLM {version}",
-                        f"http://127.0.0.1:{litellm_port}/v1",
-                        {"authorization": f"Bearer {LITELLM_KEY}"},
-                        pid,
+                if python is not None:
+                    version = litellm_version(python)
+                    litellm_args = [
+                        str(python.parent / "litellm"),
+                        "--config",
+                        str(litellm_config(directory, upstream_port)),
+                    ]
+                    litellm_args += ["--host", "127.0.0.1", "--port", str(litellm_port), "--num_workers", "1"]
+                    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "NO_PROXY": "*"}
+                    ready = f"http://127.0.0.1:{litellm_port}/health/liveliness"
+                    litellm_pid = running.enter_context(process(litellm_args, ready, env=env))
+                    targets.append(
+                        Target(
+                            f"LiteLLM {version}",
+                            f"http://127.0.0.1:{litellm_port}/v1",
+                            {"authorization": f"Bearer {LITELLM_KEY}"},
+                            litellm_pid,
+                        )
                     )
-                    print(f"measuring {litellm.name} ...", file=sys.stderr)
-                    run_target(litellm, args, slow=True)
-                    targets.append(litellm)
+                print("measuring time to first token, the targets taking turns ...", file=sys.stderr)
+                asyncio.run(measure_ttft(targets, args.ttft_requests))
+                for target in targets:
+                    print(f"measuring streams through {target.name} ...", file=sys.stderr)
+                    run_streams(target, args, slow=target.name.startswith("LiteLLM"))
     report(targets, args, load_before, version)
 
 
@@ -363,7 +375,7 @@ def report(targets: list[Target], args: argparse.Namespace, load_before: float, 
         f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"TTFT over {args.ttft_requests} sequential requests; one stream of {args.chunks:,} chunks; "
+        f"TTFT over {args.ttft_requests} sequential requests each, interleaved; one stream of {args.chunks:,} chunks; "
         f"{args.streams} streams x {args.chunks_per_stream:,} chunks (LiteLLM: a tenth of the chunks)\n"
     )
     print(

@@ -78,6 +78,8 @@ class Gateway:
         self._store = store
         self._owns_store = store is None
         self._client: httpx.AsyncClient | None = None
+        self._transport: httpx.AsyncHTTPTransport | None = None
+        self._timeout: dict[str, float | None] = {}
         self._ledger: asyncio.Queue[UsageRow] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         for upstream in self.router.upstreams:
@@ -100,12 +102,14 @@ class Gateway:
     async def start(self) -> None:
         if self._store is None:
             self._store = await open_store(self.config.database, self.settings.limit_window)
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout, pool=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-            # Upstreams are addressed directly; HTTP(S)_PROXY from the environment must not reroute them.
-            trust_env=False,
+        timeout = httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout, pool=None)
+        self._timeout = timeout.as_dict()
+        # One connection pool for proxied requests and health checks. Upstreams are addressed directly:
+        # HTTP(S)_PROXY from the environment must not reroute them (the transport never reads it).
+        self._transport = transport = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256)
         )
+        self._client = httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
         # One health round first, so that upstreams configured without `models` are known before traffic.
         if self.settings.health_check_interval > 0:
             await self.check_health()
@@ -338,8 +342,9 @@ class Gateway:
                 payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
                 body = _encoder.encode(payload)
                 strip_usage = True
+        assert self._transport is not None, "the gateway has not started"
         attempt = await send_with_failover(
-            self.client, self.router.candidates(model), path, body, stream=stream, hooks=self._hooks
+            self._transport, self._timeout, self.router.candidates(model), path, body, stream=stream, hooks=self._hooks
         )
         if isinstance(attempt, Failure):
             record(

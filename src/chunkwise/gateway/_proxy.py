@@ -70,7 +70,8 @@ class Hooks:
 
 
 async def send_with_failover(
-    client: httpx.AsyncClient,
+    transport: httpx.AsyncBaseTransport,
+    timeout: dict[str, float | None],
     candidates: list[Upstream],
     path: str,
     body: bytes,
@@ -78,15 +79,17 @@ async def send_with_failover(
     stream: bool,
     hooks: Hooks,
 ) -> Attempt | Failure:
+    """Tries ``candidates`` in turn. Requests go straight to the transport (httpx's connection pool):
+    the client layer's auth, redirect and cookie handling cost a proxy time and do nothing for it.
+    """
     failure = Failure(None, 503, None, None, "No upstream serves this model right now.")
     for upstream in candidates:
-        headers = {"content-type": "application/json"}
-        if upstream.api_key:
-            headers["authorization"] = f"Bearer {upstream.api_key}"
         hooks.on_start(upstream)
-        request = client.build_request("POST", upstream.url + path, content=body, headers=headers)
+        request = httpx.Request(
+            "POST", upstream.endpoint(path), headers=upstream.headers, content=body, extensions={"timeout": timeout}
+        )
         try:
-            response = await client.send(request, stream=True)
+            response = await transport.handle_async_request(request)
         except httpx.TransportError as exc:
             hooks.on_release(upstream)
             hooks.on_error(upstream, "connect")

@@ -10,13 +10,26 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+import httpx
+
 from ._config import UpstreamConfig
 
 __all__ = ["Router", "Upstream"]
 
 
 class Upstream:
-    __slots__ = ("api_key", "config", "ejected_until", "healthy", "models", "name", "outstanding", "url")
+    __slots__ = (
+        "_endpoints",
+        "api_key",
+        "config",
+        "ejected_until",
+        "headers",
+        "healthy",
+        "models",
+        "name",
+        "outstanding",
+        "url",
+    )
 
     def __init__(self, config: UpstreamConfig) -> None:
         self.config = config
@@ -27,6 +40,17 @@ class Upstream:
         self.healthy = True
         self.ejected_until = 0.0
         self.outstanding = 0
+        #: Headers of every proxied request; built once, like the URLs below (httpx parses a URL string slowly).
+        self.headers = {"content-type": "application/json"}
+        if config.api_key:
+            self.headers["authorization"] = f"Bearer {config.api_key}"
+        self._endpoints: dict[str, httpx.URL] = {}
+
+    def endpoint(self, path: str) -> httpx.URL:
+        url = self._endpoints.get(path)
+        if url is None:
+            url = self._endpoints[path] = httpx.URL(self.url + path)
+        return url
 
     def available(self, now: float) -> bool:
         return self.healthy and now >= self.ejected_until
