@@ -45,7 +45,10 @@ def test_failover_when_an_upstream_is_killed(
         assert [row["upstream"] for row in rows[2:]] == ["a"] * 4
         assert [(row["status"], row["outcome"]) for row in rows] == [(200, "ok")] * 6
         assert gateway.metric("chunkwise_gateway_ejections_total", upstream="doomed") == 1
-        assert gateway.metric("chunkwise_gateway_upstream_errors_total", upstream="doomed", kind="connect") == 1
+        assert (
+            gateway.metric("chunkwise_gateway_upstream_errors_total", upstream="doomed", model=MODEL, kind="connect")
+            == 1
+        )
         health = httpx.get(f"{gateway.url}/health").json()
         assert health["upstreams"]["doomed"]["available"] is False and health["upstreams"]["a"]["available"] is True
 

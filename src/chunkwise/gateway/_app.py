@@ -173,8 +173,8 @@ class Gateway:
         upstream.outstanding -= 1
         self.metrics.outstanding.labels(upstream.name).dec()
 
-    def _on_error(self, upstream: Upstream, kind: str) -> None:
-        self.metrics.errors.labels(upstream.name, "", kind).inc()
+    def _on_error(self, upstream: Upstream, model: str, kind: str) -> None:
+        self.metrics.errors.labels(upstream.name, model, kind).inc()
         if kind != "status_429":
             self.router.eject(upstream)
             self.metrics.ejections.labels(upstream.name).inc()
@@ -260,7 +260,9 @@ class Gateway:
         secret = _bearer(request.headers.get("authorization"))
         key = None if secret is None else await self.store.find_key(secret)
         if key is None or key.revoked_at is not None:
-            return self._refusal_response(explain_refusal(None, "", 0, 1))  # type: ignore[arg-type]
+            return self._refusal_response(
+                Refusal(401, "invalid_api_key", "Incorrect or revoked API key.", "invalid_request_error")
+            )
         owners: dict[str, list[str]] = {}
         for upstream in self.router.upstreams:
             for model in sorted(upstream.models):
@@ -348,7 +350,14 @@ class Gateway:
                 strip_usage = True
         assert self._transport is not None, "the gateway has not started"
         attempt = await send_with_failover(
-            self._transport, self._timeout, self.router.candidates(model), path, body, stream=stream, hooks=self._hooks
+            self._transport,
+            self._timeout,
+            self.router.candidates(model),
+            path,
+            body,
+            model=model,
+            stream=stream,
+            hooks=self._hooks,
         )
         if isinstance(attempt, Failure):
             record(

@@ -62,7 +62,7 @@ class Hooks:
         *,
         on_start: Callable[[Upstream], None],
         on_release: Callable[[Upstream], None],
-        on_error: Callable[[Upstream, str], None],
+        on_error: Callable[[Upstream, str, str], None],
     ) -> None:
         self.on_start = on_start
         self.on_release = on_release
@@ -76,6 +76,7 @@ async def send_with_failover(
     path: str,
     body: bytes,
     *,
+    model: str,
     stream: bool,
     hooks: Hooks,
 ) -> Attempt | Failure:
@@ -92,7 +93,7 @@ async def send_with_failover(
             response = await transport.handle_async_request(request)
         except httpx.TransportError as exc:
             hooks.on_release(upstream)
-            hooks.on_error(upstream, "connect")
+            hooks.on_error(upstream, model, "connect")
             failure = Failure(upstream, 502, None, None, f"Upstream {upstream.name} unreachable: {_describe(exc)}")
             continue
         status = response.status_code
@@ -104,7 +105,7 @@ async def send_with_failover(
             finally:
                 await response.aclose()
             hooks.on_release(upstream)
-            hooks.on_error(upstream, "status_429" if status == 429 else "status_5xx")
+            hooks.on_error(upstream, model, "status_429" if status == 429 else "status_5xx")
             failure = Failure(upstream, status, content, response.headers.get("retry-after"), "")
             continue
         if not (stream and status == 200):
@@ -115,7 +116,7 @@ async def send_with_failover(
         except (StopAsyncIteration, httpx.TransportError) as exc:
             await response.aclose()
             hooks.on_release(upstream)
-            hooks.on_error(upstream, "connect")
+            hooks.on_error(upstream, model, "connect")
             reason = "it ended the stream at once" if isinstance(exc, StopAsyncIteration) else _describe(exc)
             failure = Failure(upstream, 502, None, None, f"Upstream {upstream.name} failed: {reason}")
             continue
