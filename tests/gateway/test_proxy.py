@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -197,3 +198,27 @@ def test_an_upstream_refusal_is_passed_on_unchanged(upstream: RunningServer, sql
         0,
         0,
     )
+
+
+def test_an_oversized_body_gets_413(upstream: RunningServer, sqlite_url: str) -> None:
+    config = make_config(sqlite_url, [("a", f"{upstream.url}/v1", [MODEL])], max_body_size=1000)
+    key = create_key(config)
+    with run_gateway(config) as gateway:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 2000}]}
+        response = httpx.post(
+            f"{gateway.url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30
+        )
+        assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+
+        def chunked() -> Iterator[bytes]:
+            yield b'{"model": "' + MODEL.encode() + b'", "messages": [{"role": "user", "content": "'
+            yield b"y" * 2000
+            yield b'"}]}'
+
+        streamed = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            content=chunked(),
+            headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+            timeout=30,
+        )
+        assert streamed.status_code == 413

@@ -59,6 +59,21 @@ def _bearer(header: str | None) -> str | None:
     return header[7:].strip() or None
 
 
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it passes ``limit`` bytes (so an oversized body is never held whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size > limit:
+            return None
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
 def _reserve(payload: dict[str, Any]) -> int:
     """Tokens to hold against the key's budget while the request runs: its own ``max_tokens``, if any."""
     for name in ("max_completion_tokens", "max_tokens"):
@@ -119,12 +134,14 @@ class Gateway:
         self._tasks = [asyncio.create_task(self._health_loop()), asyncio.create_task(self._ledger_writer())]
 
     async def stop(self) -> None:
-        for task in self._tasks[:1]:
-            task.cancel()
+        health_loop, ledger_writer = self._tasks or (None, None)
+        if health_loop is not None:
+            health_loop.cancel()
+        # Every finished request's row is written before the database closes.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ledger.join(), timeout=10)
-        for task in self._tasks:
-            task.cancel()
+        if ledger_writer is not None:
+            ledger_writer.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
@@ -313,8 +330,8 @@ class Gateway:
                     401, "invalid_api_key", "Missing API key: send Authorization: Bearer KEY.", "invalid_request_error"
                 )
             )
-        body = await request.body()
-        if len(body) > self.settings.max_body_size:
+        body = await _read_body(request, self.settings.max_body_size)
+        if body is None:
             return _error(
                 413, "The request body is too large.", code="request_too_large", error_type="invalid_request_error"
             )
