@@ -280,13 +280,10 @@ class Gateway:
             return self._refusal_response(
                 Refusal(401, "invalid_api_key", "Incorrect or revoked API key.", "invalid_request_error")
             )
-        owners: dict[str, list[str]] = {}
-        for upstream in self.router.upstreams:
-            for model in sorted(upstream.models):
-                owners.setdefault(model, []).append(upstream.name)
+        # Which upstreams serve a model is the gateway's business, not the client's.
         entries = [
-            _ModelEntry(id=model, owned_by=",".join(names))
-            for model, names in owners.items()
+            _ModelEntry(id=model, owned_by="chunkwise-gateway")
+            for model in self.router.models()
             if not key.models or model in key.models
         ]
         return Response(_encoder.encode(_ModelList(data=entries)), media_type="application/json")
