@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
+import pytest
 
+from chunkwise.engine._protocol import Engine
+from chunkwise.gateway import load_config
+from chunkwise.server import ServerSettings, create_app
 from chunkwise.sse import SSEDecoder
 from tests.client.fault_server import FaultServer
-from tests.server.conftest import MODEL, RunningServer
+from tests.server.conftest import MODEL, RunningServer, serve
 
 from .conftest import create_key, make_config, run_gateway
 
@@ -222,3 +227,30 @@ def test_an_oversized_body_gets_413(upstream: RunningServer, sqlite_url: str) ->
             timeout=30,
         )
         assert streamed.status_code == 413
+
+
+def test_the_upstream_key_comes_from_the_environment(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A second app on the session's engine: safe here, as this test's requests never overlap.
+    with serve(create_app(engine, ServerSettings(api_key="upstream-secret"))) as locked:
+        path = tmp_path / "gateway.toml"
+        path.write_text(
+            f"""[database]
+url = "sqlite:///gateway.db"
+[gateway]
+health_check_interval = 30.0
+[[upstreams]]
+name = "locked"
+url = "{locked.url}/v1"
+api_key_env = "CHUNKWISE_TEST_UPSTREAM_KEY"
+"""
+        )
+        monkeypatch.setenv("CHUNKWISE_TEST_UPSTREAM_KEY", "upstream-secret")
+        config = load_config(path)
+        key = create_key(config)
+        with run_gateway(config) as gateway:
+            # The models came from the upstream's own GET /models, which needs the key too.
+            assert gateway.gateway.router.models() == [MODEL]
+            client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, timeout=60)
+            assert client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1).choices
