@@ -93,6 +93,14 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
     path.write_text("[gateway]\nport = 1\nbogus = 2\n[[upstreams]]\nname='a'\nurl='http://x/v1'\n")
     with pytest.raises(ConfigError, match="bogus"):
         load_config(path)
+    path.write_text("[gateway]\nport = 'eighty'\n[[upstreams]]\nname='a'\nurl='http://x/v1'\n")
+    with pytest.raises(ConfigError, match="port must be an integer"):
+        load_config(path)
+    path.write_text("[gateway]\nejection_cooldown = -1\n[[upstreams]]\nname='a'\nurl='http://x/v1'\n")
+    with pytest.raises(ConfigError, match="must not be negative"):
+        load_config(path)
+    path.write_text("[gateway]\nhealth_check_interval = 2\n[[upstreams]]\nname='a'\nurl='http://x/v1'\n")
+    assert load_config(path).settings.health_check_interval == 2
     path.write_text("not toml [")
     result = CliRunner().invoke(main, ["keys", "list", "--config", str(path)])
     assert result.exit_code == 1 and "not valid TOML" in result.output

@@ -117,10 +117,17 @@ def parse_config(data: dict[str, Any], base: Path) -> GatewayConfig:
     unknown = set(settings_table) - known
     if unknown:
         raise ConfigError(f"[gateway] has unknown settings: {', '.join(sorted(unknown))}")
-    try:
-        settings = GatewaySettings(**settings_table)
-    except TypeError as exc:
-        raise ConfigError(f"[gateway]: {exc}") from exc
+    defaults = GatewaySettings()
+    for name, value in settings_table.items():
+        expected = type(getattr(defaults, name))
+        # TOML writes 10 for 10.0; a bool is an int to Python but never a number here.
+        numeric = expected is float and isinstance(value, int)
+        if isinstance(value, bool) or not (isinstance(value, expected) or numeric):
+            kind = {float: "a number", int: "an integer", str: "a string"}[expected]
+            raise ConfigError(f"[gateway] {name} must be {kind}")
+        if expected is not str and value < 0:
+            raise ConfigError(f"[gateway] {name} must not be negative")
+    settings = GatewaySettings(**settings_table)
     return GatewayConfig(DatabaseConfig(_database_url(url, base)), tuple(upstreams), settings)
 
 
