@@ -26,6 +26,7 @@
     │   ├── UnexpectedResponseError   a 2xx whose body is not what the API promises
     │   ├── StreamError               an in-band error frame inside a 200 stream
     │   └── IncompleteStreamError     the stream ended (or broke) before it finished properly
+    ├── RequestValidationError        the client rejected a request before sending it, also a ``ValueError``
     ├── ClientStateError              misuse, also a ``RuntimeError``
     │   ├── ClientClosedError         the client was used after ``close()``
     │   └── StreamConsumedError       a stream was iterated again after it ended
@@ -67,6 +68,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
+    "RequestValidationError",
     "SSEError",
     "StreamConsumedError",
     "StreamError",
@@ -267,6 +269,10 @@ class IncompleteStreamError(APIError):
         super().__init__(message, request_id=request_id)
         self.partial = partial
         self.chunks_received = chunks_received
+
+
+class RequestValidationError(ChunkwiseError, ValueError):
+    """The client rejected a request before sending it (a field out of range, a wrong type): ``str`` says which."""
 
 
 class ClientStateError(ChunkwiseError, RuntimeError):

@@ -6,6 +6,7 @@ Run it with any ASGI server; ``chunkwise serve`` runs it under uvicorn with the 
 from __future__ import annotations
 
 from ._app import create_app
+from ._protocol import h11_protocol
 from ._settings import ServerSettings
 
-__all__ = ["ServerSettings", "create_app"]
+__all__ = ["ServerSettings", "create_app", "h11_protocol"]

@@ -6,15 +6,15 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .._errors import ChunkwiseError
 from ..engine._protocol import Engine
 from ._errors import MethodNotAllowedError, NotFoundError, error_response
+from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
-from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, RequestContextMiddleware
+from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, CORSMiddleware, RequestContextMiddleware
 from ._openapi import openapi_document
 from ._routes import Endpoints
 from ._scheduler import Scheduler
@@ -48,11 +48,15 @@ def create_app(
     at once. Example::
 
         engine = LlamaCppEngine()
-        uvicorn.run(create_app(engine, ServerSettings(queue_size=8)))
+        settings = ServerSettings(queue_size=8)
+        uvicorn.run(create_app(engine, settings), http=h11_protocol(header_timeout=settings.header_timeout))
+
+    (``http=`` adds the header timeout and error-shaped 400s of :mod:`._protocol`; any ASGI server works.)
 
     ``scheduler`` replaces the one-generation-at-a-time queue for engines that run many at once (Ray).
     """
     settings = settings or ServerSettings()
+    quiet_stalled_responses()
     metrics = ServerMetrics()
     if scheduler is None:
         scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after)
