@@ -39,7 +39,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starlette:
+def create_app(
+    engine: Engine, settings: ServerSettings | None = None, *, scheduler: Scheduler | None = None
+) -> Starlette:
     """An ASGI app serving ``engine`` with the OpenAI chat-completions API.
 
     The caller owns ``engine`` (loads it before and closes it after). The app runs as many sequences at once
@@ -51,14 +53,17 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
         uvicorn.run(create_app(engine, settings), http=h11_protocol(header_timeout=settings.header_timeout))
 
     (``http=`` adds the header timeout and error-shaped 400s of :mod:`._protocol`; any ASGI server works.)
+
+    ``scheduler`` replaces the app's own admission queue, for engines whose capacity lives elsewhere (Ray).
     """
     settings = settings or ServerSettings()
     quiet_stalled_responses()
     metrics = ServerMetrics()
-    capacity = settings.max_running
-    if capacity is None:
-        capacity = engine.max_running if isinstance(engine, BatchingEngine) else 1
-    scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after, capacity=capacity)
+    if scheduler is None:
+        capacity = settings.max_running
+        if capacity is None:
+            capacity = engine.max_running if isinstance(engine, BatchingEngine) else 1
+        scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after, capacity=capacity)
     metrics.queue_depth.set_function(lambda: scheduler.queue_depth)
     metrics.watch_engine(engine)
     openapi = msgspec.json.encode(openapi_document(model_id=engine.model_id, requires_key=settings.api_key is not None))
