@@ -125,12 +125,12 @@ class ServerResult:
         return " + ".join(f"{round_.completed}/{streams}" for round_ in self.rounds[streams])
 
 
-def measure(url: str, max_tokens: int, rounds: int) -> ServerResult:
+def measure(url: str, max_tokens: int, rounds: int, levels: tuple[int, ...]) -> ServerResult:
     result = ServerResult()
     with httpx.Client(base_url=url, timeout=600) as client:
         stream_once(client, body("Say hello.", 16))  # warm-up
         result.alone = [stream_once(client, body(prompt, max_tokens))[0].text for prompt in PROMPTS]
-    for streams in CONCURRENCY:
+    for streams in levels:
         result.rounds[streams] = []
         for round_ in range(rounds):
             prompts = [f"(Request {round_}.{index}) {PROMPTS[index]}" for index in range(streams)]
@@ -147,13 +147,13 @@ def llama_server_command(binary: Path, model: Path, port: int) -> list[str]:
     return [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "--parallel", "8"]
 
 
-def report(chunkwise: ServerResult, llama_server: ServerResult) -> tuple[str, list[str]]:
+def report(chunkwise: ServerResult, llama_server: ServerResult, levels: tuple[int, ...]) -> tuple[str, list[str]]:
     rows = [
         "| streams | | aggregate tok/s | p50 TTFT | p99 TTFT | completed |",
         "|---|---|---|---|---|---|",
     ]
     checks: list[str] = []
-    for streams in CONCURRENCY:
+    for streams in levels:
         for name, result in (("chunkwise", chunkwise), ("llama-server", llama_server)):
             rows.append(
                 f"| {streams} | {name} | {result.aggregate(streams):.1f} | {result.ttft(streams, 0.5) * 1000:.0f} ms "
@@ -204,8 +204,16 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2, help="rounds per concurrency level")
     parser.add_argument("--llama-server", type=Path, default=None, help="a llama-server binary (default: build one)")
+    parser.add_argument(
+        "--streams",
+        type=int,
+        action="append",
+        choices=CONCURRENCY,
+        help=f"a concurrency level to measure, repeatable (default: {', '.join(map(str, CONCURRENCY))})",
+    )
     parser.add_argument("--write", type=Path, default=None, help=f"update the '{SECTION}' section of this file")
     args = parser.parse_args()
+    levels = tuple(sorted(set(args.streams))) if args.streams else CONCURRENCY
     model = args.model or default_model_path()
     binary = args.llama_server or build_llama_server()
     before = load()
@@ -217,13 +225,15 @@ def main() -> None:
             command = chunkwise_command(port) if name == "chunkwise" else llama_server_command(binary, model, port)
             print(f"{name}: {' '.join(command)}", flush=True)
             with running(command, url, Path(logs) / f"{name}.log"):
-                results[name] = measure(url, args.max_tokens, args.rounds)
-    table, checks = report(results["chunkwise"], results["llama-server"])
+                results[name] = measure(url, args.max_tokens, args.rounds, levels)
+    table, checks = report(results["chunkwise"], results["llama-server"], levels)
     print(table)
     print("\n".join(checks))
     if args.write is not None:
         shown = "flock /tmp/chunkwise-bench.lock .venv/bin/python bench/bench_batching.py"
-        shown += f" --max-tokens {args.max_tokens} --rounds {args.rounds} --write {args.write}"
+        shown += f" --max-tokens {args.max_tokens} --rounds {args.rounds}"
+        shown += "".join(f" --streams {streams}" for streams in levels if args.streams)
+        shown += f" --write {args.write}"
         section = (
             f"{SECTION}\n\n"
             f"`{shown}` on {datetime.date.today().isoformat()}: {machine()}; load average before: {before}. "
