@@ -17,7 +17,7 @@ Three layers, none of which does I/O:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar, overload
 
 import msgspec
@@ -355,24 +355,37 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
     >>> for item in decoder.close(): ...  # ends with EndOfInput
 
     Anything after ``[DONE]`` is ignored. Undecodable data raises :class:`InvalidChunkError`, so a
-    stream never silently loses a chunk.
+    stream never silently loses a chunk. ``open_event``, when given, sees the data of every event that is
+    not ``[DONE]`` or an error frame and returns the chunk JSON to decode: it checks signatures or decrypts
+    (:mod:`chunkwise.signing`, :mod:`chunkwise.confidential`), and raises when an event fails its check.
     """
 
     @overload
     def __init__(
-        self: ChunkStreamDecoder[ChatCompletionChunk], *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE
+        self: ChunkStreamDecoder[ChatCompletionChunk],
+        *,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        open_event: Callable[[bytes], bytes] | None = None,
     ) -> None: ...
 
     @overload
-    def __init__(self, chunk_type: type[_ChunkT], *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None: ...
+    def __init__(
+        self,
+        chunk_type: type[_ChunkT],
+        *,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        open_event: Callable[[bytes], bytes] | None = None,
+    ) -> None: ...
 
     def __init__(
         self,
         chunk_type: type[Any] = ChatCompletionChunk,
         *,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        open_event: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self._sse = SSEDecoder(max_event_size=max_event_size)
+        self._open_event = open_event
         self._decode_chunk = msgspec.json.Decoder(chunk_type).decode
         self._done = False
         self._usage_seen = False
@@ -430,6 +443,8 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
                 if frame is not None:
                     items.append(frame)
                     continue
+            if self._open_event is not None:
+                data = self._open_event(data)
             try:
                 chunk = decode(data)
             except msgspec.DecodeError as exc:
