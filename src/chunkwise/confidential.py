@@ -28,17 +28,17 @@ from .signing import b64decode, b64encode, blake2b256
 from .types import CompletionUsage
 
 __all__ = [
-    "KEY_SIZE",
-    "NONCE_SIZE",
-    "SALT_SIZE",
     "ClientSession",
     "ConfidentialComputeRequest",
     "ConfidentialComputeResponse",
+    "KEY_SIZE",
+    "NONCE_SIZE",
     "NodeKey",
     "NodesCreateLockRequest",
     "NodesCreateLockResponse",
     "OpenedRequest",
     "ResponseSealer",
+    "SALT_SIZE",
     "derive_key",
     "open_request",
 ]

@@ -22,7 +22,7 @@ from typing import Any, Generic, Protocol, TypeVar, overload
 
 import msgspec
 
-from ._errors import EventTooLargeError, SSEError
+from ._errors import ChunkwiseError, EventTooLargeError, SSEError
 from .types import ChatCompletionChunk, ErrorDetail, ErrorResponse
 
 __all__ = [
@@ -357,7 +357,8 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
     Anything after ``[DONE]`` is ignored. Undecodable data raises :class:`InvalidChunkError`, so a
     stream never silently loses a chunk. ``open_event``, when given, sees the data of every event that is
     not ``[DONE]`` or an error frame and returns the chunk JSON to decode: it checks signatures or decrypts
-    (:mod:`chunkwise.signing`, :mod:`chunkwise.confidential`), and raises when an event fails its check.
+    (:mod:`chunkwise.signing`, :mod:`chunkwise.confidential`). When it raises, the stream ends there like
+    at an error frame: the chunks before come out, and :attr:`failure` holds the error.
     """
 
     @overload
@@ -386,6 +387,7 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
     ) -> None:
         self._sse = SSEDecoder(max_event_size=max_event_size)
         self._open_event = open_event
+        self._failure: ChunkwiseError | None = None
         self._decode_chunk = msgspec.json.Decoder(chunk_type).decode
         self._done = False
         self._usage_seen = False
@@ -398,6 +400,11 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
         return self._done
 
     @property
+    def failure(self) -> ChunkwiseError | None:
+        """What ``open_event`` raised, which ended the stream."""
+        return self._failure
+
+    @property
     def finished_properly(self) -> bool:
         """``[DONE]`` arrived, or the usage chunk did, or every choice seen so far has finished."""
         return self._done or self._usage_seen or (bool(self._finished_choices) and not self._open_choices)
@@ -407,13 +414,13 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
         return self._sse.last_event_id
 
     def feed(self, data: bytes) -> list[_ChunkT | ErrorFrame | Done]:
-        if self._done:
+        if self._done or self._failure is not None:
             return []
         return self._interpret(self._sse.feed_raw(data))
 
     def close(self) -> list[_ChunkT | ErrorFrame | Done | EndOfInput]:
         items: list[_ChunkT | ErrorFrame | Done | EndOfInput] = []
-        if not self._done:
+        if not self._done and self._failure is None:
             items.extend(self._interpret(self._sse.flush_raw()))
         items.append(EndOfInput(self.finished_properly))
         return items
@@ -444,7 +451,11 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
                     items.append(frame)
                     continue
             if self._open_event is not None:
-                data = self._open_event(data)
+                try:
+                    data = self._open_event(data)
+                except ChunkwiseError as exc:
+                    self._failure = exc
+                    break
             try:
                 chunk = decode(data)
             except msgspec.DecodeError as exc:

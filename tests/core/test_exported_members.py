@@ -7,7 +7,14 @@ import types
 
 import pytest
 
-PUBLIC_MODULES = ["chunkwise", "chunkwise.types", "chunkwise.sse", "chunkwise.accumulate"]
+PUBLIC_MODULES = [
+    "chunkwise",
+    "chunkwise.types",
+    "chunkwise.sse",
+    "chunkwise.accumulate",
+    "chunkwise.confidential",
+    "chunkwise.signing",
+]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)

@@ -82,7 +82,10 @@ class StreamCore:
         if chunks:
             self.received += chunks
             deadlines.chunk_arrived(now)
-        if end is not None:
+        failure = self._decoder.failure
+        if failure is not None:  # a chunk failed its check (signature, chain, decryption)
+            self._stop(failure)
+        elif end is not None:
             self.open = False
             if isinstance(end, ErrorFrame):
                 message = end.error.message or "the server reported an error in the stream"
