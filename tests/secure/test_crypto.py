@@ -239,3 +239,25 @@ def test_key_files_persist_and_rotate(tmp_path: Path) -> None:
     (tmp_path / "junk.pem").write_text("junk")
     with pytest.raises(ValueError, match="does not hold an unencrypted PEM private key"):
         load_signer(tmp_path / "junk.pem")
+
+
+def test_serve_prints_the_public_keys(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from chunkwise.cli._serve import _load_keys
+
+    console = Console(record=True, width=200)
+    node_key, signer = _load_keys(console, tmp_path / "node.pem", False, tmp_path / "signing.pem", False)
+    printed = console.export_text()
+    assert f"Node key (X25519, confidential chat): {node_key.public_key_base64}" in printed
+    assert f"Signing key (Ed25519): {signer.public_key_base64}" in printed
+    assert "new, written to" in printed
+
+
+def test_rotation_needs_a_key_file() -> None:
+    from click.testing import CliRunner
+
+    from chunkwise.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--rotate-node-key"])
+    assert result.exit_code == 2 and "--rotate-node-key needs --node-key-file" in result.output

@@ -235,7 +235,11 @@ def serve(
         server = uvicorn.Server(config)
         # On Ctrl-C uvicorn shuts down gracefully, then re-raises the signal it caught.
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve_and_announce(server, console, engine.model_id, with_key=api_key is not None))
+            asyncio.run(
+                _serve_and_announce(
+                    server, console, engine.model_id, with_key=api_key is not None, signed=signer is not None
+                )
+            )
         if not server.started:
             raise click.ClickException(f"could not listen on {host}:{port}")
     finally:
@@ -268,7 +272,7 @@ def _load_keys(
     return node_key, signer
 
 
-async def _serve_and_announce(server: Any, console: Console, model_id: str, *, with_key: bool) -> None:
+async def _serve_and_announce(server: Any, console: Console, model_id: str, *, with_key: bool, signed: bool) -> None:
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
@@ -280,6 +284,7 @@ async def _serve_and_announce(server: Any, console: Console, model_id: str, *, w
             Text(),
             Text.assemble("chunkwise is serving ", (model_id, "bold green"), " at ", (url, "bold cyan")),
             Text(f"  OpenAPI: {url}/openapi.json   metrics: {url}/metrics   Ctrl-C to stop"),
+            *([Text(f"  Answers are signed; the public key: {url}/signing-key")] if signed else []),
             Text("  Try:"),
             Text("  " + curl_example(url, model_id, with_key=with_key)),
             Text(),
