@@ -246,7 +246,16 @@ def open_request(envelope: ConfidentialComputeRequest, node_key: NodeKey) -> Ope
     return OpenedRequest(plaintext=plaintext, plaintext_hash=digest, sealer=ResponseSealer(key), envelope=envelope)
 
 
-_response_decoder = msgspec.json.Decoder(ConfidentialComputeResponse)
+class _ReceivedResponse(msgspec.Struct, kw_only=True):
+    # What a client accepts: an Atoma node may leave out the optional keys that chunkwise always writes.
+    ciphertext: str
+    nonce: str
+    usage: CompletionUsage | None = None
+    signature: str | None = None
+    response_hash: str | None = None
+
+
+_response_decoder = msgspec.json.Decoder(_ReceivedResponse)
 
 
 class ClientSession:
@@ -319,4 +328,11 @@ class ClientSession:
             raise DecryptionError(
                 "a confidential response does not decrypt: it was altered in transit, or comes from another key"
             )
-        return plaintext, envelope
+        received = ConfidentialComputeResponse(
+            ciphertext=envelope.ciphertext,
+            nonce=envelope.nonce,
+            usage=envelope.usage,
+            signature=envelope.signature,
+            response_hash=envelope.response_hash,
+        )
+        return plaintext, received

@@ -261,3 +261,12 @@ def test_rotation_needs_a_key_file() -> None:
 
     result = CliRunner().invoke(main, ["serve", "--rotate-node-key"])
     assert result.exit_code == 2 and "--rotate-node-key needs --node-key-file" in result.output
+
+
+def test_atoma_envelopes_without_the_optional_keys_open() -> None:
+    node = NodeKey()
+    session, envelope = sealed(node)
+    body = json.loads(open_request(envelope, node).sealer.seal(b"{}", response_hash="h", signature=None, usage=None))
+    minimal = json.dumps({"ciphertext": body["ciphertext"], "nonce": body["nonce"]}).encode()
+    plaintext, received = session.open_response(minimal)
+    assert plaintext == b"{}" and received.signature is None and received.response_hash is None
