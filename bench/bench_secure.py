@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -147,19 +148,92 @@ def run_all(runs: int, max_tokens: int) -> dict[str, list[Run]]:
     return results
 
 
-def report(results: dict[str, list[Run]]) -> str:
+def per_chunk_cost(chunks: int = 2000) -> dict[str, float]:
+    """Microseconds of CPU per chunk that each variant adds, server and client together, without the network.
+
+    The same chunk goes through the server's framer and the client's guard and decoder (plain: the decoder
+    only), ``chunks`` times: a figure the machine's load barely moves, unlike the streaming rates.
+    """
+    import msgspec
+
+    from chunkwise.client._guards import ResponseGuard
+    from chunkwise.confidential import (
+        ClientSession,
+        ConfidentialComputeRequest,
+        NodeKey,
+        NodesCreateLockResponse,
+        open_request,
+    )
+    from chunkwise.server._framing import ConfidentialFramer, SignedFramer
+    from chunkwise.signing import ChainSealer, ChainVerifier, Signer, blake2b256
+    from chunkwise.types import ChatCompletionChunk
+
+    fields = {
+        "id": "chatcmpl-0123456789abcdef0123456789abcdef",
+        "created": 1_700_000_000,
+        "model": MODEL,
+        "choices": [{"index": 0, "delta": {"content": " lighthouse"}}],
+    }
+    chunk = msgspec.json.encode(msgspec.convert(fields, ChatCompletionChunk))
+    decode = msgspec.json.Decoder(ChatCompletionChunk).decode
+    request = b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'
+    root = blake2b256(request)
+    signer = Signer()
+    node = NodeKey()
+
+    def timed(make: Any) -> float:
+        payload, open_ = make()
+        started = time.perf_counter()
+        for _ in range(chunks):
+            decode(open_(payload(chunk)))
+        return (time.perf_counter() - started) / chunks * 1e6
+
+    def plain() -> tuple[Any, Any]:
+        return (lambda data: data), (lambda data: data)
+
+    def signed() -> tuple[Any, Any]:
+        guard = ResponseGuard(ChainVerifier(root, signer.public_key), None, expect_usage=False)
+        return SignedFramer(ChainSealer(root, signer)).payload, guard.open
+
+    def confidential(with_signer: Signer | None) -> tuple[Any, Any]:
+        lock = NodesCreateLockResponse(public_key=node.public_key_base64, node_small_id=0, stack_small_id=1)
+        session = ClientSession(lock)
+        sealed = session.seal_request(request, model="m", stream=True)
+        envelope = msgspec.json.decode(sealed, type=ConfidentialComputeRequest)
+        opened = open_request(envelope, node)
+        framer = ConfidentialFramer(ChainSealer(opened.plaintext_hash, with_signer), opened.sealer)
+        key = None if with_signer is None else with_signer.public_key
+        guard = ResponseGuard(ChainVerifier(session.request_hash, key), session, expect_usage=False)
+        return framer.payload, guard.open
+
+    base = min(timed(plain) for _ in range(3))
+    return {
+        "plain": base,
+        "signed": min(timed(signed) for _ in range(3)),
+        "confidential": min(timed(lambda: confidential(None)) for _ in range(3)),
+        "confidential + signed": min(timed(lambda: confidential(signer)) for _ in range(3)),
+    }
+
+
+def report(results: dict[str, list[Run]], cpu: dict[str, float]) -> str:
     base_ttft = statistics.median(run.ttft for run in results["plain"])
     base_rate = statistics.median(run.tokens_per_second for run in results["plain"])
     lines = [
-        "| variant | time to first token (median) | tokens/s (median) | tokens/s vs plain | TTFT added |",
-        "|---|---:|---:|---:|---:|",
+        "| variant | TTFT (median) | TTFT added | tokens/s (median) | tokens/s / plain, paired (median) | "
+        "CPU µs per chunk (server + client) | share of a plain token's time |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for variant in VARIANTS:
         ttft = statistics.median(run.ttft for run in results[variant])
         rate = statistics.median(run.tokens_per_second for run in results[variant])
+        paired = statistics.median(
+            run.tokens_per_second / plain.tokens_per_second
+            for run, plain in zip(results[variant], results["plain"], strict=True)
+        )
+        added = cpu[variant] - cpu["plain"]
         lines.append(
-            f"| {variant} | {ttft * 1000:.1f} ms | {rate:.1f} | {rate / base_rate:.3f} "
-            f"({(1 - rate / base_rate) * 100:+.1f}% cost) | {(ttft - base_ttft) * 1000:+.1f} ms |"
+            f"| {variant} | {ttft * 1000:.1f} ms | {(ttft - base_ttft) * 1000:+.1f} ms | {rate:.1f} | "
+            f"{paired:.3f} | {cpu[variant]:.1f} ({added:+.1f}) | {added / (1e6 / base_rate) * 100:.2f}% |"
         )
     return "\n".join(lines)
 
@@ -179,8 +253,9 @@ def main() -> None:
     print(f"- Command: `python bench/bench_secure.py {' '.join(sys.argv[1:])}`")
     print(f"- {args.runs} streams per variant of {args.max_tokens} tokens, after a warm-up; medians", flush=True)
     results = run_all(args.runs, args.max_tokens)
+    cpu = per_chunk_cost()
     print(f"- load average at end {load()}\n")
-    print(report(results))
+    print(report(results, cpu))
 
 
 if __name__ == "__main__":
