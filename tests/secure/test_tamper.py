@@ -201,3 +201,20 @@ def test_a_tampered_stream_fails_like_any_broken_stream(mitm: Relay) -> None:
             stream.final_completion()
     assert len(received) == 3 and again.value is info.value
     assert info.value.request_id  # stamped like every stream error
+
+
+@pytest.mark.anyio
+async def test_the_async_client_catches_tampering_too(mitm: Relay, signer: Signer) -> None:
+    relay, url = mitm
+    relay.tamper.events = lambda events: swapped(events, 2, 3)
+    async with chunkwise.AsyncClient(base_url=f"{url}/v1", max_retries=0, verify_key=signer.public_key) as client:
+        stream = await client.confidential.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, **GREEDY
+        )
+        async with stream:
+            with pytest.raises(chunkwise.BrokenChainError, match="expected chunk 2"):
+                await stream.final_completion()
+        relay.tamper.events = lambda events: events
+        relay.tamper.lock = swap_lock_key
+        with pytest.raises(chunkwise.SignatureError):
+            await client.confidential.chat.completions.create(model=MODEL, messages=MESSAGES, **GREEDY)
