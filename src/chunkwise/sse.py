@@ -428,6 +428,7 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
     def _interpret(self, events: list[_RawEvent]) -> list[_ChunkT | ErrorFrame | Done]:
         items: list[_ChunkT | ErrorFrame | Done] = []
         decode = self._decode_chunk
+        open_event = self._open_event
         open_choices = self._open_choices
         for raw in events:
             if isinstance(raw, bytes):
@@ -450,9 +451,9 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
                 if frame is not None:
                     items.append(frame)
                     continue
-            if self._open_event is not None:
+            if open_event is not None:
                 try:
-                    data = self._open_event(data)
+                    data = open_event(data)
                 except ChunkwiseError as exc:
                     self._failure = exc
                     break

@@ -21,7 +21,7 @@ from chunkwise.confidential import (
     derive_key,
     open_request,
 )
-from chunkwise.server._keys import load_node_key, load_signer
+from chunkwise.server import load_node_key, load_signer
 from chunkwise.signing import ChainSealer, ChainVerifier, Signer, blake2b256, split_signed_json, verify_sui_signature
 
 REQUEST = b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}'
@@ -249,6 +249,7 @@ def test_serve_prints_the_public_keys(tmp_path: Path) -> None:
     console = Console(record=True, width=200)
     node_key, signer = _load_keys(console, tmp_path / "node.pem", False, tmp_path / "signing.pem", False)
     printed = console.export_text()
+    assert signer is not None
     assert f"Node key (X25519, confidential chat): {node_key.public_key_base64}" in printed
     assert f"Signing key (Ed25519): {signer.public_key_base64}" in printed
     assert "new, written to" in printed

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
@@ -16,6 +16,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from .._errors import ChunkwiseError
+
+if TYPE_CHECKING:
+    from ..confidential import NodeKey
+    from ..signing import Signer
 
 __all__ = ["serve"]
 
@@ -253,10 +257,10 @@ def _load_keys(
     rotate_node_key: bool,
     signing_key_file: Path | None,
     rotate_signing_key: bool,
-) -> tuple[Any, Any]:
+) -> tuple[NodeKey, Signer | None]:
     """The node key and the signer the options ask for, announced with their public halves."""
     from ..confidential import NodeKey
-    from ..server._keys import load_node_key, load_signer
+    from ..server import load_node_key, load_signer
 
     if node_key_file is None:
         node_key, origin = NodeKey(), "new for this run"
@@ -264,7 +268,7 @@ def _load_keys(
         node_key, created = load_node_key(node_key_file, rotate=rotate_node_key)
         origin = f"{'new, written to' if created else 'from'} {node_key_file}"
     console.print(f"Node key (X25519, confidential chat): {node_key.public_key_base64}  ({origin})", soft_wrap=True)
-    signer = None
+    signer: Signer | None = None
     if signing_key_file is not None:
         signer, created = load_signer(signing_key_file, rotate=rotate_signing_key)
         origin = f"{'new, written to' if created else 'from'} {signing_key_file}"

@@ -6,6 +6,7 @@ Run it with any ASGI server; ``chunkwise serve`` runs it under uvicorn with the 
 from __future__ import annotations
 
 from ._app import create_app
+from ._keys import load_node_key, load_signer
 from ._settings import ServerSettings
 
-__all__ = ["ServerSettings", "create_app"]
+__all__ = ["ServerSettings", "create_app", "load_node_key", "load_signer"]
