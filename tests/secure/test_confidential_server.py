@@ -175,3 +175,15 @@ def exchange_with_wrong_key(client: chunkwise.Client) -> None:
     exchange.read_lock(httpx.Response(200, content=msgspec.json.encode(lock)))
     call = exchange.chat_call(chunkwise.client.USE_CLIENT_DEFAULT, 0, None)
     client._fetch(call, call.read_completion)
+
+
+def test_confidential_routes_need_the_api_key(engine: Any) -> None:
+    from chunkwise.server import ServerSettings, create_app
+    from tests.server.conftest import serve
+
+    with serve(create_app(engine, ServerSettings(api_key="secret"))) as server:
+        refused = httpx.post(f"{server.url}/v1/nodes/lock", json={"model": MODEL})
+        assert refused.status_code == 401
+        assert httpx.post(f"{server.url}/v1/confidential/chat/completions", json={}).status_code == 401
+        with chunkwise.Client(base_url=f"{server.url}/v1", api_key="secret") as client:
+            assert client.confidential.chat.completions.create(model=MODEL, messages=MESSAGES, **GREEDY).choices

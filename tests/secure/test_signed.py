@@ -111,3 +111,13 @@ def test_openai_clients_ignore_the_extra_fields(signed_server: RunningServer) ->
             model=MODEL, messages=messages, max_tokens=12, temperature=0, seed=1
         )
     assert text == completion.choices[0].message.content
+
+
+def test_legacy_completions_are_signed_too(signed_server: RunningServer, signer: Signer) -> None:
+    body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 4, "temperature": 0, "stream": True}
+    answer = httpx.post(f"{signed_server.url}/v1/completions", json=body, timeout=60)
+    events = [event.removeprefix("data: ") for event in answer.text.split("\n\n") if event.startswith("data: ")]
+    assert events[-1] == "[DONE]" and len(events) >= 2
+    for event in events[:-1]:
+        unsigned, signature, _ = split_signed_json(event.encode())
+        verify_sui_signature(signature or "", blake2b256(unsigned), signer.public_key)
