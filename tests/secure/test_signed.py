@@ -121,3 +121,19 @@ def test_legacy_completions_are_signed_too(signed_server: RunningServer, signer:
     for event in events[:-1]:
         unsigned, signature, _ = split_signed_json(event.encode())
         verify_sui_signature(signature or "", blake2b256(unsigned), signer.public_key)
+
+
+def test_chat_cli_confidential_and_pinned(signed_server: RunningServer, signer: Signer) -> None:
+    from click.testing import CliRunner
+
+    from chunkwise.cli import main
+
+    base = ["chat", "--base-url", f"{signed_server.url}/v1", "--max-tokens", "6", "--temperature", "0"]
+    runner = CliRunner()
+    trusted = runner.invoke(main, [*base, "--confidential", "--verify-key", signer.public_key_base64, "Hi"])
+    assert trusted.exit_code == 0, trusted.output
+    assert "usage" in trusted.output
+    stranger = runner.invoke(main, [*base, "--verify-key", Signer().public_key_base64, "Hi"])
+    assert stranger.exit_code == 1 and "not by the pinned key" in stranger.output
+    malformed = runner.invoke(main, [*base, "--verify-key", "nope", "Hi"])
+    assert malformed.exit_code == 2 and "--verify-key" in malformed.output
