@@ -39,8 +39,8 @@ __all__ = ["ConfidentialEndpoints"]
 _encoder = msgspec.json.Encoder()
 
 
-def _plaintext_request(opened: OpenedRequest) -> tuple[bytes, bool]:
-    """The request to run and whether it streams; streams always get the usage chunk."""
+def _plaintext_request(opened: OpenedRequest) -> bytes:
+    """The request to run, checked against its envelope; streams always get the usage chunk."""
     try:
         fields = msgspec.json.decode(opened.plaintext)
     except msgspec.DecodeError:
@@ -60,9 +60,9 @@ def _plaintext_request(opened: OpenedRequest) -> tuple[bytes, bool]:
     if fields.get("model") != envelope.model_name:
         raise BadRequestError("The envelope's `model_name` is not the encrypted request's `model`.", param="model_name")
     if not stream:
-        return opened.plaintext, False
+        return opened.plaintext
     fields["stream_options"] = {"include_usage": True}
-    return _encoder.encode(fields), True
+    return _encoder.encode(fields)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
@@ -126,7 +126,7 @@ class ConfidentialEndpoints:
             opened = open_request(envelope, self._node_key)
         except EnvelopeError as exc:
             raise BadRequestError(exc.message, param=exc.param, code=exc.code) from None
-        plaintext, _ = _plaintext_request(opened)
+        plaintext = _plaintext_request(opened)
         scope: dict[str, Any] = dict(request.scope)
         scope["headers"] = [
             *(
