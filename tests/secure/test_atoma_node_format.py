@@ -133,7 +133,7 @@ def atoma_node() -> Iterator[str]:
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
 
-def test_confidential_stream_from_an_atoma_node(atoma_node: str) -> None:
+def test_confidential_stream_from_an_atoma_node(atoma_node: str, caplog: pytest.LogCaptureFixture) -> None:
     with (
         chunkwise.Client(base_url=atoma_node, api_key="atoma-key") as client,
         client.confidential.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True) as stream,
@@ -142,6 +142,8 @@ def test_confidential_stream_from_an_atoma_node(atoma_node: str) -> None:
         completion = stream.final_completion()
     assert text == "".join(WORDS)
     assert completion.usage is not None and completion.usage.total_tokens == 9 + len(WORDS)
+    warnings = [record for record in caplog.records if "reuses one AES-GCM nonce" in record.getMessage()]
+    assert len(warnings) == 1  # once per stream, not once per chunk
 
 
 @pytest.mark.anyio

@@ -70,7 +70,9 @@ def test_streamed_envelopes_have_fresh_nonces_and_plaintext_usage(unsigned_serve
     assert events[-1]["usage"] == chunks[-1]["usage"] and chunks[-1]["choices"] == []
 
 
-def test_client_confidential_chat_matches_plain_chat(unsigned_server: RunningServer) -> None:
+def test_client_confidential_chat_matches_plain_chat(
+    unsigned_server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
     with chunkwise.Client(base_url=f"{unsigned_server.url}/v1") as client:
         plain = client.chat.completions.create(model=MODEL, messages=MESSAGES, **GREEDY)
         secret = client.confidential.chat.completions.create(model=MODEL, messages=MESSAGES, **GREEDY)
@@ -79,6 +81,7 @@ def test_client_confidential_chat_matches_plain_chat(unsigned_server: RunningSer
         ) as stream:
             texts = list(stream.iter_text())
             streamed = stream.final_completion()
+    assert not [record for record in caplog.records if "nonce" in record.getMessage()]  # fresh nonces here
     assert secret.choices[0].message.content == plain.choices[0].message.content
     assert "".join(texts) == streamed.choices[0].message.content == plain.choices[0].message.content
     assert streamed.usage is not None and streamed.usage.completion_tokens == plain.usage.completion_tokens

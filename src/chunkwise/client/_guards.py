@@ -8,6 +8,7 @@ chunks missing at the end. Both clients use the same guards; a retry gets a new 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import msgspec
@@ -18,6 +19,8 @@ from ..signing import ChainVerifier, blake2b256
 from ..types import ChatCompletionChunk
 
 __all__ = ["ResponseGuard", "asks_for_usage", "signed_guard_factory"]
+
+logger = logging.getLogger("chunkwise.client")
 
 
 class _UsageOption(msgspec.Struct):
@@ -50,12 +53,13 @@ class ResponseGuard:
       hash, its signature (with a pinned key) must verify, and the chain inside the plaintext must hold.
     """
 
-    __slots__ = ("_expect_usage", "_session", "_verifier")
+    __slots__ = ("_expect_usage", "_nonces", "_session", "_verifier")
 
     def __init__(self, verifier: ChainVerifier, session: ClientSession | None, *, expect_usage: bool) -> None:
         self._verifier = verifier
         self._session = session
         self._expect_usage = expect_usage
+        self._nonces: set[str] | None = set()
 
     def open(self, data: bytes) -> bytes:
         """The JSON of one chunk (or of the whole answer), checked; raises a :class:`~chunkwise.VerificationError`."""
@@ -63,10 +67,25 @@ class ResponseGuard:
             self._verifier.check_signed_json(data)
             return data
         plaintext, envelope = self._session.open_response(data)
+        self._note_nonce(envelope.nonce)
         if envelope.response_hash is None:
             raise SignatureError(f"confidential body {self._verifier.count} carries no response_hash")
         self._verifier.check(plaintext, envelope.response_hash, envelope.signature)
         return plaintext
+
+    def _note_nonce(self, nonce: str) -> None:
+        # An Atoma node encrypts every chunk of a stream under one nonce (ATOMA_WIRE.md section 4.4). That
+        # still decrypts, so it is not refused, but whoever reads the traffic learns the XOR of the chunks.
+        if self._nonces is None:
+            return
+        if nonce in self._nonces:
+            logger.warning(
+                "the server reuses one AES-GCM nonce across the chunks of this confidential stream (as Atoma "
+                "nodes do): an eavesdropper can XOR chunks together and learn their content"
+            )
+            self._nonces = None  # once per stream
+            return
+        self._nonces.add(nonce)
 
     def finish(self, chunks: Sequence[ChatCompletionChunk]) -> None:
         """At the end of a stream that looked finished: were chunks cut off before the end?
