@@ -6,7 +6,8 @@ One server process loads the model once and serves it twice, on two ports: as is
 The chunkwise client streams the same greedy request four ways, taking turns run after run so that a shared
 machine's load falls on each alike:
 
-* plain: ``client.chat.completions`` on the unsigned app (the baseline);
+* plain: ``client.chat.completions`` on the unsigned app (the baseline), and the same again through a second
+  client ("plain again"), whose ratio to plain shows how far two identical variants drift apart in this run;
 * signed: the same on the signed app, every chunk verified against the pinned key and the chain;
 * confidential: ``client.confidential.chat.completions`` on the unsigned app (lock, encrypt, then every
   chunk decrypted and its hash and chain checked);
@@ -40,7 +41,8 @@ MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MESSAGES = [{"role": "user", "content": "Write a long, detailed story about a lighthouse keeper."}]
 #: SmolLM2's end tokens (<|endoftext|> 0, <|im_end|> 2) banned: every stream runs to max_tokens.
 NO_END = {"0": -100, "2": -100}
-VARIANTS = ["plain", "signed", "confidential", "confidential + signed"]
+#: "plain again" is plain once more, through a second client: its ratio to plain is the run's noise floor.
+VARIANTS = ["plain", "plain again", "signed", "confidential", "confidential + signed"]
 
 
 def serve_twice(plain_port: int, signed_port: int) -> None:
@@ -131,6 +133,7 @@ def run_all(runs: int, max_tokens: int) -> dict[str, list[Run]]:
     with server_process() as (plain_url, signed_url, key):
         clients = {
             "plain": chunkwise.Client(base_url=f"{plain_url}/v1"),
+            "plain again": chunkwise.Client(base_url=f"{plain_url}/v1"),
             "signed": chunkwise.Client(base_url=f"{signed_url}/v1", verify_key=key),
             "confidential": chunkwise.Client(base_url=f"{plain_url}/v1"),
             "confidential + signed": chunkwise.Client(base_url=f"{signed_url}/v1", verify_key=key),
@@ -139,7 +142,8 @@ def run_all(runs: int, max_tokens: int) -> dict[str, list[Run]]:
             for variant in VARIANTS:  # warm-up: caches, connections, the prompt's KV cache
                 stream_once(clients[variant], variant, max_tokens)
             for number in range(runs):
-                order = VARIANTS[number % 4 :] + VARIANTS[: number % 4]  # nobody always goes first
+                turn = number % len(VARIANTS)
+                order = VARIANTS[turn:] + VARIANTS[:turn]  # nobody always goes first
                 for variant in order:
                     results[variant].append(stream_once(clients[variant], variant, max_tokens))
         finally:
@@ -209,6 +213,7 @@ def per_chunk_cost(chunks: int = 2000) -> dict[str, float]:
     base = min(timed(plain) for _ in range(3))
     return {
         "plain": base,
+        "plain again": base,
         "signed": min(timed(signed) for _ in range(3)),
         "confidential": min(timed(lambda: confidential(None)) for _ in range(3)),
         "confidential + signed": min(timed(lambda: confidential(signer)) for _ in range(3)),
