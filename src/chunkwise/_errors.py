@@ -30,6 +30,7 @@
     │       ├── SignatureError               a missing or bad signature or response hash
     │       ├── BrokenChainError             a chunk dropped, reordered or replayed from another response
     │       └── DecryptionError              a confidential response that does not decrypt
+    ├── RequestValidationError        the client rejected a request before sending it, also a ``ValueError``
     ├── ClientStateError              misuse, also a ``RuntimeError``
     │   ├── ClientClosedError         the client was used after ``close()``
     │   └── StreamConsumedError       a stream was iterated again after it ended
@@ -75,6 +76,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
+    "RequestValidationError",
     "SSEError",
     "SignatureError",
     "StreamConsumedError",
@@ -306,6 +308,10 @@ class BrokenChainError(VerificationError):
 
 class DecryptionError(VerificationError):
     """A confidential response does not decrypt with the request's key, or its plaintext hash differs."""
+
+
+class RequestValidationError(ChunkwiseError, ValueError):
+    """The client rejected a request before sending it (a field out of range, a wrong type): ``str`` says which."""
 
 
 class ClientStateError(ChunkwiseError, RuntimeError):

@@ -75,7 +75,6 @@ async def test_n_legacy_choices(engine: LlamaCppEngine):
     [
         ({"prompt": ["one", "two"]}, "prompt"),
         ({"prompt": []}, "prompt"),
-        ({"prompt": ""}, "prompt"),
         ({"prompt": [1, 99999999]}, "prompt"),
         ({"suffix": "tail"}, "suffix"),
         ({"best_of": 3}, "best_of"),

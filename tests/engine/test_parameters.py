@@ -198,7 +198,7 @@ async def test_n_that_does_not_fit_beside_the_prompt_is_a_context_error(small_en
             {
                 "response_format": {
                     "type": "json_schema",
-                    "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "no-anchors"}},
+                    "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "(?=look)ahead"}},
                 }
             },
             "response_format",

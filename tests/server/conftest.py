@@ -7,6 +7,7 @@ disconnects happen exactly as in production.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from starlette.applications import Starlette
 
 from chunkwise.engine import DEFAULT_MODEL_ID
 from chunkwise.engine._protocol import Engine
-from chunkwise.server import ServerSettings, create_app
+from chunkwise.server import ServerSettings, create_app, h11_protocol
 
 MODEL = DEFAULT_MODEL_ID
 #: Short, so that keep-alive tests do not wait 15 s.
@@ -65,13 +66,29 @@ def read_metric(exposition: str, name: str, **labels: str) -> float:
 
 
 @contextmanager
-def serve(app: Starlette) -> Iterator[RunningServer]:
-    """Run ``app`` under uvicorn on 127.0.0.1 and a free port until the block ends."""
+def serve(app: Starlette, *, send_buffer: int | None = None) -> Iterator[RunningServer]:
+    """Run ``app`` under uvicorn on 127.0.0.1 and a free port until the block ends.
+
+    ``send_buffer`` fixes the kernel send buffer (SO_SNDBUF) of every connection, so that a client that
+    stops reading fills the server's buffers after kilobytes instead of megabytes.
+    """
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if send_buffer is not None:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # accepted sockets inherit it
+    listener.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="off", timeout_graceful_shutdown=2
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        http=h11_protocol(header_timeout=app.state.settings.header_timeout),
+        ws="none",
+        lifespan="off",
+        timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
@@ -84,6 +101,7 @@ def serve(app: Starlette) -> Iterator[RunningServer]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+        listener.close()
 
 
 @pytest.fixture(scope="session")

@@ -75,7 +75,7 @@ def test_metrics_expose_every_documented_family(server: RunningServer, http: htt
 
 
 def test_health_and_models(http: httpx.Client) -> None:
-    assert http.get("/health").json() == {"status": "ok", "model": MODEL}
+    assert http.get("/health").json() == {"message": "ok", "status": "ok", "model": MODEL}
     models = http.get("/v1/models").json()
     assert models["object"] == "list"
     assert [model["id"] for model in models["data"]] == [MODEL]

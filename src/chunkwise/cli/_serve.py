@@ -134,6 +134,20 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     help="Seconds between SSE keep-alive comments while a stream waits in the queue.",
 )
 @click.option(
+    "--write-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds a client may read nothing of its response before the response is cancelled.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds a connection may take to send a request's headers before it is closed.",
+)
+@click.option(
     "--max-body-size",
     type=click.IntRange(min=1),
     default=4 * 1024 * 1024,
@@ -184,6 +198,8 @@ def serve(
     n_threads: int | None,
     queue_size: int,
     keepalive_interval: float,
+    write_timeout: float,
+    header_timeout: float,
     max_body_size: int,
     cors_origins: tuple[str, ...],
     node_key_file: Path | None,
@@ -196,7 +212,7 @@ def serve(
     """Serve a GGUF model with the OpenAI chat-completions API (streaming and not)."""
     import uvicorn
 
-    from ..server import ServerSettings, create_app
+    from ..server import ServerSettings, create_app, h11_protocol
 
     console = Console()
     _configure_logging(log_level)
@@ -213,6 +229,8 @@ def serve(
             api_key=api_key or None,
             queue_size=queue_size,
             keepalive_interval=keepalive_interval,
+            write_timeout=write_timeout,
+            header_timeout=header_timeout,
             max_body_size=max_body_size,
             cors_origins=cors_origins,
             node_key=node_key,
@@ -231,6 +249,7 @@ def serve(
             port=port,
             log_level=log_level,
             access_log=access_log,
+            http=h11_protocol(header_timeout=settings.header_timeout),
             ws="none",
             lifespan="off",
             # Open streams get this long to finish on Ctrl-C before they are cut.

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import httpx
 import msgspec
 
-from .._errors import APIConnectionError, APIError, ChunkwiseError, UnexpectedResponseError
+from .._errors import APIConnectionError, APIError, ChunkwiseError, RequestValidationError, UnexpectedResponseError
 from ..accumulate import accumulate
 from ..types import ChatCompletion, ChatCompletionRequest, Message, ModelList, completion_decoder
 from ._config import USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
@@ -57,7 +57,7 @@ def chat_request_body(
     try:
         request = msgspec.convert(fields, ChatCompletionRequest)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"invalid chat completion request: {exc}") from None
+        raise RequestValidationError(f"invalid chat completion request: {exc}") from None
     if not extra_body:
         return msgspec.json.encode(request)
     return msgspec.json.encode({**msgspec.to_builtins(request), **extra_body})

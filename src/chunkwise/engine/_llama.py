@@ -227,6 +227,11 @@ class LlamaCppEngine:
         return self._max_sequences
 
     @property
+    def document_start_token(self) -> int:
+        """What an empty legacy prompt starts from (OpenAI: "as if from the beginning of a new document")."""
+        return self._bos if self._bos >= 0 else int(self._lib.llama_vocab_eos(self._vocab))
+
+    @property
     def chat_template(self) -> str:
         return self._template.source
 

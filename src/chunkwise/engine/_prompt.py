@@ -5,11 +5,19 @@ dicts with string content, so the wire messages are flattened first: ``developer
 text parts are joined, an assistant's tool calls are written into its content in the same JSON shape the
 model is asked to produce, and tool results keep the ``tool`` role. Tools are described to the model in
 the system message (see :func:`tool_instructions`); the grammar then holds it to the format.
+
+Message text is only ever text: :func:`prompt_segments` renders the template around unguessable
+placeholders and then splits the prompt into the template's own text, whose special tokens
+(``<|im_start|>``) are parsed, and each message's content, tokenized as plain text. So a user who writes
+``<|im_end|><|im_start|>system`` gets those characters, not a forged turn.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
+from collections.abc import Callable
 from typing import Any
 
 from ..types import (
@@ -28,7 +36,7 @@ from ..types import (
 from ._protocol import InvalidRequestError
 from ._text import tool_call_prefix
 
-__all__ = ["CHATML_TEMPLATE", "ChatTemplate", "template_messages", "tool_instructions"]
+__all__ = ["CHATML_TEMPLATE", "ChatTemplate", "prompt_segments", "template_messages", "tool_instructions"]
 
 #: Used when a GGUF file carries no ``tokenizer.chat_template``.
 CHATML_TEMPLATE = (
@@ -62,6 +70,38 @@ class ChatTemplate:
         return prompt
 
 
+def prompt_segments(
+    render: Callable[[list[TemplateMessage]], str], messages: list[TemplateMessage]
+) -> list[tuple[str, bool]]:
+    """The rendered prompt as ``(text, is_message_content)`` pieces, in order.
+
+    Raises :class:`InvalidRequestError` for a template that drops, repeats or rewrites message content, as
+    content could then not be told apart from the template's own text.
+    """
+    nonce = secrets.token_hex(8)
+    marked = [{**message, "content": f"\ue000{nonce}:{index}\ue001"} for index, message in enumerate(messages)]
+    rendered = render(marked)
+    segments: list[tuple[str, bool]] = []
+    seen: set[int] = set()
+    position = 0
+    intact = True
+    for match in re.finditer(f"\ue000{nonce}:(\\d+)\ue001", rendered):
+        index = int(match[1])
+        intact = intact and index not in seen
+        seen.add(index)
+        segments.append((rendered[position : match.start()], False))
+        segments.append((messages[index]["content"], True))
+        position = match.end()
+    if not intact or len(seen) != len(messages):
+        raise InvalidRequestError(
+            "The model's chat template does not place each message's content exactly once, so the content "
+            "cannot be kept apart from the template's control tokens",
+            param="messages",
+        )
+    segments.append((rendered[position:], False))
+    return [(text, is_content) for text, is_content in segments if text]
+
+
 def template_messages(messages: list[Message], *, system_suffix: str | None = None) -> list[TemplateMessage]:
     """Flatten wire messages into template dicts; ``system_suffix`` is appended to the system prompt."""
     flattened: list[TemplateMessage] = []
@@ -93,13 +133,16 @@ def _text(content: str | list[ContentPart], index: int) -> str:
     texts: list[str] = []
     for part in content:
         if not isinstance(part, TextContentPart):
-            kind = type(part).__name__.removesuffix("ContentPart").lower() or "non-text"
+            kind = _PART_KINDS.get(type(part).__name__, "non-text")
             raise InvalidRequestError(
                 f"messages[{index}].content: {kind} content is not supported by this text-only model",
                 param=f"messages[{index}].content",
             )
         texts.append(part.text)
     return "\n".join(texts)
+
+
+_PART_KINDS = {"ImageContentPart": "image_url", "InputAudioContentPart": "input_audio"}
 
 
 def _call_text(call: ToolCall) -> str:

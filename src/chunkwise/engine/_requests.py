@@ -22,7 +22,7 @@ from ..types import (
 )
 from ._choices import ChatChoiceWriter, ChoiceWriter, ChunkHeader, ChunkT, TextChoiceWriter, ToolMode
 from ._grammar import json_object_grammar, json_schema_grammar, tool_call_grammar
-from ._prompt import TemplateMessage, template_messages, tool_instructions
+from ._prompt import TemplateMessage, prompt_segments, template_messages, tool_instructions
 from ._protocol import InvalidRequestError
 from ._sampling import SamplingConfig, parse_logit_bias
 
@@ -47,9 +47,14 @@ class PromptModel(Protocol):
     @property
     def max_sequences(self) -> int: ...
 
+    @property
+    def document_start_token(self) -> int: ...
+
     def render_chat(self, messages: list[TemplateMessage]) -> str: ...
 
     def tokenize_prompt(self, text: str) -> list[int]: ...
+
+    def tokenize(self, text: str, *, parse_special: bool = True) -> list[int]: ...
 
     def detokenize(self, tokens: Sequence[int]) -> str: ...
 
@@ -76,7 +81,7 @@ class DecodePlan(Generic[ChunkT]):
 def plan_chat(
     model: PromptModel, request: ChatCompletionRequest, *, request_id: str, created: int
 ) -> DecodePlan[ChatCompletionChunk]:
-    if request.functions is not None or request.function_call is not None:
+    if request.functions is not None or request.function_call not in (None, "none"):
         raise InvalidRequestError(
             "The legacy `functions` parameter is not supported; describe them as `tools` instead",
             param="functions" if request.functions is not None else "function_call",
@@ -104,8 +109,7 @@ def plan_chat(
         grammar = json_schema_grammar(request.response_format.json_schema.schema)
         model.check_grammar(grammar, param="response_format")
 
-    prompt_text = model.render_chat(template_messages(request.messages, system_suffix=system_suffix))
-    prompt = model.tokenize_prompt(prompt_text)
+    prompt = _chat_prompt(model, template_messages(request.messages, system_suffix=system_suffix))
     max_new_tokens = _token_budget(model, len(prompt), n, request.output_token_limit, param="messages")
     stops = request.stop_sequences
     header = ChunkHeader(id=request_id, created=created, model=model.model_id)
@@ -183,6 +187,17 @@ def plan_completion(
     )
 
 
+def _chat_prompt(model: PromptModel, messages: list[TemplateMessage]) -> list[int]:
+    """Prompt tokens in which only the template's own text can produce control tokens."""
+    tokens: list[int] = []
+    for text, is_content in prompt_segments(model.render_chat, messages):
+        tokens += model.tokenize(text, parse_special=not is_content)
+    start = model.tokenize_prompt("")  # [BOS] when the model wants one
+    if start and tokens[:1] != start:
+        tokens = start + tokens
+    return tokens
+
+
 def _choice_count(model: PromptModel, n: int | None) -> int:
     count = 1 if n is None else n
     if count > model.max_sequences:
@@ -219,6 +234,8 @@ def _completion_prompt(model: PromptModel, prompt: str | list[str | int | list[i
     single: str | int | list[int] | list[str | int | list[int]] = prompt
     if isinstance(prompt, list) and len(prompt) == 1 and not isinstance(prompt[0], int):
         single = prompt[0]  # a batch of one
+    if single == "":
+        return [model.document_start_token], ""
     if isinstance(single, str):
         return _non_empty(model.tokenize_prompt(single)), single
     if isinstance(single, list) and all(isinstance(item, int) for item in single):

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._grammar_check import default_checker
 from ._protocol import InvalidRequestError
 
 __all__ = ["SamplerChain", "SamplingConfig", "check_grammar", "parse_logit_bias", "sequence_seed"]
@@ -37,10 +38,8 @@ def parse_logit_bias(logit_bias: Mapping[str, float] | None, n_vocab: int) -> di
         return {}
     parsed: dict[int, float] = {}
     for key, bias in logit_bias.items():
-        try:
-            token = int(key)
-        except ValueError:
-            token = -1
+        # Plain ASCII digits only: int() would also take " 1", "1_0" and "١".
+        token = int(key) if key.isascii() and key.isdigit() else -1
         if not 0 <= token < n_vocab:
             raise InvalidRequestError(
                 f"logit_bias: {key!r} is not a token id of this model (0 to {n_vocab - 1})", param="logit_bias"
@@ -63,13 +62,14 @@ def sequence_seed(seed: int | None, sequence: int) -> int:
 
 
 def check_grammar(vocab: Any, grammar: str, *, param: str) -> None:
-    """Parse ``grammar`` once so that a bad one is a 400 at prepare time, not a failure mid-stream."""
-    import llama_cpp
+    """Parse ``grammar`` once so that a bad one is a 400 at prepare time, not a failure mid-stream.
 
-    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-    if not sampler:
-        raise InvalidRequestError("The grammar built from this request could not be parsed", param=param)
-    llama_cpp.llama_sampler_free(sampler)
+    The parse runs in a child process (:mod:`._grammar_check`), so even a grammar that crashes llama.cpp's
+    parser only fails this request. ``vocab`` is not needed for that: grammars built here name no tokens.
+    """
+    problem = default_checker.problem(grammar)
+    if problem is not None:
+        raise InvalidRequestError(f"{problem[0].upper()}{problem[1:]}.", param=param)
 
 
 class SamplerChain:

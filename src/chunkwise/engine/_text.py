@@ -26,7 +26,8 @@ class TokenTextDecoder:
 
     A token may end in the middle of a multi-byte character (byte-level BPE does this for emoji and CJK);
     the incomplete tail is kept until the next piece completes it. Invalid bytes become U+FFFD rather than
-    raising, because a model can produce any byte sequence.
+    raising, because a model can produce any byte sequence; but a character the output was cut inside (by
+    ``max_tokens``, a stop or the end of generation) is dropped, never shown as a U+FFFD at the end.
     """
 
     __slots__ = ("_decoder",)
@@ -38,8 +39,9 @@ class TokenTextDecoder:
         return self._decoder.decode(piece)
 
     def flush(self) -> str:
-        """The text still pending at the end of the stream (an incomplete sequence becomes U+FFFD)."""
-        return self._decoder.decode(b"", final=True)
+        """The text still pending at the end of the stream: nothing, as only an incomplete character can be."""
+        self._decoder.reset()
+        return ""
 
 
 @dataclass(frozen=True, slots=True)

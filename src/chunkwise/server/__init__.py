@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ._app import create_app
 from ._keys import load_node_key, load_signer
+from ._protocol import h11_protocol
 from ._settings import ServerSettings
 
-__all__ = ["ServerSettings", "create_app", "load_node_key", "load_signer"]
+__all__ = ["ServerSettings", "create_app", "h11_protocol", "load_node_key", "load_signer"]

@@ -6,7 +6,6 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,8 +14,9 @@ from ..confidential import NodeKey
 from ..engine._protocol import Engine
 from ._confidential import ConfidentialEndpoints
 from ._errors import MethodNotAllowedError, NotFoundError, error_response
+from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
-from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, RequestContextMiddleware
+from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, CORSMiddleware, RequestContextMiddleware
 from ._openapi import openapi_document
 from ._routes import Endpoints
 from ._scheduler import Scheduler
@@ -49,9 +49,13 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
     at once. Example::
 
         engine = LlamaCppEngine()
-        uvicorn.run(create_app(engine, ServerSettings(queue_size=8)))
+        settings = ServerSettings(queue_size=8)
+        uvicorn.run(create_app(engine, settings), http=h11_protocol(header_timeout=settings.header_timeout))
+
+    (``http=`` adds the header timeout and error-shaped 400s of :mod:`._protocol`; any ASGI server works.)
     """
     settings = settings or ServerSettings()
+    quiet_stalled_responses()
     metrics = ServerMetrics()
     scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after)
     metrics.queue_depth.set_function(lambda: scheduler.queue_depth)

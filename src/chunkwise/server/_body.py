@@ -6,9 +6,9 @@ import re
 from typing import TypeVar
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from ._errors import BadRequestError, RequestTooLargeError, UnsupportedMediaTypeError
+from ._errors import BadRequestError, ClientClosedRequestError, RequestTooLargeError, UnsupportedMediaTypeError
 
 __all__ = ["read_json", "validation_param"]
 
@@ -41,11 +41,14 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         raise RequestTooLargeError(limit)
     parts: list[bytes] = []
     size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise RequestTooLargeError(limit)
-        parts.append(part)
+    try:
+        async for part in request.stream():
+            size += len(part)
+            if size > limit:
+                raise RequestTooLargeError(limit)
+            parts.append(part)
+    except ClientDisconnect:
+        raise ClientClosedRequestError() from None
     return b"".join(parts)
 
 
@@ -75,3 +78,5 @@ async def read_json(request: Request, type: type[T], *, limit: int) -> tuple[T, 
         raise BadRequestError(f"Invalid request: {message}.", param=param) from None
     except msgspec.DecodeError as exc:
         raise BadRequestError(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
+    except RecursionError:  # msgspec guards its C recursion with Python's limit
+        raise BadRequestError("The body nests JSON values too deeply.", code="invalid_json") from None

@@ -5,6 +5,7 @@
     ChunkwiseError
     ├── ServerError                 answered with ``status`` and the OpenAI error body
     │   ├── BadRequestError         400: malformed JSON, a schema violation (with ``param``)
+    │   │   └── ClientClosedRequestError  the client went away while sending its body (nobody reads it)
     │   ├── AuthenticationError     401: missing or wrong bearer key
     │   ├── NotFoundError           404
     │   │   └── ModelNotFoundError  404 ``model_not_found``
@@ -35,6 +36,7 @@ from ._responses import MsgspecResponse
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedRequestError",
     "MethodNotAllowedError",
     "ModelNotFoundError",
     "NotFoundError",
@@ -73,6 +75,13 @@ class ServerError(ChunkwiseError):
 class BadRequestError(ServerError):
     status = 400
     type = "invalid_request_error"
+
+
+class ClientClosedRequestError(BadRequestError):
+    """The client disconnected before its body arrived: an ordinary event, answered (into the void) quietly."""
+
+    def __init__(self) -> None:
+        super().__init__("The client closed the connection before sending the whole body.", code="client_closed")
 
 
 class AuthenticationError(ServerError):

@@ -6,10 +6,18 @@ disconnect cancels the work at once, whether the request is still queued (it lea
 generating (the engine stream is closed, which stops the model within one token, and the engine goes
 to the next request). Polling ``request.is_disconnected()`` between sends would notice nothing while
 the request waits in the queue or while a long prompt is evaluated.
+
+A client that stops reading is treated the same way once a write has waited ``write_timeout`` seconds:
+the server's socket buffers are full, so the response cannot progress, and holding the engine (or a
+place in the queue) for it would stall everyone else. A watchdog in the same task group notices the
+stuck write, cancels the response and counts it in ``chunkwise_stalled_streams``. The engine never waits
+for this side in any case: its worker hands chunks over without blocking (see
+:mod:`chunkwise.engine._generation`), so a slow consumer delays only its own response.
 """
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import logging
 import time
@@ -20,7 +28,7 @@ from typing import Generic, Protocol, TypeVar
 import anyio
 import msgspec
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .. import sse
 from ..accumulate import ChatCompletionAccumulator, CompletionAccumulator
@@ -30,9 +38,28 @@ from ._metrics import ServerMetrics
 from ._responses import MsgspecResponse
 from ._scheduler import Ticket
 
-__all__ = ["CHAT", "TEXT", "GenerationResponse", "Job", "StreamKind"]
+__all__ = ["CHAT", "TEXT", "GenerationResponse", "Job", "StreamKind", "quiet_stalled_responses"]
 
 logger = logging.getLogger("chunkwise.server")
+
+#: Set in the request's task when its response was cut for a stalled client; uvicorn then reports the
+#: unfinished response from the same task (and so the same context), which is expected, not an error.
+_cut_for_stall: contextvars.ContextVar[bool] = contextvars.ContextVar("chunkwise_cut_for_stall", default=False)
+_UNFINISHED_RESPONSE = "ASGI callable returned without completing response."
+
+
+class _StalledResponseFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_cut_for_stall.get() and record.getMessage() == _UNFINISHED_RESPONSE)
+
+
+_stalled_response_filter = _StalledResponseFilter()
+
+
+def quiet_stalled_responses() -> None:
+    """Keep uvicorn from logging an error for a response this module cut on purpose (idempotent)."""
+    logging.getLogger("uvicorn.error").addFilter(_stalled_response_filter)
+
 
 ChunkT = TypeVar("ChunkT", ChatCompletionChunk, Completion)
 ChunkT_co = TypeVar("ChunkT_co", ChatCompletionChunk, Completion, covariant=True)
@@ -116,6 +143,10 @@ class _ClientGone(Exception):
     """``send`` failed because the client closed the connection."""
 
 
+#: How often, relative to ``write_timeout``, the watchdog looks for a stuck write.
+_STALL_CHECKS_PER_TIMEOUT = 4
+
+
 class GenerationResponse(Response, Generic[ChunkT, ResultT]):
     """Waits for the engine, runs ``job`` and answers with its chunks (``stream``) or their reassembly."""
 
@@ -133,6 +164,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         received_at: float,
         metrics: ServerMetrics,
         keepalive_interval: float,
+        write_timeout: float = 30.0,
     ) -> None:
         # Response.__init__ would render a body up front; this response writes its own.
         self.status_code = 200
@@ -148,13 +180,24 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         self._received_at = received_at
         self._metrics = metrics
         self._keepalive_interval = keepalive_interval
+        self._write_timeout = write_timeout
+        #: When the write in progress began (``time.monotonic()``), or None between writes.
+        self._write_started: float | None = None
         self._stage = _Stage.QUEUED
         self._first_output_seen = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        disconnected = False
+        disconnected = stalled = False
         if self._stream:
             self._metrics.active_streams.inc()
+
+        async def timed_send(message: Message) -> None:
+            self._write_started = time.monotonic()
+            try:
+                await send(message)
+            finally:
+                self._write_started = None
+
         try:
             async with anyio.create_task_group() as task_group:
 
@@ -165,12 +208,23 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
                     disconnected = True
                     task_group.cancel_scope.cancel()
 
+                async def watch_for_stall() -> None:
+                    nonlocal stalled
+                    while True:
+                        await anyio.sleep(self._write_timeout / _STALL_CHECKS_PER_TIMEOUT)
+                        started = self._write_started
+                        if started is not None and time.monotonic() - started >= self._write_timeout:
+                            stalled = True
+                            task_group.cancel_scope.cancel()
+                            return
+
                 task_group.start_soon(watch_for_disconnect)
+                task_group.start_soon(watch_for_stall)
                 try:
                     if self._stream:
-                        await self._send_stream(send)
+                        await self._send_stream(timed_send)
                     else:
-                        await self._send_reassembled(scope, receive, send)
+                        await self._send_reassembled(scope, receive, timed_send)
                 except _ClientGone:
                     disconnected = True
                 task_group.cancel_scope.cancel()
@@ -178,7 +232,17 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
             self._ticket.release()
             if self._stream:
                 self._metrics.active_streams.dec()
-        if disconnected and self._stage is not _Stage.FINISHED:
+        if stalled:
+            _cut_for_stall.set(True)
+            self._metrics.stalled.labels(self._kind.endpoint).inc()
+            logger.info(
+                "%s: client read nothing for %g s while %s; cancelled after %d completion tokens",
+                self._completion_id,
+                self._write_timeout,
+                self._stage.value,
+                self._job.completion_tokens,
+            )
+        elif disconnected and self._stage is not _Stage.FINISHED:
             self._metrics.cancelled.labels(self._kind.endpoint, self._stage.value).inc()
             logger.info(
                 "%s: client went away while %s; cancelled after %d completion tokens",

@@ -59,6 +59,12 @@ class ServerMetrics:
             ["endpoint", "stage"],
             registry=self.registry,
         )
+        self.stalled = Counter(
+            "chunkwise_stalled_streams",
+            "Responses cancelled because their client read nothing for the write timeout.",
+            ["endpoint"],
+            registry=self.registry,
+        )
         self.engine_errors = Counter(
             "chunkwise_engine_errors",
             "Generations that failed inside the engine.",

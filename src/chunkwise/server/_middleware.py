@@ -3,6 +3,7 @@
 * :class:`RequestContextMiddleware`, the outermost layer: gives every request an id (the
   ``x-request-id`` header of every response), counts answers by status, and is the last resort that
   turns an unexpected exception into a 500 in the error shape instead of a dropped connection.
+* :class:`CORSMiddleware`: Starlette's, with its refusals of a preflight in the OpenAI error shape.
 * :class:`BearerAuthMiddleware`: ``/v1/*`` needs the API key when one is set. It sits inside the CORS
   middleware, so browser preflight requests are answered without a key, as browsers never send one.
 """
@@ -12,13 +13,15 @@ from __future__ import annotations
 import secrets
 import uuid
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import cors
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._errors import AuthenticationError, error_response
+from ._errors import AuthenticationError, BadRequestError, error_response
 from ._metrics import ServerMetrics
 
-__all__ = ["BearerAuthMiddleware", "RequestContextMiddleware", "new_request_id"]
+__all__ = ["BearerAuthMiddleware", "CORSMiddleware", "RequestContextMiddleware", "new_request_id"]
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -82,3 +85,16 @@ class BearerAuthMiddleware:
                 candidate = b"Bearer " + token.strip()
                 return scheme.lower() == b"bearer" and secrets.compare_digest(candidate, self._expected)
         return False
+
+
+class CORSMiddleware(cors.CORSMiddleware):
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        reason = bytes(response.body).decode()  # "Disallowed CORS origin, headers"
+        error = error_response(BadRequestError(f"{reason}.", code="cors_preflight_rejected"))
+        for name, value in response.headers.items():
+            if name.startswith("access-control-") or name == "vary":
+                error.headers[name] = value
+        return error

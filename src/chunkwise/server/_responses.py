@@ -30,8 +30,9 @@ class MsgspecResponse(Response):
 
 
 class HealthStatus(msgspec.Struct, kw_only=True):
-    """The body of ``GET /health``."""
+    """The body of ``GET /health``; ``message`` is what the Atoma proxy answers and its SDKs require."""
 
+    message: str = "ok"
     status: str = "ok"
     #: The model the engine serves.
     model: str

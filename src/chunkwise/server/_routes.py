@@ -13,7 +13,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..engine._protocol import Engine
-from ..types import ChatCompletionRequest, CompletionRequest, Model, ModelList
+from ..types import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    Model,
+    ModelList,
+    ResponseFormatJSONObject,
+    ResponseFormatJSONSchema,
+)
 from ._body import read_json
 from ._errors import ModelNotFoundError
 from ._generation import CHAT, TEXT, GenerationResponse, StreamKind
@@ -35,10 +42,17 @@ PreparedT = TypeVar("PreparedT")
 RequestT = TypeVar("RequestT", ChatCompletionRequest, CompletionRequest)
 
 
-async def _prepare(prepare: Callable[[], PreparedT], body_size: int) -> PreparedT:
-    if body_size <= INLINE_PREPARE_LIMIT:
+async def _prepare(prepare: Callable[[], PreparedT], body_size: int, *, builds_grammar: bool) -> PreparedT:
+    # A grammar is parsed once by a helper process (engine._grammar_check): a round trip the loop must not wait on.
+    if body_size <= INLINE_PREPARE_LIMIT and not builds_grammar:
         return prepare()
     return await anyio.to_thread.run_sync(prepare)
+
+
+def _builds_grammar(body: ChatCompletionRequest | CompletionRequest) -> bool:
+    if not isinstance(body, ChatCompletionRequest):
+        return False
+    return bool(body.tools) or isinstance(body.response_format, ResponseFormatJSONObject | ResponseFormatJSONSchema)
 
 
 class Endpoints:
@@ -95,7 +109,11 @@ class Endpoints:
         self._check_model(body.model)
         completion_id = f"{id_prefix}-{request.state.request_id}"
         created = int(time.time())
-        generation = await _prepare(partial(prepare, body, request_id=completion_id, created=created), size)
+        generation = await _prepare(
+            partial(prepare, body, request_id=completion_id, created=created),
+            size,
+            builds_grammar=_builds_grammar(body),
+        )
         return GenerationResponse(
             kind=kind,
             job=generation,
@@ -108,6 +126,7 @@ class Endpoints:
             received_at=received_at,
             metrics=self._metrics,
             keepalive_interval=self._settings.keepalive_interval,
+            write_timeout=self._settings.write_timeout,
         )
 
     async def list_models(self, request: Request) -> Response:

@@ -25,6 +25,10 @@ class ServerSettings:
     queue_size: int = 16
     #: Seconds between SSE keep-alive comments while a streaming request waits for the engine.
     keepalive_interval: float = 15.0
+    #: Seconds a response may wait on a client that reads nothing before it is cancelled (engine freed).
+    write_timeout: float = 30.0
+    #: Seconds a connection may take to send a request's headers before it is closed.
+    header_timeout: float = 30.0
     #: Largest accepted request body in bytes; larger bodies get 413 before they are read in full.
     max_body_size: int = 4 * 1024 * 1024
     #: The ``Retry-After`` header, in seconds, sent with 429.
@@ -41,6 +45,10 @@ class ServerSettings:
             raise ValueError(f"queue_size must be >= 0, not {self.queue_size}")
         if self.keepalive_interval <= 0:
             raise ValueError(f"keepalive_interval must be > 0, not {self.keepalive_interval}")
+        if self.write_timeout <= 0:
+            raise ValueError(f"write_timeout must be > 0, not {self.write_timeout}")
+        if self.header_timeout <= 0:
+            raise ValueError(f"header_timeout must be > 0, not {self.header_timeout}")
         if self.max_body_size < 1:
             raise ValueError(f"max_body_size must be >= 1, not {self.max_body_size}")
         if self.retry_after < 0:

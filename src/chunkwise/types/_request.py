@@ -29,6 +29,7 @@ __all__ = [
     "JSONSchemaSpec",
     "Message",
     "MessageContent",
+    "NamedFunctionCall",
     "NamedToolChoice",
     "NamedToolChoiceFunction",
     "ResponseFormat",
@@ -142,6 +143,12 @@ class NamedToolChoice(msgspec.Struct, kw_only=True, omit_defaults=True):
 ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
 
 
+class NamedFunctionCall(msgspec.Struct, kw_only=True):
+    """The legacy ``function_call: {"name": ...}``."""
+
+    name: str
+
+
 class ResponseFormatText(msgspec.Struct, tag_field="type", tag="text"):
     pass
 
@@ -206,9 +213,15 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     parallel_tool_calls: bool | None = None
     user: str | None = None
     service_tier: str | None = None
-    #: Legacy function calling, superseded by ``tools``.
-    functions: list[dict[str, Any]] | None = None
-    function_call: str | dict[str, Any] | None = None
+    #: Legacy function calling, superseded by ``tools``; chunkwise serve answers it with 400 (use ``tools``).
+    functions: Annotated[
+        list[dict[str, Any]] | None,
+        Meta(description="Legacy; chunkwise serve answers 400 unless it is absent (use `tools`)."),
+    ] = None
+    function_call: Annotated[
+        Literal["none", "auto"] | NamedFunctionCall | None,
+        Meta(description="Legacy; chunkwise serve accepts only `none` (use `tool_choice`)."),
+    ] = None
 
     @property
     def include_usage(self) -> bool:
