@@ -7,14 +7,18 @@ back (the lock answer, a JSON body, or the events of a stream) with a :class:`Ta
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chunkwise.confidential import NodeKey
 from chunkwise.engine._protocol import Engine
@@ -64,6 +68,27 @@ def unsigned_server(engine: Engine) -> Iterator[RunningServer]:
     """A server without a signing key (its confidential answers are still chained inside the encryption)."""
     with serve(create_app(engine, ServerSettings())) as running:
         yield running
+
+
+@contextmanager
+def serve_asgi(app: ASGIApp) -> Iterator[str]:
+    """Run an ASGI app that is not a chunkwise server (the relay, a fake node) on a free loopback port."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="off", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test-app", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 @dataclass
@@ -125,8 +150,8 @@ class ManInTheMiddle:
 @pytest.fixture(scope="session")
 def _signed_mitm(signed_server: RunningServer) -> Iterator[tuple[ManInTheMiddle, str]]:
     relay = ManInTheMiddle(signed_server.url)
-    with serve(relay) as running:  # type: ignore[arg-type]
-        yield relay, running.url
+    with serve_asgi(relay) as url:
+        yield relay, url
 
 
 @pytest.fixture

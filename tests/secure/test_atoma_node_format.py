@@ -27,7 +27,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 import chunkwise
-from tests.server.conftest import serve
+
+from .conftest import serve_asgi
 
 MODEL = "meta-llama/Llama-3.3-70B-Instruct"
 WORDS = ["Hello", " from", " an", " Atoma", " node"]
@@ -126,8 +127,8 @@ def atoma_node() -> Iterator[str]:
             Route("/v1/confidential/chat/completions", node.confidential, methods=["POST"]),
         ]
     )
-    with serve(app) as running:
-        yield f"{running.url}/v1"
+    with serve_asgi(app) as url:
+        yield f"{url}/v1"
 
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
