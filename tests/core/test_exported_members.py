@@ -14,6 +14,8 @@ PUBLIC_MODULES = [
     "chunkwise.accumulate",
     "chunkwise.confidential",
     "chunkwise.signing",
+    "chunkwise.gateway",
+    "chunkwise.ray",
 ]
 
 

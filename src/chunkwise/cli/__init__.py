@@ -9,6 +9,7 @@ import click
 
 from .. import __version__
 from ._chat import chat, models
+from ._gateway import gateway, keys, usage
 from ._serve import serve
 
 __all__ = ["main"]
@@ -23,3 +24,6 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(chat)
 main.add_command(models)
+main.add_command(gateway)
+main.add_command(keys)
+main.add_command(usage)

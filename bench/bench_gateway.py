@@ -1,0 +1,436 @@
+"""Gateway benchmark: direct access to an upstream, chunkwise gateway and the LiteLLM proxy, in one run.
+
+One command::
+
+    flock /tmp/chunkwise-bench.lock .venv/bin/python bench/bench_gateway.py
+
+The upstream is a fast replaying server (a subprocess of this script, ``--replay PORT``): it answers every
+streamed chat completion at once with a recorded OpenAI-shaped chunk, repeated ``max_tokens`` times, each
+event its own write and HTTP chunk as a token server sends them, then a usage chunk and ``[DONE]``. So
+what is measured is the proxies, not a model. The chunkwise gateway runs as ``chunkwise gateway`` with a
+SQLite ledger and a key (so every request is authenticated, admitted against limits and billed); LiteLLM
+(``litellm[proxy]``, installed on first use into bench/data/litellm-venv) runs its proxy with the same
+upstream as an ``openai/`` model, with a master key but without a database (its fastest configuration;
+it refuses to start without a key).
+
+Reported: added time to first token (p50, p99) over direct; chunks/s for one stream and for 100
+concurrent streams; proxy CPU seconds per 1,000 chunks (from /proc, the proxy process alone).
+Targets: <= 1 ms added TTFT at p50; >= 0.5x direct chunks/s for one stream; >= 10x LiteLLM at 100 streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+LITELLM_VENV = ROOT / "bench" / "data" / "litellm-venv"
+MODEL = "bench-model"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: LiteLLM refuses to start without a master key; with it, and no database, it checks keys in memory.
+LITELLM_KEY = "sk-bench-" + os.urandom(16).hex()
+
+# --- the replaying upstream -------------------------------------------------------------------------------
+
+_CHUNK = {
+    "id": "chatcmpl-replay",
+    "object": "chat.completion.chunk",
+    "created": 1764547200,
+    "model": MODEL,
+    "system_fingerprint": "fp_replay",
+    "choices": [{"index": 0, "delta": {"content": " token"}, "logprobs": None, "finish_reason": None}],
+}
+
+
+def _event(payload: Any) -> bytes:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
+    event = b"data: " + data + b"\n\n"
+    return b"%x\r\n%s\r\n" % (len(event), event)
+
+
+async def _replay_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    content = _event(_CHUNK)
+    first = _event({**_CHUNK, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            length = 0
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            body = json.loads(await reader.readexactly(length)) if length else {}
+            if method == "GET":
+                models = json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "x"}]})
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                    % (len(models), models.encode())
+                )
+                await writer.drain()
+                continue
+            count = int(body.get("max_tokens") or 16)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+                b"transfer-encoding: chunked\r\n\r\n" + first
+            )
+            for index in range(count):
+                writer.write(content)
+                if index % 16 == 15:
+                    await writer.drain()
+            stop = {**_CHUNK, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}]}
+            totals = {"prompt_tokens": 9, "completion_tokens": count, "total_tokens": 9 + count}
+            usage = {**_CHUNK, "choices": [], "usage": totals}
+            writer.write(_event(stop) + _event(usage) + _event(b"[DONE]") + b"0\r\n\r\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def _replay_server(port: int) -> None:
+    server = await asyncio.start_server(_replay_connection, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+# --- processes --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+@contextmanager
+def process(
+    args: list[str], ready_url: str, *, env: dict[str, str] | None = None, startup: float = 180
+) -> Iterator[int]:
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        try:
+            deadline = time.monotonic() + startup
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"{args[0]} exited: {log.read().decode()[-3000:]}")
+                try:
+                    if httpx.get(ready_url, timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{args} did not start in {startup} s")
+                time.sleep(0.2)
+            yield proc.pid
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def litellm_python() -> Path:
+    python = LITELLM_VENV / "bin" / "python"
+    if not python.exists():
+        print("installing litellm[proxy] into bench/data/litellm-venv (first run only) ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "litellm[proxy]"], check=True)
+    return python
+
+
+def litellm_version(python: Path) -> str:
+    code = "import importlib.metadata as m; print(m.version('litellm'))"
+    return subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+# --- measurements -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    base_url: str
+    headers: dict[str, str]
+    pid: int | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+async def stream_once(client: httpx.AsyncClient, target: Target, count: int) -> tuple[float, int, float]:
+    """One streamed request: (seconds to the first content chunk, chunks received, seconds in all)."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": count, "stream": True}
+    started = time.perf_counter()
+    ttft = 0.0
+    chunks = 0
+    async with client.stream(
+        "POST", f"{target.base_url}/chat/completions", json=body, headers=target.headers
+    ) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"{target.name}: {response.status_code} {(await response.aread())[:300]!r}")
+        async for data in response.aiter_raw():
+            if not ttft and b'"content":" token"' in data:
+                ttft = time.perf_counter() - started
+            chunks += data.count(b"data: ")
+    return ttft, chunks, time.perf_counter() - started
+
+
+async def measure_ttft(targets: list[Target], requests: int) -> None:
+    """Time to first token of short sequential streams, the targets taking turns request by request so
+    that a shared machine's changing load falls on each alike; also the proxies' CPU milliseconds per request.
+    """
+    times: dict[str, list[float]] = {target.name: [] for target in targets}
+    async with httpx.AsyncClient(timeout=60, trust_env=False) as client:
+        for target in targets:
+            for _ in range(10):
+                await stream_once(client, target, 4)
+        cpu_before = {target.name: cpu_seconds(target.pid) for target in targets if target.pid}
+        for _ in range(requests):
+            for target in targets:
+                times[target.name].append((await stream_once(client, target, 4))[0])
+                # A proxy's work after a response (a ledger row, logging) must not land on the next target's turn.
+                await asyncio.sleep(0.01)
+        for target in targets:
+            ttft = times[target.name]
+            target.results["ttft_p50_ms"] = percentile(ttft, 0.5) * 1000
+            target.results["ttft_p99_ms"] = percentile(ttft, 0.99) * 1000
+            if target.pid:
+                cpu = cpu_seconds(target.pid) - cpu_before[target.name]
+                target.results["cpu_ms_per_request"] = cpu * 1000 / requests
+
+
+async def measure_streams(target: Target, streams: int, chunks_each: int) -> tuple[float, float]:
+    """Chunks per second over ``streams`` concurrent streams, and the proxy's CPU seconds per 1,000 chunks."""
+    # uvicorn closes connections idle for 5 s; a connection that waited that long for the warm-up to end
+    # must not be reused (the reuse would race the close and fail).
+    limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=streams + 10, keepalive_expiry=2)
+    async with httpx.AsyncClient(timeout=300, limits=limits, trust_env=False) as client:
+        await asyncio.gather(*(stream_once(client, target, 8) for _ in range(streams)))  # warm the connections
+        cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
+        started = time.perf_counter()
+        results = await asyncio.gather(*(stream_once(client, target, chunks_each) for _ in range(streams)))
+        elapsed = time.perf_counter() - started
+        cpu = (cpu_seconds(target.pid) - cpu_before) if target.pid else 0.0
+    received = sum(result[1] for result in results)
+    return received / elapsed, cpu / (received / 1000)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def run_streams(target: Target, args: argparse.Namespace, slow: bool) -> None:
+    # LiteLLM is ~50x slower per chunk; fewer chunks keep its run as long as the others' without changing rates.
+    scale = 10 if slow else 1
+    one, one_cpu = asyncio.run(measure_streams(target, 1, args.chunks // scale))
+    target.results["one_stream_chunks_s"] = one
+    target.results["one_stream_cpu_per_1k"] = one_cpu
+    many, many_cpu = asyncio.run(measure_streams(target, args.streams, args.chunks_per_stream // scale))
+    target.results["many_streams_chunks_s"] = many
+    target.results["many_streams_cpu_per_1k"] = many_cpu
+    print(f"  {target.name}: {json.dumps({k: round(v, 4) for k, v in target.results.items()})}", file=sys.stderr)
+
+
+def gateway_config(directory: Path, upstream_port: int) -> Path:
+    config = directory / "gateway.toml"
+    config.write_text(
+        f"""[database]
+url = "sqlite:///gateway.db"
+
+[gateway]
+health_check_interval = 10.0
+
+[[upstreams]]
+name = "replay"
+url = "http://127.0.0.1:{upstream_port}/v1"
+models = ["{MODEL}"]
+"""
+    )
+    return config
+
+
+def litellm_config(directory: Path, upstream_port: int) -> Path:
+    config = directory / "litellm.yaml"
+    config.write_text(
+        f"""model_list:
+  - model_name: {MODEL}
+    litellm_params:
+      model: openai/{MODEL}
+      api_base: http://127.0.0.1:{upstream_port}/v1
+      api_key: unused
+litellm_settings:
+  drop_params: true
+general_settings:
+  master_key: {LITELLM_KEY}
+"""
+    )
+    return config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--replay", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--ttft-requests", type=int, default=300, help="sequential requests for TTFT")
+    parser.add_argument("--chunks", type=int, default=20_000, help="chunks in the one-stream run")
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--chunks-per-stream", type=int, default=1_000)
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (no install needed)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    if args.replay is not None:
+        asyncio.run(_replay_server(args.replay))
+        return
+
+    python = None if args.no_litellm else litellm_python()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        upstream_port, gateway_port, litellm_port = free_port(), free_port(), free_port()
+        upstream_url = f"http://127.0.0.1:{upstream_port}"
+        targets: list[Target] = []
+        with process([sys.executable, __file__, "--replay", str(upstream_port)], f"{upstream_url}/v1/models"):
+            direct = Target("direct", f"{upstream_url}/v1", {})
+            config = gateway_config(directory, upstream_port)
+            created = subprocess.run(
+                [sys.executable, "-m", "chunkwise", "keys", "create", "--config", str(config), "--name", "bench"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            key = created.stdout.strip().splitlines()[-1]
+            gateway_args = [sys.executable, "-m", "chunkwise", "gateway", "--config", str(config)]
+            gateway_args += ["--port", str(gateway_port)]
+            version = None
+            with contextlib.ExitStack() as running:
+                gateway_pid = running.enter_context(process(gateway_args, f"http://127.0.0.1:{gateway_port}/health"))
+                gateway = Target(
+                    "chunkwise gateway",
+                    f"http://127.0.0.1:{gateway_port}/v1",
+                    {"authorization": f"Bearer {key}"},
+                    gateway_pid,
+                )
+                targets += [direct, gateway]
+                if python is not None:
+                    version = litellm_version(python)
+                    litellm_args = [
+                        str(python.parent / "litellm"),
+                        "--config",
+                        str(litellm_config(directory, upstream_port)),
+                    ]
+                    litellm_args += ["--host", "127.0.0.1", "--port", str(litellm_port), "--num_workers", "1"]
+                    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "NO_PROXY": "*"}
+                    ready = f"http://127.0.0.1:{litellm_port}/health/liveliness"
+                    litellm_pid = running.enter_context(process(litellm_args, ready, env=env))
+                    targets.append(
+                        Target(
+                            f"LiteLLM {version}",
+                            f"http://127.0.0.1:{litellm_port}/v1",
+                            {"authorization": f"Bearer {LITELLM_KEY}"},
+                            litellm_pid,
+                        )
+                    )
+                print("measuring time to first token, the targets taking turns ...", file=sys.stderr)
+                asyncio.run(measure_ttft(targets, args.ttft_requests))
+                for target in targets:
+                    print(f"measuring streams through {target.name} ...", file=sys.stderr)
+                    run_streams(target, args, slow=target.name.startswith("LiteLLM"))
+    report(targets, args, load_before, version)
+
+
+def report(targets: list[Target], args: argparse.Namespace, load_before: float, version: str | None) -> None:
+    direct, gateway = targets[0].results, targets[1].results
+    litellm = targets[2].results if len(targets) > 2 else None
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(
+        f"\n{now}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"TTFT over {args.ttft_requests} sequential requests each, interleaved; one stream of {args.chunks:,} chunks; "
+        f"{args.streams} streams x {args.chunks_per_stream:,} chunks (LiteLLM: a tenth of the chunks)\n"
+    )
+    print(
+        "| path | TTFT p50 | TTFT p99 | 1 stream chunks/s | 100 streams chunks/s "
+        "| proxy CPU s / 1k chunks (1 / 100 streams) | proxy CPU ms / request |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for target in targets:
+        r = target.results
+        cpu = "-" if target.pid is None else f"{r['one_stream_cpu_per_1k']:.3f} / {r['many_streams_cpu_per_1k']:.3f}"
+        print(
+            f"| {target.name} | {r['ttft_p50_ms']:.2f} ms | {r['ttft_p99_ms']:.2f} ms | "
+            f"{r['one_stream_chunks_s']:,.0f} | {r['many_streams_chunks_s']:,.0f} | {cpu} | "
+            f"{'-' if target.pid is None else format(r['cpu_ms_per_request'], '.2f')} |"
+        )
+    rows = [
+        ("chunkwise gateway: added TTFT p50", f"{gateway['ttft_p50_ms'] - direct['ttft_p50_ms']:+.2f} ms", "<= 1 ms"),
+        ("chunkwise gateway: added TTFT p99", f"{gateway['ttft_p99_ms'] - direct['ttft_p99_ms']:+.2f} ms", ""),
+        (
+            "chunkwise gateway / direct, 1 stream",
+            f"{gateway['one_stream_chunks_s'] / direct['one_stream_chunks_s']:.2f}x",
+            ">= 0.5x",
+        ),
+        (
+            "chunkwise gateway / direct, 100 streams",
+            f"{gateway['many_streams_chunks_s'] / direct['many_streams_chunks_s']:.2f}x",
+            "",
+        ),
+    ]
+    if litellm is not None:
+        rows += [
+            ("LiteLLM: added TTFT p50", f"{litellm['ttft_p50_ms'] - direct['ttft_p50_ms']:+.2f} ms", ""),
+            ("LiteLLM: added TTFT p99", f"{litellm['ttft_p99_ms'] - direct['ttft_p99_ms']:+.2f} ms", ""),
+            (
+                "chunkwise gateway / LiteLLM, 1 stream",
+                f"{gateway['one_stream_chunks_s'] / litellm['one_stream_chunks_s']:.1f}x",
+                "",
+            ),
+            (
+                "chunkwise gateway / LiteLLM, 100 streams",
+                f"{gateway['many_streams_chunks_s'] / litellm['many_streams_chunks_s']:.1f}x",
+                ">= 10x",
+            ),
+            (
+                "LiteLLM / chunkwise gateway, CPU per chunk (100 streams)",
+                f"{litellm['many_streams_cpu_per_1k'] / gateway['many_streams_cpu_per_1k']:.1f}x",
+                "",
+            ),
+        ]
+    print("\n| ratio | result | target |\n|---|---:|---:|")
+    for name, value, target_text in rows:
+        print(f"| {name} | **{value}** | {target_text} |")
+    if args.json:
+        args.json.write_text(json.dumps({t.name: t.results for t in targets}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""Sending a request upstream with failover, and passing the answer through to the client.
+
+Failover happens only while the client has received nothing: a connect error, a 5xx or a 429 (and, for a
+stream, an upstream that breaks before its first byte) moves the request to the next candidate. Once a
+byte went out, an upstream failure ends the stream with an error frame and ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..sse import encode_error
+from ..types import ErrorDetail
+from ._passthrough import StreamInspector
+from ._routing import Upstream
+
+__all__ = ["Attempt", "Failure", "ProxyStream", "StreamOutcome", "send_with_failover"]
+
+_DONE_FRAME = b"data: [DONE]\n\n"
+_STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+@dataclass
+class Attempt:
+    """An upstream that answered: a stream with its first read done, or any other final answer."""
+
+    upstream: Upstream
+    response: httpx.Response
+    #: The rest of a 200 stream, after ``first``.
+    rest: AsyncIterator[bytes] | None
+    first: bytes
+
+
+@dataclass
+class Failure:
+    """Every candidate failed before answering; the last status answer is passed on if there was one."""
+
+    upstream: Upstream | None
+    status: int
+    body: bytes | None
+    retry_after: str | None
+    message: str
+
+
+class Hooks:
+    """What the failover loop reports, so the app keeps metrics and health without this module knowing them."""
+
+    def __init__(
+        self,
+        *,
+        on_start: Callable[[Upstream], None],
+        on_release: Callable[[Upstream], None],
+        on_error: Callable[[Upstream, str, str], None],
+    ) -> None:
+        self.on_start = on_start
+        self.on_release = on_release
+        self.on_error = on_error
+
+
+async def send_with_failover(
+    transport: httpx.AsyncBaseTransport,
+    timeout: dict[str, float | None],
+    candidates: list[Upstream],
+    path: str,
+    body: bytes,
+    *,
+    model: str,
+    stream: bool,
+    hooks: Hooks,
+) -> Attempt | Failure:
+    """Tries ``candidates`` in turn. Requests go straight to the transport (httpx's connection pool):
+    the client layer's auth, redirect and cookie handling cost a proxy time and do nothing for it.
+    """
+    failure = Failure(None, 503, None, None, "No upstream serves this model right now.")
+    for upstream in candidates:
+        hooks.on_start(upstream)
+        request = httpx.Request(
+            "POST", upstream.endpoint(path), headers=upstream.headers, content=body, extensions={"timeout": timeout}
+        )
+        try:
+            response = await transport.handle_async_request(request)
+        except httpx.TransportError as exc:
+            hooks.on_release(upstream)
+            hooks.on_error(upstream, model, "connect")
+            failure = Failure(upstream, 502, None, None, f"Upstream {upstream.name} unreachable: {_describe(exc)}")
+            continue
+        status = response.status_code
+        if status >= 500 or status == 429:
+            try:
+                content = await response.aread()
+            except httpx.TransportError:
+                content = b""
+            finally:
+                await response.aclose()
+            hooks.on_release(upstream)
+            hooks.on_error(upstream, model, "status_429" if status == 429 else "status_5xx")
+            failure = Failure(upstream, status, content, response.headers.get("retry-after"), "")
+            continue
+        if not (stream and status == 200):
+            return Attempt(upstream, response, None, b"")
+        rest = response.aiter_raw()
+        try:
+            first = await rest.__anext__()
+        except (StopAsyncIteration, httpx.TransportError) as exc:
+            await response.aclose()
+            hooks.on_release(upstream)
+            hooks.on_error(upstream, model, "connect")
+            reason = "it ended the stream at once" if isinstance(exc, StopAsyncIteration) else _describe(exc)
+            failure = Failure(upstream, 502, None, None, f"Upstream {upstream.name} failed: {reason}")
+            continue
+        return Attempt(upstream, response, rest, first)
+    return failure
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@dataclass
+class StreamOutcome:
+    inspector: StreamInspector
+    #: Seconds from ``arrived`` to the first chunk with output sent on; None if none was.
+    ttft: float | None
+    duration: float
+    cancelled: bool
+    #: Why the stream ended with the gateway's error frame, if it did.
+    failure: str | None
+
+
+#: Bytes read ahead of a client that reads slower than the upstream writes; then the upstream waits too.
+_MAX_READ_AHEAD = 1 << 20
+
+
+class ProxyStream(Response):
+    """A 200 event stream passed through from ``attempt``; ``on_end`` gets the outcome once it is over.
+
+    Two tasks share the work: one reads the upstream as fast as it delivers, one sends to the client. Every
+    upstream HTTP chunk is one read, but whatever piled up while the client's last send was under way goes
+    out in one send, so a fast upstream costs one send per batch instead of one per chunk. A third task
+    waits for ``http.disconnect``: a client that goes away cancels the copy loop at once, and the upstream
+    response is closed, which closes its connection.
+    """
+
+    def __init__(
+        self,
+        attempt: Attempt,
+        *,
+        strip_usage: bool,
+        arrived: float,
+        on_end: Callable[[StreamOutcome], None],
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self._attempt = attempt
+        self._inspector = StreamInspector(strip_usage=strip_usage)
+        self._arrived = arrived
+        self._on_end = on_end
+        self._ttft: float | None = None
+        self._failure: str | None = None
+        self._complete = False
+        self._client_gone = False
+        self._cancelled = False
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._upstream_done = False
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Plain asyncio tasks: an anyio task group costs about four times as much per request.
+        pump = asyncio.current_task()
+        assert pump is not None
+        reader = asyncio.create_task(self._read_upstream())
+        watcher = asyncio.create_task(self._watch_for_disconnect(receive, pump))
+        try:
+            await self._pump(send)
+        except asyncio.CancelledError:
+            if not self._client_gone:
+                raise
+            # The watcher stopped the copy loop because the client went away; that is not our cancellation.
+            pump.uncancel()
+        finally:
+            reader.cancel()
+            watcher.cancel()
+            self._on_end(
+                StreamOutcome(
+                    inspector=self._inspector,
+                    ttft=self._ttft,
+                    duration=time.perf_counter() - self._arrived,
+                    cancelled=self._cancelled,
+                    failure=self._failure,
+                )
+            )
+            await self._attempt.response.aclose()
+            await asyncio.gather(reader, watcher, return_exceptions=True)
+
+    async def _watch_for_disconnect(self, receive: Receive, pump: asyncio.Task[Any]) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._client_gone = True
+        # A client that closes once it has [DONE] (as openai-python does) did not cancel anything.
+        self._cancelled = not (self._complete or self._inspector.done)
+        pump.cancel()
+
+    async def _read_upstream(self) -> None:
+        rest = self._attempt.rest
+        assert rest is not None
+        pending = self._pending
+        ready = self._ready
+        try:
+            async for data in rest:
+                pending.append(data)
+                self._pending_size += len(data)
+                ready.set()
+                if self._pending_size > _MAX_READ_AHEAD:
+                    self._room.clear()
+                    await self._room.wait()
+        except httpx.TransportError as exc:
+            self._failure = f"The upstream failed mid-stream: {_describe(exc)}"
+        finally:
+            self._upstream_done = True
+            ready.set()
+
+    async def _pump(self, send: Send) -> None:
+        inspector = self._inspector
+        pending = self._pending
+        await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
+        pending.insert(0, self._attempt.first)
+        # One turn of the loop lets the reader collect what already arrived with the first read (a role
+        # chunk often comes with the first token), so both go out in one write.
+        await asyncio.sleep(0)
+        while True:
+            if not pending:
+                if self._upstream_done:
+                    break
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            self._pending_size = 0
+            self._room.set()
+            out = inspector.feed(data)
+            if self._upstream_done:
+                # The last batch goes out with the end of the response: one write less per request.
+                await self._finish(send, out)
+                return
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+                if self._ttft is None and inspector.delivered_tokens:
+                    self._ttft = time.perf_counter() - self._arrived
+        await self._finish(send, b"")
+
+    async def _finish(self, send: Send, out: bytes) -> None:
+        inspector = self._inspector
+        if self._ttft is None and inspector.delivered_tokens:
+            self._ttft = time.perf_counter() - self._arrived
+        if self._failure is None:
+            out += inspector.close()
+            if not inspector.finished_properly:
+                self._failure = "The upstream ended the stream before it was complete."
+        if self._failure is not None:
+            out += encode_error(ErrorDetail(message=self._failure, type="upstream_error", code="upstream_failed"))
+            out += _DONE_FRAME
+        self._complete = True
+        await send({"type": "http.response.body", "body": out, "more_body": False})
