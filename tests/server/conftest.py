@@ -83,7 +83,6 @@ def serve(app: Starlette, *, send_buffer: int | None = None) -> Iterator[Running
         port=0,
         log_level="warning",
         http=h11_protocol(header_timeout=app.state.settings.header_timeout),
-        loop="asyncio",
         ws="none",
         lifespan="off",
         timeout_graceful_shutdown=2,

@@ -62,7 +62,7 @@ def gateway(config_path: Path, host: str | None, port: int | None, log_level: st
     """Run the gateway: keys, limits, a usage ledger and failover in front of OpenAI-compatible upstreams."""
     import uvicorn
 
-    from ..gateway import create_gateway_app, load_config, uvicorn_options
+    from ..gateway import create_gateway_app, load_config
 
     try:
         config = load_config(config_path)
@@ -81,7 +81,6 @@ def gateway(config_path: Path, host: str | None, port: int | None, log_level: st
             ws="none",
             lifespan="on",
             timeout_graceful_shutdown=3,
-            **uvicorn_options(),
         )
     )
     upstreams = ", ".join(f"{upstream.name} ({upstream.url})" for upstream in config.upstreams)

@@ -213,8 +213,6 @@ def serve(
             log_level=log_level,
             access_log=access_log,
             http=h11_protocol(header_timeout=settings.header_timeout),
-            # Named, not "auto": the gateway extra installs uvloop, which "auto" would pick here too.
-            loop="asyncio",
             ws="none",
             lifespan="off",
             # Open streams get this long to finish on Ctrl-C before they are cut.

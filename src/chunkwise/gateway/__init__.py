@@ -10,7 +10,6 @@ from ._app import Gateway, GatewayApp, create_gateway_app
 from ._config import ConfigError, DatabaseConfig, GatewayConfig, GatewaySettings, UpstreamConfig, load_config
 from ._keys import KeyRecord
 from ._ledger import Store, UsageRow, UsageSummary, open_store
-from ._server import uvicorn_options
 
 __all__ = [
     "ConfigError",
@@ -27,5 +26,4 @@ __all__ = [
     "create_gateway_app",
     "load_config",
     "open_store",
-    "uvicorn_options",
 ]
