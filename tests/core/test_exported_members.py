@@ -7,7 +7,14 @@ import types
 
 import pytest
 
-PUBLIC_MODULES = ["chunkwise", "chunkwise.types", "chunkwise.sse", "chunkwise.accumulate", "chunkwise.gateway"]
+PUBLIC_MODULES = [
+    "chunkwise",
+    "chunkwise.types",
+    "chunkwise.sse",
+    "chunkwise.accumulate",
+    "chunkwise.gateway",
+    "chunkwise.ray",
+]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)

@@ -162,6 +162,46 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     "--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True, help="Server log verbosity."
 )
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log every request.")
+@click.option(
+    "--ray",
+    "ray_address",
+    default=None,
+    metavar="ADDRESS",
+    help="Run the model as Ray Serve replicas: `local` (a private cluster, stopped on exit), `auto` (the cluster "
+    "`ray start` made here) or a GCS HOST:PORT (not ray://: Ray Serve does not stream through Ray Client). "
+    "Needs chunkwise[ray].",
+)
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="With --ray: replicas.")
+@click.option("--min-replicas", type=click.IntRange(min=1), default=None, help="With --ray: autoscale from this many.")
+@click.option("--max-replicas", type=click.IntRange(min=1), default=None, help="With --ray: autoscale up to this many.")
+@click.option(
+    "--replica-cpus",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="With --ray: logical CPUs each replica reserves.",
+)
+@click.option(
+    "--max-ongoing-requests",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="With --ray: requests one replica takes at once; more wait in the server's queue (--queue-size).",
+)
+@click.option("--ray-app", default="chunkwise", show_default=True, help="With --ray: the Ray Serve application name.")
+@click.option(
+    "--autoscaling-option",
+    "autoscaling_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="With --ray: a Ray Serve AutoscalingConfig field, e.g. upscale_delay_s=5; repeat for several.",
+)
+@click.option(
+    "--prefix-affinity/--no-prefix-affinity",
+    default=True,
+    show_default=True,
+    help="With --ray: send requests that share a prompt prefix to the same replica when load allows.",
+)
 def serve(
     host: str,
     port: int,
@@ -178,8 +218,20 @@ def serve(
     cors_origins: tuple[str, ...],
     log_level: str,
     access_log: bool,
+    ray_address: str | None,
+    replicas: int,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    replica_cpus: float,
+    max_ongoing_requests: int,
+    ray_app: str,
+    autoscaling_options: tuple[str, ...],
+    prefix_affinity: bool,
 ) -> None:
-    """Serve a GGUF model with the OpenAI chat-completions API (streaming and not)."""
+    """Serve a GGUF model with the OpenAI chat-completions API (streaming and not).
+
+    With --ray the same API is served from this process while the model runs in Ray Serve replicas.
+    """
     import uvicorn
 
     from ..server import ServerSettings, create_app, h11_protocol
@@ -199,12 +251,32 @@ def serve(
             max_body_size=max_body_size,
             cors_origins=cors_origins,
         )
-        engine = _load_engine(console, model_path, engine_options)
+        deployment = None
+        if ray_address is not None:
+            from ._ray import start_deployment
+
+            deployment = start_deployment(
+                console,
+                model_path,
+                engine_options,
+                address=ray_address,
+                replicas=replicas,
+                min_replicas=min_replicas,
+                max_replicas=max_replicas,
+                replica_cpus=replica_cpus,
+                max_ongoing_requests=max_ongoing_requests,
+                app_name=ray_app,
+                autoscaling_options=autoscaling_options,
+                prefix_affinity=prefix_affinity,
+            )
+            engine = deployment.engine
+        else:
+            engine = _load_engine(console, model_path, engine_options)
     except (ChunkwiseError, ValueError, OSError) as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
     try:
-        app = create_app(engine, settings)
+        app = create_app(engine, settings) if deployment is None else deployment.create_app(settings)
         # The app object, not an import string: the model is loaded once, here, and never reloaded.
         config = uvicorn.Config(
             app,
@@ -226,6 +298,8 @@ def serve(
             raise click.ClickException(f"could not listen on {host}:{port}")
     finally:
         engine.close()
+        if deployment is not None:
+            deployment.close()
     console.print("Stopped.")
 
 

@@ -39,7 +39,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starlette:
+def create_app(
+    engine: Engine, settings: ServerSettings | None = None, *, scheduler: Scheduler | None = None
+) -> Starlette:
     """An ASGI app serving ``engine`` with the OpenAI chat-completions API.
 
     The caller owns ``engine`` (loads it before and closes it after); the app never runs two generations
@@ -50,11 +52,14 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> Starle
         uvicorn.run(create_app(engine, settings), http=h11_protocol(header_timeout=settings.header_timeout))
 
     (``http=`` adds the header timeout and error-shaped 400s of :mod:`._protocol`; any ASGI server works.)
+
+    ``scheduler`` replaces the one-generation-at-a-time queue for engines that run many at once (Ray).
     """
     settings = settings or ServerSettings()
     quiet_stalled_responses()
     metrics = ServerMetrics()
-    scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after)
+    if scheduler is None:
+        scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after)
     metrics.queue_depth.set_function(lambda: scheduler.queue_depth)
     openapi = msgspec.json.encode(openapi_document(model_id=engine.model_id, requires_key=settings.api_key is not None))
     endpoints = Endpoints(engine=engine, settings=settings, scheduler=scheduler, metrics=metrics, openapi=openapi)

@@ -1,0 +1,271 @@
+"""Ray benchmark: ``chunkwise serve --ray`` against plain ``chunkwise serve``, in one run.
+
+    flock /tmp/chunkwise-bench.lock .venv/bin/python bench/bench_ray.py --write BENCHMARKS.md
+
+Every server uses one llama.cpp thread per engine and the bundled model; the Ray cluster is a private local
+one (``--ray local``). Measured:
+
+(a) time to first token of one stream at a time, plain server vs 2 Ray replicas, the two taking turns
+    (the same prompt each time, so both reuse their KV cache and the difference is Ray's overhead;
+    target: <= 15 ms added at p50);
+(b) aggregate tokens/s of 8 concurrent streams: 2 replicas x 1 thread vs 1 engine x 1 thread (the plain
+    server, which runs them one at a time; target >= 1.7x);
+(c) prefix affinity: requests that alternate between two long system prompts, sent one at a time, time to
+    first token with the prefix-affinity router vs Ray Serve's default power-of-two router (a second
+    application on the same cluster). With affinity each prompt stays on one replica and its KV cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chunkwise.engine import DEFAULT_MODEL_ID
+
+N_CTX = 2048
+CONCURRENT = 8
+SECTION = "## Ray"
+NO_EOS = {"0": -100, "2": -100}
+SERVING = re.compile(r"chunkwise is serving \S+ at (http://127\.0\.0\.1:\d+)")
+CLUSTER = re.compile(r"on the cluster at (\S+)")
+PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
+#: Two system prompts of a few hundred tokens that differ from their first word, for (c).
+SYSTEM_PROMPTS = [
+    f"You are assistant {name}. "
+    + " ".join(f"Rule {i}: answer {name} questions with care and precision." for i in range(40))
+    for name in ("Alpha", "Bravo")
+]
+
+
+@dataclass
+class Stream:
+    ttft: float
+    tokens: int
+
+
+def stream_once(url: str, body: dict[str, Any]) -> Stream:
+    started = time.perf_counter()
+    ttft: float | None = None
+    tokens = 0
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=600) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            if "error" in event:
+                raise RuntimeError(event["error"])
+            if ttft is None and any(choice["delta"].get("content") for choice in event["choices"]):
+                ttft = time.perf_counter() - started
+            if event.get("usage"):
+                tokens = event["usage"]["completion_tokens"]
+    assert ttft is not None
+    return Stream(ttft, tokens)
+
+
+def chat(max_tokens: int, messages: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {
+        "model": DEFAULT_MODEL_ID,
+        "messages": messages or [{"role": "user", "content": PROMPT}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "logit_bias": NO_EOS,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+def aggregate_rate(url: str, max_tokens: int) -> float:
+    results: list[Stream] = []
+    lock = threading.Lock()
+
+    def run(index: int) -> None:
+        body = chat(max_tokens, [{"role": "user", "content": f"Story number {index}: {PROMPT}"}])
+        result = stream_once(url, body)
+        with lock:
+            results.append(result)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(CONCURRENT)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    assert len(results) == CONCURRENT, "a stream failed"
+    return sum(result.tokens for result in results) / wall
+
+
+@contextlib.contextmanager
+def server(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+    """``chunkwise serve ARGS`` until the block ends; yields its URL and (with --ray) its cluster address."""
+    command = [sys.executable, "-m", "chunkwise", "serve", "--port", "0", "--n-ctx", str(N_CTX), "--n-threads", "1"]
+    command += ["--log-level", "warning", "--no-access-log", *args]
+    environment = {**os.environ, "COLUMNS": "250", "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
+        )
+        assert process.stdout is not None
+        url = cluster = ""
+        found = threading.Event()
+
+        def drain() -> None:
+            nonlocal url, cluster
+            assert process.stdout is not None
+            for line in process.stdout:
+                output.write(line)
+                if match := CLUSTER.search(line):
+                    cluster = match.group(1)
+                if match := SERVING.search(line):
+                    url = match.group(1)
+                    found.set()
+            found.set()
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            found.wait(300)
+            if not url:
+                raise RuntimeError(f"chunkwise serve {' '.join(args)} did not start; see {log}")
+            yield url, cluster
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            reader.join(30)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def affinity_ttfts(url: str, rounds: int) -> list[float]:
+    ttfts = []
+    for index in range(rounds):
+        system = SYSTEM_PROMPTS[index % 2]
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": f"Question {index}?"}]
+        ttfts.append(stream_once(url, chat(4, messages)).ttft)
+    return ttfts
+
+
+def run(args: argparse.Namespace) -> str:
+    logs = Path(args.logs)
+    logs.mkdir(parents=True, exist_ok=True)
+    load_before = " / ".join(f"{value:.2f}" for value in os.getloadavg())
+    started = datetime.datetime.now(datetime.UTC)
+    with (
+        server([], logs / "plain.log") as (plain, _),
+        server(["--ray", "local", "--replicas", "2", "--replica-cpus", "0.5"], logs / "ray.log") as (ray, cluster),
+    ):
+        for url in (plain, ray):  # warm-up: caches, connections, Ray's router
+            for _ in range(3):
+                stream_once(url, chat(4))
+        plain_ttft, ray_ttft = [], []
+        for _ in range(args.runs):
+            plain_ttft.append(stream_once(plain, chat(4)).ttft)
+            ray_ttft.append(stream_once(ray, chat(4)).ttft)
+        added = [r - p for r, p in zip(ray_ttft, plain_ttft, strict=True)]
+
+        plain_rates, ray_rates = [], []
+        for _ in range(args.rounds):
+            plain_rates.append(aggregate_rate(plain, args.max_tokens))
+            ray_rates.append(aggregate_rate(ray, args.max_tokens))
+        ratios = [r / p for r, p in zip(ray_rates, plain_rates, strict=True)]
+
+        with_affinity = affinity_ttfts(ray, args.affinity_runs)
+        join = ["--ray", cluster, "--ray-app", "no-affinity", "--no-prefix-affinity", "--replicas", "2"]
+        join += ["--replica-cpus", "0.5"]
+        with server(join, logs / "ray-no-affinity.log", env={"RAY_AUTH_MODE": "token"}) as (no_affinity, _):
+            affinity_ttfts(no_affinity, 4)
+            without_affinity = affinity_ttfts(no_affinity, args.affinity_runs)
+
+    cpu = platform.processor() or platform.machine()
+    lines = [
+        SECTION,
+        "",
+        "`chunkwise serve --ray local` (Ray Serve replicas, one llama.cpp thread each) against plain `chunkwise serve`"
+        " (one engine, one thread), all on the bundled model in one run.",
+        "",
+        f"- Machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()},"
+        f" Python {platform.python_version()}; shared with other work, so compare ratios within this run",
+        f"- Date: {started:%Y-%m-%d %H:%M} UTC; load average at start {load_before}",
+        "- Command: `flock /tmp/chunkwise-bench.lock .venv/bin/python bench/bench_ray.py --write BENCHMARKS.md`",
+        f"- n_ctx {N_CTX}; greedy; end tokens banned so every stream runs to max_tokens",
+        "",
+        "| measurement | plain | Ray | result |",
+        "|---|---|---|---|",
+        f"| (a) time to first token, one stream at a time, p50 of {args.runs} (2 replicas)"
+        f" | {ms(statistics.median(plain_ttft))} | {ms(statistics.median(ray_ttft))}"
+        f" | +{ms(statistics.median(added))} added at p50 of the pairs"
+        f" (p90 {ms(percentile(added, 0.9))}; target <= 15 ms) |",
+        f"| (b) aggregate tokens/s, {CONCURRENT} concurrent streams of {args.max_tokens} tokens,"
+        f" median of {args.rounds} | {statistics.median(plain_rates):.1f} (1 x 1 thread)"
+        f" | {statistics.median(ray_rates):.1f} (2 x 1 thread)"
+        f" | x{statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)}; target >= 1.7) |",
+        f"| (c) time to first token, two alternating ~400-token system prompts, p50 of {args.affinity_runs}"
+        f" | {ms(statistics.median(without_affinity))} (power of two) | {ms(statistics.median(with_affinity))}"
+        f" (prefix affinity) | x{statistics.median(without_affinity) / statistics.median(with_affinity):.2f} faster"
+        f" with affinity (p90 {ms(percentile(without_affinity, 0.9))} vs {ms(percentile(with_affinity, 0.9))}) |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else ""
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    if start is None:
+        path.write_text(text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n")
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    after = "".join(lines[end:])
+    path.write_text("".join(lines[:start]) + section.rstrip("\n") + "\n" + ("\n" + after if after else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=30, help="streams per contender for (a)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of concurrent streams for (b)")
+    parser.add_argument("--max-tokens", type=int, default=96, help="tokens per stream in (b)")
+    parser.add_argument("--affinity-runs", type=int, default=20, help="requests per router for (c)")
+    parser.add_argument("--logs", default="artifacts/bench-ray", help="where the servers' output goes")
+    parser.add_argument("--write", type=Path, default=None, help=f"update the '{SECTION}' section of this file")
+    args = parser.parse_args()
+    section = run(args)
+    print(section)
+    if args.write is not None:
+        write_section(args.write, section)
+
+
+if __name__ == "__main__":
+    main()

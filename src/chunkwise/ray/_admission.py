@@ -1,0 +1,55 @@
+"""Admission for a deployment: as many generations at once as the replicas take, a bounded queue behind them.
+
+The single-engine :class:`~chunkwise.server._scheduler.Scheduler` lets one generation run at a time. Behind
+Ray Serve, ``capacity()`` may run at once (replicas x requests per replica); the next ``queue_size`` wait
+here, first in first out, with the plain server's keep-alive comments on their streams, and one more gets
+the same 429 with ``Retry-After``. Ray Serve's router therefore never holds more than the replicas can
+take, and a request's wait is visible to its client instead of hidden in the router.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from ..server._errors import QueueFullError
+from ..server._scheduler import Scheduler, Ticket
+
+__all__ = ["DeploymentAdmission"]
+
+
+class DeploymentAdmission(Scheduler):
+    def __init__(self, capacity: Callable[[], int], queue_size: int, *, retry_after: int) -> None:
+        super().__init__(queue_size, retry_after=retry_after)
+        self._capacity = capacity
+        self._running: set[Ticket] = set()
+        self._queued: deque[Ticket] = deque()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queued)
+
+    @property
+    def busy(self) -> bool:
+        return len(self._running) >= self._capacity()
+
+    def admit(self) -> Ticket:
+        ticket = Ticket(self)
+        if not self._queued and len(self._running) < self._capacity():
+            self._running.add(ticket)
+            ticket._grant()
+        elif len(self._queued) >= self.queue_size:
+            raise QueueFullError(self.queue_size, self.retry_after)
+        else:
+            self._queued.append(ticket)
+        return ticket
+
+    def _on_release(self, ticket: Ticket) -> None:
+        if ticket in self._running:
+            self._running.remove(ticket)
+            while self._queued and len(self._running) < self._capacity():
+                following = self._queued.popleft()
+                self._running.add(following)
+                following._grant()
+        else:
+            self._queued.remove(ticket)
