@@ -12,8 +12,8 @@ One command runs everything on the same GGUF, the same chat prompt and greedy se
 
 Every measurement runs ``--runs`` times after a warm-up, the contenders taking turns run after run so that
 a shared machine's changing load falls on each alike, and the whole comparison runs ``--passes`` times, so
-the remaining noise shows. All three use llama-cpp-python's default thread counts (half the cores
-for generation, all for prompts) and the same context size; all three reuse the KV cache of the previous
+the remaining noise shows. All three use chunkwise's default thread count (one per core, for generation
+and prompts) and the same context size; all three reuse the KV cache of the previous
 identical prompt, so the time to first token is one decode step plus overhead.
 """
 
@@ -51,6 +51,8 @@ PROMPT: Any = [
     }
 ]
 N_CTX = 2048
+#: chunkwise's default: one thread per core for generation and prompts (llama-cpp-python's is half for generation).
+THREADS = os.cpu_count() or 1
 CONCURRENT = 4
 SECTION = "## Server"
 
@@ -122,7 +124,9 @@ class InProcess:
 
         self._lib = llama_cpp
         self._max_tokens = max_tokens
-        self._llm = llama_cpp.Llama(str(model_path), n_ctx=N_CTX, verbose=False)
+        self._llm = llama_cpp.Llama(
+            str(model_path), n_ctx=N_CTX, n_threads=THREADS, n_threads_batch=THREADS, verbose=False
+        )
         llm = self._llm
         template = llm.metadata["tokenizer.chat_template"]
         eos = llm.detokenize([llm.token_eos()], special=True).decode()
@@ -303,6 +307,10 @@ def llama_server_command(url: str, model_path: Path) -> list[str]:
         port,
         "--n_ctx",
         str(N_CTX),
+        "--n_threads",
+        str(THREADS),
+        "--n_threads_batch",
+        str(THREADS),
         "--verbose",
         "False",
     ]

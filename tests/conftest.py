@@ -15,5 +15,7 @@ N_CTX = 1024
 @pytest.fixture(scope="session")
 def engine() -> Iterator[LlamaCppEngine]:
     """The bundled model, loaded once per test session; servers in different test files share it."""
-    with LlamaCppEngine(n_ctx=N_CTX) as loaded:
+    # One thread: the tests share their CPU cores with other jobs, and llama.cpp's spinning thread pool
+    # slows down badly when it has fewer cores than threads.
+    with LlamaCppEngine(n_ctx=N_CTX, n_threads=1) as loaded:
         yield loaded

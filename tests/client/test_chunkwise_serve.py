@@ -26,8 +26,10 @@ LONG: dict[str, Any] = {"max_tokens": 400, "logit_bias": {"0": -100, "2": -100}}
 def chunkwise_server() -> Iterator[str]:
     port = free_port()
     args = ["-m", "chunkwise", "serve", "--host", "127.0.0.1", "--port", str(port), "--api-key", API_KEY]
-    # A queue of one makes a third concurrent request a 429; keep-alives every 50 ms while queued.
-    args += ["--n-ctx", "512", "--n-threads", "1", "--queue-size", "1", "--keepalive-interval", "0.05"]
+    # One running sequence and a queue of one make a third concurrent request a 429; keep-alives every 50 ms
+    # while queued.
+    args += ["--n-ctx", "512", "--n-threads", "1", "--max-running", "1", "--queue-size", "1"]
+    args += ["--keepalive-interval", "0.05"]
     args += ["--log-level", "warning", "--no-access-log"]
     with subprocess_server(args, port=port, health_path="/health") as url:
         yield url + "/v1"

@@ -59,7 +59,7 @@ def test_a_missing_model_file_is_an_engine_error(tmp_path: Path):
 def test_the_engine_and_its_generations_implement_the_protocols(engine: LlamaCppEngine):
     assert isinstance(engine, Engine)
     assert engine.model_id == DEFAULT_MODEL_ID
-    assert engine.context_length == 8192
+    assert engine.context_length == 2048  # per sequence: the training context (8192) capped at 2048
     assert isinstance(engine.prepare_chat(chat(), request_id="x", created=0), Generation)
     assert isinstance(engine.prepare_completion(completion("Hi"), request_id="x", created=0), TextGeneration)
 

@@ -2,14 +2,20 @@
 
 llama.cpp's arithmetic depends on how tokens are grouped into batches, and a 135M model's greedy choice
 flips on such last-bit differences: before prompts were evaluated in one canonical grouping, a prompt's
-first answer differed from its repeats (seen through the server, found by the CLI tests).
+first answer differed from its repeats (seen through the server, found by the CLI tests). With continuous
+batching a request also shares its decode steps with others and may start from a prefix another request
+left in (or is holding in) the cache; neither may change its greedy text.
 """
 
 from __future__ import annotations
 
+import asyncio
+
+import msgspec
 import pytest
 
 from chunkwise.engine import LlamaCppEngine
+from chunkwise.types import ChatCompletionRequest
 
 from .support import chat, content_of, run_chat
 
@@ -33,3 +39,37 @@ async def test_a_fresh_engine_answers_like_a_warm_one(engine: LlamaCppEngine) ->
     with LlamaCppEngine(n_threads=1) as fresh:
         cold = await greedy(fresh, "Name a color.")
     assert warm == [cold, cold]
+
+
+SYSTEM = "You are a careful assistant. " + " ".join(f"Rule {number}: answer briefly, kindly." for number in range(12))
+QUESTIONS = [
+    "Name a color.",
+    "What is two plus two?",
+    "Say hello.",
+    "Name a fruit.",
+    "What do bees make?",
+    "Name an animal.",
+    "What is the sea made of?",
+    "Give me a word that rhymes with moon.",
+]
+
+
+def with_system(question: str) -> ChatCompletionRequest:
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+    body = {"model": "test", "messages": messages, "temperature": 0, "max_tokens": 8}
+    return msgspec.convert(body, type=ChatCompletionRequest)
+
+
+async def test_answers_are_the_same_alone_or_among_seven_others_cached_prefix_or_not(engine: LlamaCppEngine) -> None:
+    # Uncached: each question is the first request of a fresh engine.
+    cold = []
+    for question in QUESTIONS:
+        with LlamaCppEngine(n_ctx=512, n_threads=1, max_sequences=1) as fresh:
+            cold.append(content_of(await run_chat(fresh, with_system(question))))
+    # All eight at once: they share decode steps, and the long system prompt is evaluated once, then copied.
+    hits_before = engine.batching_stats().prefix_cache_hits
+    together = await asyncio.gather(*(run_chat(engine, with_system(question)) for question in QUESTIONS))
+    assert [content_of(chunks) for chunks in together] == cold
+    assert engine.batching_stats().prefix_cache_hits > hits_before
+    # Alone again, each reusing what the batch left in the cache.
+    assert [content_of(await run_chat(engine, with_system(question))) for question in QUESTIONS] == cold

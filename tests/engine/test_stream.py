@@ -94,8 +94,9 @@ async def test_closing_the_stream_stops_within_a_token_and_counts_only_what_was_
 
     assert not engine.busy, "the engine is free as soon as aclose() returns"
     assert generation.completion_tokens == 3
-    # the model made at most one token beyond those delivered: the KV cache holds prompt + 3 (+1)
-    assert len(engine._cached_tokens) <= generation.prompt_tokens + 4
+    # the model made at most one token beyond those delivered: its sequence holds prompt + 3 (+1)
+    released = max(engine._loop._slots, key=lambda slot: slot.last_used)  # type: ignore[union-attr]
+    assert len(released.tokens) <= generation.prompt_tokens + 4
     assert closing_time < 1.0
 
     follow_up = await run_chat(engine, chat(max_tokens=4, temperature=0))
@@ -130,17 +131,20 @@ async def test_a_failure_mid_stream_raises_engine_error_and_the_engine_recovers(
     engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
 ):
     expected = content_of(await run_chat(engine, chat(max_tokens=6, temperature=0)))
-    real_decode = engine._decode_batch
+    loop = engine._loop
+    assert loop is not None
+    real_decode = loop._decode_batch
     calls = 0
 
     def failing_decode() -> None:
         nonlocal calls
         calls += 1
-        if calls == 3:
-            raise RuntimeError("simulated backend failure")
+        # Twice: a failed shared step is retried request by request, and that retry fails too.
+        if calls in (3, 4):
+            raise EngineError("simulated backend failure")
         real_decode()
 
-    monkeypatch.setattr(engine, "_decode_batch", failing_decode)
+    monkeypatch.setattr(loop, "_decode_batch", failing_decode)
     generation = engine.prepare_chat(
         chat("Tell me about rivers.", max_tokens=20, temperature=0), request_id="x", created=0
     )
@@ -187,7 +191,7 @@ async def test_the_event_loop_keeps_running_while_the_model_works(engine: LlamaC
 
 
 async def test_closing_the_engine_stops_the_running_stream_and_fails_the_queued_one():
-    engine = LlamaCppEngine(n_ctx=512, n_threads=1)
+    engine = LlamaCppEngine(n_ctx=512, n_threads=1, max_sequences=1)  # one sequence: the second request waits
     running = engine.prepare_chat(chat(max_tokens=200, temperature=0), request_id="a", created=0)
     queued = engine.prepare_chat(chat(max_tokens=200, temperature=0), request_id="b", created=0)
     first_chunk = asyncio.Event()

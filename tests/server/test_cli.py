@@ -52,7 +52,9 @@ def test_a_missing_model_file_is_a_clear_error() -> None:
 def test_serve_prints_a_working_curl_line_and_stops_on_ctrl_c() -> None:
     env = {**os.environ, "COLUMNS": "250", "CHUNKWISE_API_KEY": "sk-cli-test"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "chunkwise", "serve", "--port", "0", "--n-ctx", "512", "--no-access-log"],
+        # One thread: on a shared machine llama.cpp's spinning pool slows down badly with fewer free cores than threads.
+        [sys.executable, "-m", "chunkwise", "serve", "--port", "0", "--n-ctx", "512", "--n-threads", "1"]
+        + ["--no-access-log"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -70,7 +70,15 @@ def time_to_first_chunk(url: str, body: dict[str, Any]) -> tuple[float, str]:
 
 @pytest.fixture
 def queue_server(engine: LlamaCppEngine) -> Iterator[RunningServer]:
-    settings = ServerSettings(queue_size=1, keepalive_interval=KEEPALIVE_INTERVAL, retry_after=2)
+    """One running sequence and one waiting request at most, so that a second request queues."""
+    settings = ServerSettings(queue_size=1, max_running=1, keepalive_interval=KEEPALIVE_INTERVAL, retry_after=2)
+    with serve(create_app(engine, settings)) as running:
+        yield running
+
+
+@pytest.fixture
+def serial_server(engine: LlamaCppEngine) -> Iterator[RunningServer]:
+    settings = ServerSettings(max_running=1, keepalive_interval=KEEPALIVE_INTERVAL)
     with serve(create_app(engine, settings)) as running:
         yield running
 
@@ -179,7 +187,8 @@ def test_the_event_loop_stays_responsive_while_the_model_runs(server: RunningSer
         assert server.metric("chunkwise_active_streams") == 1
 
 
-def test_requests_are_served_one_at_a_time_in_arrival_order(server: RunningServer) -> None:
+def test_with_one_running_sequence_requests_are_served_in_arrival_order(serial_server: RunningServer) -> None:
+    server = serial_server
     finished: list[tuple[int, int]] = []
     lock = threading.Lock()
 

@@ -65,6 +65,14 @@ def test_metrics_expose_every_documented_family(server: RunningServer, http: htt
         ("chunkwise_queue_depth", "gauge"),
         ("chunkwise_cancelled_requests_total", "counter"),
         ("chunkwise_engine_errors_total", "counter"),
+        ("chunkwise_running_sequences", "gauge"),
+        ("chunkwise_engine_waiting_requests", "gauge"),
+        ("chunkwise_batch_size", "histogram"),
+        ("chunkwise_step_seconds", "histogram"),
+        ("chunkwise_kv_cells_used", "gauge"),
+        ("chunkwise_kv_cells", "gauge"),
+        ("chunkwise_prefix_cache_hits_total", "counter"),
+        ("chunkwise_prefix_cache_tokens_total", "counter"),
     ]:
         assert f"# TYPE {family} {kind}" in text
     assert server.metric("chunkwise_requests_total", route="/v1/chat/completions", status="200") >= 1
@@ -72,6 +80,8 @@ def test_metrics_expose_every_documented_family(server: RunningServer, http: htt
     assert server.metric("chunkwise_generated_tokens_total", endpoint="chat") >= 1
     assert server.metric("chunkwise_active_streams") == 0
     assert server.metric("chunkwise_queue_depth") == 0
+    assert server.metric("chunkwise_step_seconds_count") >= 1
+    assert server.metric("chunkwise_kv_cells_used") >= 1
 
 
 def test_health_and_models(http: httpx.Client) -> None:

@@ -1,4 +1,4 @@
-"""The scheduler on its own: one holder, a bounded FIFO queue, immediate hand-over, cancellation-safe waits."""
+"""The scheduler on its own: capacity in sequences, a bounded FIFO queue, immediate hand-over, safe waits."""
 
 from __future__ import annotations
 
@@ -60,3 +60,18 @@ async def test_a_waiter_that_leaves_frees_its_place_and_keeps_order() -> None:
     assert scheduler.queue_depth == 1
     holder.release()
     assert staying.granted
+
+
+@pytest.mark.anyio
+async def test_requests_run_together_up_to_the_capacity_in_sequences_and_wait_in_order() -> None:
+    scheduler = Scheduler(queue_size=4, retry_after=1, capacity=4)
+    pair, single = scheduler.admit(weight=2), scheduler.admit()
+    assert pair.granted and single.granted and scheduler.running == 3
+    triple, late_single = scheduler.admit(weight=3), scheduler.admit()
+    # One sequence is free, but the triple came first: nobody overtakes it.
+    assert triple.waiting and late_single.waiting and scheduler.queue_depth == 2
+    single.release()
+    assert triple.waiting, "3 sequences are needed, 2 are free"
+    pair.release()
+    assert triple.granted and late_single.granted and scheduler.running == 4
+    assert scheduler.admit(weight=9).waiting, "more than the capacity counts as all of it"

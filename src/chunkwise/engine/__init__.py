@@ -7,7 +7,9 @@ How :class:`LlamaCppEngine` honours a request:
 * ``messages`` go through the GGUF's own chat template; ``tools`` are described in the system prompt.
 * ``temperature``/``top_p``/``seed``, ``presence_penalty``/``frequency_penalty`` (over the generated
   tokens) and ``logit_bias`` are stages of llama.cpp's C sampler chain; temperature 0 is greedy.
-* ``n`` > 1 decodes all choices in one batch from one prompt evaluation (multi-sequence KV cache).
+* Every running sequence of every request shares each decode step (continuous batching); ``n`` > 1
+  evaluates the prompt once and copies it to the other sequences. Greedy output does not depend on the
+  company a request keeps nor on the prefix cache.
 * ``stop`` is matched on the text stream, holding back only what could still become a stop string.
 * ``response_format`` and forced tool calls (``required`` or a named tool) are llama.cpp grammars.
   ``tool_choice: auto`` constrains only the first token (a call starts with ``{``, text cannot); text then
@@ -28,9 +30,10 @@ from __future__ import annotations
 from ._bundled import DEFAULT_MODEL_ID, default_model_path
 from ._generation import LlamaGeneration
 from ._llama import LlamaCppEngine
-from ._protocol import Engine, Generation, InvalidRequestError, TextGeneration
+from ._protocol import BatchingEngine, Engine, Generation, InvalidRequestError, TextGeneration
 
 __all__ = [
+    "BatchingEngine",
     "DEFAULT_MODEL_ID",
     "Engine",
     "Generation",

@@ -1,11 +1,11 @@
 """The bridge between the model's worker thread and the event loop.
 
-:meth:`LlamaGeneration.stream` starts the decode on the engine's single worker thread and reads what it
-emits from an :class:`asyncio.Queue`. The worker never waits for the loop: it hands each step's chunks over
-with ``loop.call_soon_threadsafe`` and carries on decoding, so the loop only ever wakes to forward ready
-chunks, and the model's speed is the stream's speed. Closing the stream early sets a cancel flag that the
-worker checks before every decode, then waits (at most one token) until the worker has let go of the
-model, so the next request finds the engine free.
+:meth:`LlamaGeneration.stream` submits the plan to the engine's step loop (one worker thread that decodes
+every running request together) and reads what it emits from an :class:`asyncio.Queue`. The worker never
+waits for the loop: it hands each step's chunks over with ``loop.call_soon_threadsafe`` and carries on
+decoding, so the loop only ever wakes to forward ready chunks. Closing the stream early sets a cancel flag
+that the worker checks before every step, then waits (at most one step) until the worker has let go of the
+request's sequences, so they are free for the next request.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ Emit = Callable[[list[Emitted[ChunkT]] | WorkerDone], None]
 
 
 class Runner(Protocol[ChunkT]):
-    """Runs a plan on the engine's worker thread (the engine's side of the bridge)."""
+    """Runs a plan on the engine's step loop (the engine's side of the bridge)."""
 
     def submit(self, plan: DecodePlan[ChunkT], emit: Emit[ChunkT], cancel: threading.Event) -> asyncio.Future[None]: ...
 

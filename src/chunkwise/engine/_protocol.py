@@ -2,8 +2,8 @@
 
 An engine only ever yields chunks. The server never sees tokens, threads or llama.cpp: it asks the engine
 to *prepare* a request (cheap, synchronous, raises :class:`InvalidRequestError` for anything it cannot
-honour, such as a prompt longer than the context), queues the prepared generation until the engine is
-free, then iterates :meth:`Generation.stream`. A non-streaming response is the reassembly of the same
+honour, such as a prompt longer than the context), queues the prepared generation until the engine has
+room for it, then iterates :meth:`Generation.stream`. A non-streaming response is the reassembly of the same
 chunks, so streaming and non-streaming cannot disagree.
 """
 
@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 from .._errors import ChunkwiseError
 from ..types import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest
 
-__all__ = ["Engine", "Generation", "InvalidRequestError", "TextGeneration"]
+__all__ = ["BatchingEngine", "Engine", "Generation", "InvalidRequestError", "TextGeneration"]
 
 
 class InvalidRequestError(ChunkwiseError):
@@ -70,7 +70,11 @@ class TextGeneration(Protocol):
 
 @runtime_checkable
 class Engine(Protocol):
-    """A model that turns requests into chunk streams. One generation runs at a time."""
+    """A model that turns requests into chunk streams.
+
+    An engine that runs several generations at once also implements :class:`BatchingEngine`; otherwise the
+    server runs one at a time.
+    """
 
     @property
     def model_id(self) -> str: ...
@@ -85,3 +89,11 @@ class Engine(Protocol):
     def prepare_completion(self, request: CompletionRequest, *, request_id: str, created: int) -> TextGeneration: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchingEngine(Protocol):
+    """An engine that decodes up to ``max_running`` sequences at once (a request with ``n=4`` is 4)."""
+
+    @property
+    def max_running(self) -> int: ...

@@ -1,6 +1,6 @@
 """Admission for a deployment: as many generations at once as the replicas take, a bounded queue behind them.
 
-The single-engine :class:`~chunkwise.server._scheduler.Scheduler` lets one generation run at a time. Behind
+The single-engine :class:`~chunkwise.server._scheduler.Scheduler` counts one engine's sequences. Behind
 Ray Serve, ``capacity()`` may run at once (replicas x requests per replica); the next ``queue_size`` wait
 here, first in first out, with the plain server's keep-alive comments on their streams, and one more gets
 the same 429 with ``Retry-After``. Ray Serve's router therefore never holds more than the replicas can
@@ -22,7 +22,7 @@ class DeploymentAdmission(Scheduler):
     def __init__(self, capacity: Callable[[], int], queue_size: int, *, retry_after: int) -> None:
         super().__init__(queue_size, retry_after=retry_after)
         self._capacity = capacity
-        self._running: set[Ticket] = set()
+        self._admitted: set[Ticket] = set()
         self._queued: deque[Ticket] = deque()
 
     @property
@@ -31,12 +31,13 @@ class DeploymentAdmission(Scheduler):
 
     @property
     def busy(self) -> bool:
-        return len(self._running) >= self._capacity()
+        return len(self._admitted) >= self._capacity()
 
-    def admit(self) -> Ticket:
-        ticket = Ticket(self)
-        if not self._queued and len(self._running) < self._capacity():
-            self._running.add(ticket)
+    def admit(self, weight: int = 1) -> Ticket:
+        # Counted in requests: each replica's engine admits their sequences itself.
+        ticket = Ticket(self, 1)
+        if not self._queued and len(self._admitted) < self._capacity():
+            self._admitted.add(ticket)
             ticket._grant()
         elif len(self._queued) >= self.queue_size:
             raise QueueFullError(self.queue_size, self.retry_after)
@@ -45,11 +46,11 @@ class DeploymentAdmission(Scheduler):
         return ticket
 
     def _on_release(self, ticket: Ticket) -> None:
-        if ticket in self._running:
-            self._running.remove(ticket)
-            while self._queued and len(self._running) < self._capacity():
+        if ticket in self._admitted:
+            self._admitted.remove(ticket)
+            while self._queued and len(self._admitted) < self._capacity():
                 following = self._queued.popleft()
-                self._running.add(following)
+                self._admitted.add(following)
                 following._grant()
         else:
             self._queued.remove(ticket)

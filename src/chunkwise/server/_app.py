@@ -10,7 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .._errors import ChunkwiseError
-from ..engine._protocol import Engine
+from ..confidential import NodeKey
+from ..engine._protocol import BatchingEngine, Engine
+from ._confidential import ConfidentialEndpoints
 from ._errors import MethodNotAllowedError, NotFoundError, error_response
 from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
@@ -19,6 +21,7 @@ from ._openapi import openapi_document
 from ._routes import Endpoints
 from ._scheduler import Scheduler
 from ._settings import ServerSettings
+from ._signing import SigningMiddleware, signing_key_route
 
 __all__ = ["create_app"]
 
@@ -44,8 +47,9 @@ def create_app(
 ) -> Starlette:
     """An ASGI app serving ``engine`` with the OpenAI chat-completions API.
 
-    The caller owns ``engine`` (loads it before and closes it after); the app never runs two generations
-    at once. Example::
+    The caller owns ``engine`` (loads it before and closes it after). The app runs as many sequences at once
+    as ``settings.max_running`` allows (by default what a batching engine decodes together, else one).
+    Example::
 
         engine = LlamaCppEngine()
         settings = ServerSettings(queue_size=8)
@@ -53,17 +57,28 @@ def create_app(
 
     (``http=`` adds the header timeout and error-shaped 400s of :mod:`._protocol`; any ASGI server works.)
 
-    ``scheduler`` replaces the one-generation-at-a-time queue for engines that run many at once (Ray).
+    ``scheduler`` replaces the app's own admission queue, for engines whose capacity lives elsewhere (Ray).
     """
     settings = settings or ServerSettings()
     quiet_stalled_responses()
     metrics = ServerMetrics()
     if scheduler is None:
-        scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after)
+        capacity = settings.max_running
+        if capacity is None:
+            capacity = engine.max_running if isinstance(engine, BatchingEngine) else 1
+        scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after, capacity=capacity)
     metrics.queue_depth.set_function(lambda: scheduler.queue_depth)
+    metrics.watch_engine(engine)
     openapi = msgspec.json.encode(openapi_document(model_id=engine.model_id, requires_key=settings.api_key is not None))
     endpoints = Endpoints(engine=engine, settings=settings, scheduler=scheduler, metrics=metrics, openapi=openapi)
-    routes = endpoints.routes()
+    confidential = ConfidentialEndpoints(
+        model_id=engine.model_id,
+        node_key=settings.node_key or NodeKey(),
+        signer=settings.signer,
+        max_body_size=settings.max_body_size,
+        chat=endpoints.chat_completions,
+    )
+    routes = [*endpoints.routes(), *confidential.routes(), signing_key_route(settings.signer)]
 
     middleware = [
         Middleware(
@@ -82,6 +97,8 @@ def create_app(
     ]
     if settings.api_key is not None:
         middleware.append(Middleware(BearerAuthMiddleware, api_key=settings.api_key))
+    if settings.signer is not None:
+        middleware.append(Middleware(SigningMiddleware, signer=settings.signer))
 
     app = Starlette(
         routes=routes,

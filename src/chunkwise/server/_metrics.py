@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from ..engine._batching import BatchingStats
+from ..engine._batching import Histogram as StatsHistogram
 
 __all__ = ["METRICS_CONTENT_TYPE", "ServerMetrics"]
 
@@ -72,5 +80,66 @@ class ServerMetrics:
             registry=self.registry,
         )
 
+    def watch_engine(self, engine: object) -> None:
+        """Export the step loop's figures of an engine that reports them (:class:`ReportsBatching`)."""
+        if isinstance(engine, ReportsBatching):
+            self.registry.register(_BatchingCollector(engine))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@runtime_checkable
+class ReportsBatching(Protocol):
+    def batching_stats(self) -> BatchingStats: ...
+
+
+def _histogram(name: str, documentation: str, histogram: StatsHistogram) -> HistogramMetricFamily:
+    buckets: list[tuple[str, float]] = []
+    cumulative = 0
+    for bound, count in zip([*map(str, histogram.bounds), "+Inf"], histogram.counts, strict=True):
+        cumulative += count
+        buckets.append((bound, cumulative))
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=histogram.total)
+
+
+class _BatchingCollector(Collector):
+    """Reads the engine's counters at scrape time; the worker thread never touches Prometheus."""
+
+    def __init__(self, engine: ReportsBatching) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._engine.batching_stats()
+        yield GaugeMetricFamily(
+            "chunkwise_running_sequences", "Sequences decoding or reading their prompt.", value=stats.running_sequences
+        )
+        yield GaugeMetricFamily(
+            "chunkwise_engine_waiting_requests",
+            "Requests handed to the engine and waiting for free sequences.",
+            value=stats.waiting_requests,
+        )
+        yield GaugeMetricFamily(
+            "chunkwise_kv_cells_used",
+            "KV cache cells holding tokens: running sequences and the prefix cache.",
+            value=stats.kv_cells_used,
+        )
+        yield GaugeMetricFamily("chunkwise_kv_cells", "KV cache cells in all.", value=stats.kv_cells_total)
+        yield CounterMetricFamily(
+            "chunkwise_prefix_cache_hits",
+            "Requests whose prompt started from tokens already in the KV cache.",
+            value=stats.prefix_cache_hits,
+        )
+        yield CounterMetricFamily(
+            "chunkwise_prefix_cache_tokens",
+            "Prompt tokens not evaluated again thanks to the prefix cache.",
+            value=stats.prefix_cache_tokens,
+        )
+        yield _histogram(
+            "chunkwise_batch_size", "Sequences decoded together in one step of the engine.", stats.batch_size
+        )
+        yield _histogram(
+            "chunkwise_step_seconds",
+            "Time of one engine step: the shared decode, sampling and any prompt pieces.",
+            stats.step_seconds,
+        )

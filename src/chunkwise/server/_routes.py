@@ -117,7 +117,7 @@ class Endpoints:
         return GenerationResponse(
             kind=kind,
             job=generation,
-            ticket=self._scheduler.admit(),
+            ticket=self._scheduler.admit(weight=body.n or 1),
             stream=bool(body.stream),
             include_usage=body.include_usage,
             completion_id=completion_id,

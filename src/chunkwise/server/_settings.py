@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..confidential import NodeKey
+from ..signing import Signer
+
 __all__ = ["ServerSettings"]
 
 
@@ -18,8 +21,11 @@ class ServerSettings:
 
     #: When set, ``/v1/*`` requires ``Authorization: Bearer <api_key>``.
     api_key: str | None = None
-    #: Requests that may wait for the engine while one generates; one more gets 429.
+    #: Requests that may wait for room in the engine; one more gets 429.
     queue_size: int = 16
+    #: Sequences that run at once (a request with ``n=4`` counts 4). ``None``: the engine's own ``max_running``
+    #: for a :class:`~chunkwise.engine.BatchingEngine`, else 1.
+    max_running: int | None = None
     #: Seconds between SSE keep-alive comments while a streaming request waits for the engine.
     keepalive_interval: float = 15.0
     #: Seconds a response may wait on a client that reads nothing before it is cancelled (engine freed).
@@ -32,10 +38,16 @@ class ServerSettings:
     retry_after: int = 1
     #: Origins allowed by CORS; ``("*",)`` lets any browser page call the API.
     cors_origins: tuple[str, ...] = ("*",)
+    #: The X25519 key confidential clients encrypt to (``POST /v1/nodes/lock``); ``None``: a new one per app.
+    node_key: NodeKey | None = None
+    #: When set, every chunk and every non-stream answer is signed and chained (``GET /signing-key``).
+    signer: Signer | None = None
 
     def __post_init__(self) -> None:
         if self.queue_size < 0:
             raise ValueError(f"queue_size must be >= 0, not {self.queue_size}")
+        if self.max_running is not None and self.max_running < 1:
+            raise ValueError(f"max_running must be >= 1, not {self.max_running}")
         if self.keepalive_interval <= 0:
             raise ValueError(f"keepalive_interval must be > 0, not {self.keepalive_interval}")
         if self.write_timeout <= 0:

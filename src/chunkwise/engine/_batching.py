@@ -1,0 +1,541 @@
+"""Continuous batching: one persistent step loop on the engine's worker thread.
+
+Each step of :class:`StepLoop`:
+
+1. drops the requests whose consumer went away (their sequences are free for the next request at once);
+2. admits waiting requests, first come first served, while enough sequences are free (a request with
+   ``n=4`` needs 4), and gives each the free sequence whose KV stream shares the longest prefix with its
+   prompt (a sequence that nobody uses keeps its tokens as a prefix cache until it is the least recently
+   used one);
+3. decodes one token of every running sequence of every request in a single ``llama_decode`` and samples
+   each with its own sampler chain;
+4. evaluates a few pieces of at most ``prefill_chunk`` prompt tokens of the requests still reading their
+   prompt, in separate decodes (never mixed into the step's batch), so a long prompt delays the running
+   streams by a bounded amount per step; a prompt's last token yields its first output token at once.
+   Before each piece, a longer prefix of the prompt held by any other sequence is copied in
+   (``llama_memory_seq_cp``), so requests arriving together with one system prompt evaluate it once.
+
+Every sequence owns one KV stream (the context is not unified), which keeps each sequence's arithmetic
+independent of its company: greedy output is the same alone, among others, and after a prefix copy. A
+stream has room for the whole request (planning clamps ``max_tokens``), so the cache never fills up mid
+generation and nobody's state is ever wiped. A failure is confined to the request it belongs to: its
+sequences are cleared and it alone ends with the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Generic
+
+from .._errors import EngineError
+from ._choices import ChoiceWriter, ChunkT, Emitted, SampledLogprobs
+from ._generation import Emit, WorkerDone
+from ._requests import DecodePlan
+from ._sampling import SamplerChain, sequence_seed
+
+__all__ = ["BatchingStats", "Histogram", "StepLoop"]
+
+
+class Histogram:
+    """Cumulative bucket counts, the shape Prometheus exports; written by the worker, read by the server."""
+
+    __slots__ = ("bounds", "count", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.total += value
+
+
+class BatchingStats:
+    """What the step loop is doing, for metrics. Plain attributes: reading them never blocks the worker."""
+
+    def __init__(self, *, sequences: int, cells: int) -> None:
+        #: Sequences decoding or reading their prompt.
+        self.running_sequences = 0
+        #: Requests submitted to the engine and not yet admitted.
+        self.waiting_requests = 0
+        #: KV cells holding tokens: running sequences plus the prefix cache.
+        self.kv_cells_used = 0
+        self.kv_cells_total = cells
+        self.max_sequences = sequences
+        #: Requests whose prompt started from cached tokens, and how many prompt tokens that saved.
+        self.prefix_cache_hits = 0
+        self.prefix_cache_tokens = 0
+        #: Tokens per shared decode step (one per running sequence).
+        self.batch_size = Histogram((1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64))
+        #: Wall time of each step: the shared decode, the sampling and any prompt pieces.
+        self.step_seconds = Histogram((0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56))
+
+
+class _Slot:
+    """One llama.cpp sequence id with its own KV stream; ``tokens`` is exactly what that stream holds."""
+
+    __slots__ = ("canonical_end", "id", "last_used", "owner", "tokens")
+
+    def __init__(self, seq_id: int) -> None:
+        self.id = seq_id
+        self.tokens: list[int] = []
+        #: How many of ``tokens`` were evaluated in the canonical prompt grouping (see ``StepLoop._admit``).
+        self.canonical_end = 0
+        self.owner: _Job[Any] | None = None
+        self.last_used = 0
+
+
+class _Sequence:
+    """The decode state of one choice."""
+
+    __slots__ = ("chain", "fallback", "generated", "logits_index", "next_token", "slot", "writer")
+
+    def __init__(self, writer: ChoiceWriter[Any], chain: SamplerChain, fallback: SamplerChain | None):
+        self.writer = writer
+        #: Samples this sequence's tokens.
+        self.chain = chain
+        #: ``tool_choice: auto``: the grammar-free chain to switch to once the choice turns out to be text.
+        self.fallback = fallback
+        self.generated = 0
+        self.next_token = 0
+        #: Where this sequence's logits are in the last decoded batch (-1: the last output).
+        self.logits_index = -1
+        self.slot: _Slot | None = None
+
+    def leave_grammar(self) -> None:
+        assert self.fallback is not None
+        self.chain.close()
+        self.chain, self.fallback = self.fallback, None
+
+    def close(self) -> None:
+        self.chain.close()
+        if self.fallback is not None:
+            self.fallback.close()
+
+
+class _Job(Generic[ChunkT]):
+    """One submitted request on its way through the loop."""
+
+    __slots__ = ("cancel", "emit", "plan", "release", "running", "sequences")
+
+    def __init__(
+        self, plan: DecodePlan[ChunkT], emit: Emit[ChunkT], cancel: threading.Event, release: Callable[[], None]
+    ) -> None:
+        self.plan: DecodePlan[ChunkT] = plan
+        self.emit: Emit[ChunkT] = emit
+        self.cancel = cancel
+        #: Resolves the submitter's future: called once, after the job has let go of its sequences.
+        self.release = release
+        self.sequences: list[_Sequence] = []
+        #: The sequences still generating; empty while the prompt is being read.
+        self.running: list[_Sequence] = []
+
+    @property
+    def prompt_done(self) -> bool:
+        slot = self.sequences[0].slot
+        return slot is not None and len(slot.tokens) >= len(self.plan.prompt)
+
+
+def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Callable[[], None]:
+    def resolve() -> None:
+        if not future.done():
+            future.set_result(None)
+
+    def release() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for this any more
+            loop.call_soon_threadsafe(resolve)
+
+    return release
+
+
+def _common_prefix(cached: list[int], prompt: Sequence[int], limit: int) -> int:
+    count = 0
+    limit = min(limit, len(cached))
+    while count < limit and cached[count] == prompt[count]:
+        count += 1
+    return count
+
+
+class StepLoop:
+    """The worker thread and everything it owns: the sequences, the batch and the waiting requests."""
+
+    def __init__(
+        self, lib: Any, ctx: Any, vocab: Any, *, n_vocab: int, sequences: int, n_batch: int, prefill_chunk: int
+    ) -> None:
+        self._lib = lib
+        self._ctx = ctx
+        self._vocab = vocab
+        self._memory: Any = lib.llama_get_memory(ctx)
+        self._n_vocab = n_vocab
+        self._prefill_chunk = prefill_chunk
+        #: Prompt tokens evaluated per step at most (give or take one piece): a few pieces, so that short
+        #: prompts arriving together all start within a step or two.
+        self._prefill_budget = 4 * prefill_chunk
+        self._batch: Any = lib.llama_batch_init(max(n_batch, sequences), 0, 1)
+        self._batch_fields = (
+            self._batch.token,
+            self._batch.pos,
+            self._batch.n_seq_id,
+            self._batch.seq_id,
+            self._batch.logits,
+        )
+        self._slots = [_Slot(seq_id) for seq_id in range(sequences)]
+        self._clock = 0
+        self.stats = BatchingStats(sequences=sequences, cells=lib.llama_n_ctx(ctx))
+        # Shared with submitters on the event loop; everything else belongs to the worker thread.
+        self._wakeup = threading.Condition()
+        self._inbox: list[_Job[Any]] = []
+        self._closing = False
+        self._waiting: deque[_Job[Any]] = deque()
+        self._active: list[_Job[Any]] = []
+        self._thread = threading.Thread(target=self._run, name="chunkwise-llama", daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._inbox or self._waiting or self._active)
+
+    def submit(self, plan: DecodePlan[ChunkT], emit: Emit[ChunkT], cancel: threading.Event) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        job = _Job(plan, emit, cancel, _resolver(loop, future))
+        with self._wakeup:
+            if self._closing:
+                raise EngineError("The engine is closed")
+            self._inbox.append(job)
+            self.stats.waiting_requests += 1
+            self._wakeup.notify()
+        return future
+
+    def close(self) -> None:
+        """Stop within one step: running requests end with an error, waiting ones never start."""
+        with self._wakeup:
+            self._closing = True
+            self._wakeup.notify()
+        self._thread.join()
+
+    def free(self) -> None:
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while not (self._inbox or self._waiting or self._active or self._closing):
+                    self._wakeup.wait()
+                self._waiting.extend(self._inbox)
+                self._inbox.clear()
+                closing = self._closing
+            if closing:
+                break
+            started = time.perf_counter()
+            try:
+                batch_size = self._step()
+            except BaseException as exc:  # a bug in the loop itself: fail everyone rather than hang them
+                for job in [*self._active, *self._waiting]:
+                    self._finish(job, exc, clear=True)
+                self._waiting.clear()
+                continue
+            if batch_size:
+                self.stats.batch_size.observe(batch_size)
+                self.stats.step_seconds.observe(time.perf_counter() - started)
+        for job in list(self._active):
+            self._finish(job, EngineError("The engine was closed during generation"))
+        for job in self._waiting:
+            self._finish(job, EngineError("The engine was closed before this request ran"))
+        self._waiting.clear()
+
+    def _step(self) -> int:
+        """One step; returns how many sequences the shared decode carried."""
+        for job in [job for job in self._active if job.cancel.is_set()]:
+            self._finish(job, None)
+        for job in [job for job in self._waiting if job.cancel.is_set()]:
+            self._waiting.remove(job)
+            self._finish(job, None)
+        free = sum(slot.owner is None for slot in self._slots)
+        while self._waiting and self._waiting[0].plan.n <= free:
+            job = self._waiting.popleft()
+            free -= job.plan.n
+            try:
+                self._admit(job)
+            except Exception as exc:
+                self._finish(job, exc, clear=True)
+        self.stats.waiting_requests = len(self._waiting) + len(self._inbox)
+
+        decoding = [sequence for job in self._active for sequence in job.running]
+        if decoding:
+            self._decode_step(decoding)
+        budget = self._prefill_budget
+        for job in [job for job in self._active if not job.prompt_done]:
+            while budget > 0 and job in self._active and not job.prompt_done:
+                try:
+                    budget -= self._prefill_piece(job)
+                except Exception as exc:
+                    self._finish(job, exc, clear=True)
+        self.stats.running_sequences = sum(len(job.sequences) for job in self._active)
+        self.stats.kv_cells_used = sum(len(slot.tokens) for slot in self._slots)
+        return len(decoding)
+
+    # --- admission ----------------------------------------------------------------------------------
+
+    def _admit(self, job: _Job[Any]) -> None:
+        plan = job.plan
+        job.sequences = self._start_sequences(plan)
+        self._active.append(job)
+        free = [slot for slot in self._slots if slot.owner is None]
+        primary = max(free, key=lambda slot: (self._reusable(slot, plan.prompt), -slot.last_used))
+        reuse = self._reusable(primary, plan.prompt)
+        if reuse < len(primary.tokens) and not self._lib.llama_memory_seq_rm(self._memory, primary.id, reuse, -1):
+            self._lib.llama_memory_seq_rm(self._memory, primary.id, -1, -1)
+            reuse = 0
+        del primary.tokens[reuse:]
+        primary.canonical_end = min(primary.canonical_end, reuse)
+        if reuse:
+            self.stats.prefix_cache_hits += 1
+            self.stats.prefix_cache_tokens += reuse
+        others = sorted((slot for slot in free if slot is not primary), key=lambda slot: slot.last_used)
+        for sequence, slot in zip(job.sequences, [primary, *others], strict=False):
+            slot.owner = job
+            sequence.slot = slot
+
+    def _reusable(self, slot: _Slot, prompt: Sequence[int]) -> int:
+        """How much of ``slot``'s tokens a request for ``prompt`` can keep.
+
+        llama.cpp's results depend on how prompt tokens are grouped into decodes, and greedy decoding of a
+        small model flips on such last-bit differences. So every prompt is evaluated in one canonical
+        grouping: pieces on a grid of ``prefill_chunk`` positions, then the last prompt token alone (for
+        its logits). Cached tokens are reused only up to a point where the grouping that produced them
+        agrees with the canonical one: a grid point, or the last prompt token when the whole prompt before
+        it was evaluated canonically. Generated tokens were decoded one by one, so a conversation's earlier
+        answer is reused only up to the grid point before it.
+        """
+        last = len(prompt) - 1
+        common = _common_prefix(slot.tokens, prompt, last)
+        if common == last and slot.canonical_end >= last:
+            return last
+        return min(common, slot.canonical_end) // self._prefill_chunk * self._prefill_chunk
+
+    def _start_sequences(self, plan: DecodePlan[ChunkT]) -> list[_Sequence]:
+        sequences: list[_Sequence] = []
+        try:
+            for index, writer in enumerate(plan.make_writers()):
+                seed = sequence_seed(plan.sampling.seed, index)
+                chain = SamplerChain(self._vocab, self._n_vocab, plan.sampling, seed=seed, grammar=plan.grammar)
+                fallback = None
+                if plan.grammar_until_decided:
+                    fallback = SamplerChain(self._vocab, self._n_vocab, plan.sampling, seed=seed, grammar=None)
+                sequences.append(_Sequence(writer, chain, fallback))
+        except BaseException:
+            for sequence in sequences:
+                sequence.close()
+            raise
+        return sequences
+
+    def _finish(self, job: _Job[Any], error: BaseException | None, *, clear: bool = False) -> None:
+        """Free the job's sequences (keeping their tokens as prefix cache unless ``clear``) and tell its consumer."""
+        if job in self._active:
+            self._active.remove(job)
+        for sequence in job.sequences:
+            sequence.close()
+            slot = sequence.slot
+            if slot is not None and slot.owner is job:
+                slot.owner = None
+                self._clock += 1
+                slot.last_used = self._clock
+                if clear:
+                    self._lib.llama_memory_seq_rm(self._memory, slot.id, -1, -1)
+                    slot.tokens.clear()
+                    slot.canonical_end = 0
+        job.sequences = job.running = []
+        job.emit(WorkerDone(error))
+        job.release()
+
+    # --- decoding -----------------------------------------------------------------------------------
+
+    def _prefill_piece(self, job: _Job[Any]) -> int:
+        """Evaluate the next canonical piece of ``job``'s prompt (see ``_reusable``); returns its size."""
+        prompt = job.plan.prompt
+        primary = job.sequences[0].slot
+        assert primary is not None
+        self._copy_longer_prefix(primary, prompt)
+        start = len(primary.tokens)
+        last = len(prompt) - 1
+        end = len(prompt) if start == last else min(last, (start // self._prefill_chunk + 1) * self._prefill_chunk)
+        tokens, positions, n_seq_ids, seq_ids, logits = self._batch_fields
+        for index in range(end - start):
+            tokens[index] = prompt[start + index]
+            positions[index] = start + index
+            n_seq_ids[index] = 1
+            seq_ids[index][0] = primary.id
+            logits[index] = 0
+        logits[end - start - 1] = 1 if end == len(prompt) else 0
+        self._batch.n_tokens = end - start
+        self._decode_batch()
+        primary.tokens.extend(prompt[start:end])
+        primary.canonical_end = len(primary.tokens)
+        if end == len(prompt):
+            self._start_output(job, primary)
+        return end - start
+
+    def _copy_longer_prefix(self, primary: _Slot, prompt: Sequence[int]) -> None:
+        """Copy in the longest reusable prefix of ``prompt`` that any other sequence holds, if it is longer.
+
+        Checked before every piece, not only at admission, so that requests with a common system prompt that
+        arrive together evaluate it once: the first one's pieces are copied by the others as they come.
+        """
+        source = max(self._slots, key=lambda slot: self._reusable(slot, prompt))
+        shared = self._reusable(source, prompt)
+        if source is primary or shared <= len(primary.tokens):
+            return
+        # Streams are separate buffers, so llama.cpp copies the whole stream; the tail is cut right after.
+        self._lib.llama_memory_seq_cp(self._memory, source.id, primary.id, -1, -1)
+        if not self._lib.llama_memory_seq_rm(self._memory, primary.id, shared, -1):
+            raise EngineError("llama.cpp could not trim a copied prefix")
+        primary.tokens = source.tokens[:shared]
+        primary.canonical_end = min(source.canonical_end, shared)
+        self.stats.prefix_cache_hits += 1
+        self.stats.prefix_cache_tokens += shared
+
+    def _start_output(self, job: _Job[Any], primary: _Slot) -> None:
+        """The prompt is in: copy it to the other ``n - 1`` sequences and sample every first token."""
+        for sequence in job.sequences[1:]:
+            slot = sequence.slot
+            assert slot is not None
+            self._lib.llama_memory_seq_cp(self._memory, primary.id, slot.id, -1, -1)
+            slot.tokens = list(primary.tokens)
+            slot.canonical_end = primary.canonical_end
+        emitted: list[Emitted[Any]] = [
+            item for sequence in job.sequences if (item := sequence.writer.start()) is not None
+        ]
+        job.running = list(job.sequences)
+        for sequence in job.sequences:
+            sequence.logits_index = -1
+        self._advance(job, emitted)
+
+    def _decode_step(self, decoding: list[_Sequence]) -> None:
+        tokens, positions, n_seq_ids, seq_ids, logits = self._batch_fields
+        for index, sequence in enumerate(decoding):
+            slot = sequence.slot
+            assert slot is not None
+            tokens[index] = sequence.next_token
+            positions[index] = len(slot.tokens)
+            n_seq_ids[index] = 1
+            seq_ids[index][0] = slot.id
+            logits[index] = 1
+            sequence.logits_index = index
+        self._batch.n_tokens = len(decoding)
+        try:
+            self._decode_batch()
+        except EngineError:
+            self._decode_jobs_apart()
+            return
+        for sequence in decoding:
+            assert sequence.slot is not None
+            sequence.slot.tokens.append(sequence.next_token)
+        for job in [job for job in self._active if job.running]:
+            try:
+                self._advance(job, [])
+            except Exception as exc:
+                self._finish(job, exc, clear=True)
+
+    def _decode_jobs_apart(self) -> None:
+        """The shared decode failed: decode each request on its own, so only the one at fault fails."""
+        for job in [job for job in self._active if job.running]:
+            try:
+                self._decode_step_of(job)
+            except Exception as exc:
+                self._finish(job, exc, clear=True)
+
+    def _decode_step_of(self, job: _Job[Any]) -> None:
+        tokens, positions, n_seq_ids, seq_ids, logits = self._batch_fields
+        for index, sequence in enumerate(job.running):
+            slot = sequence.slot
+            assert slot is not None
+            tokens[index] = sequence.next_token
+            positions[index] = len(slot.tokens)
+            n_seq_ids[index] = 1
+            seq_ids[index][0] = slot.id
+            logits[index] = 1
+            sequence.logits_index = index
+        self._batch.n_tokens = len(job.running)
+        self._decode_batch()
+        for sequence in job.running:
+            assert sequence.slot is not None
+            sequence.slot.tokens.append(sequence.next_token)
+        self._advance(job, [])
+
+    def _advance(self, job: _Job[Any], emitted: list[Emitted[Any]]) -> None:
+        """Sample the next token of each of ``job``'s running sequences from the last decode's logits."""
+        lib, ctx, vocab = self._lib, self._ctx, self._vocab
+        plan = job.plan
+        max_new_tokens, top_logprobs = plan.max_new_tokens, plan.top_logprobs
+        running: list[_Sequence] = []
+        for sequence in job.running:
+            token = lib.llama_sampler_sample(sequence.chain.pointer, ctx, sequence.logits_index)
+            writer = sequence.writer
+            if lib.llama_vocab_is_eog(vocab, token):
+                emitted += writer.end_of_generation()
+                continue
+            logprobs = None if top_logprobs is None else self._logprobs(sequence.logits_index, token, top_logprobs)
+            item = writer.token(token, logprobs)
+            if item is not None:
+                emitted.append(item)
+            sequence.generated += 1
+            if writer.stopped:
+                emitted += writer.finish("stop")
+            elif sequence.generated >= max_new_tokens:
+                emitted += writer.finish("length")
+            else:
+                if sequence.fallback is not None:
+                    self._settle_grammar(sequence, token)
+                sequence.next_token = token
+                running.append(sequence)
+        job.running = running
+        if emitted:
+            job.emit(emitted)
+        if not running:
+            self._finish(job, None)
+
+    @staticmethod
+    def _settle_grammar(sequence: _Sequence, token: int) -> None:
+        """``tool_choice: auto``: once the output is known to be text or a call, keep only the chain it needs."""
+        assert sequence.fallback is not None
+        needed = sequence.writer.grammar_needed
+        if needed is None:
+            sequence.fallback.accept(token)  # keep its penalties in step until the choice is made
+        elif needed:
+            sequence.fallback.close()
+            sequence.fallback = None
+        else:
+            sequence.leave_grammar()
+
+    def _decode_batch(self) -> None:
+        status = self._lib.llama_decode(self._ctx, self._batch)
+        if status != 0:
+            raise EngineError(f"llama_decode failed with status {status}")
+
+    def _logprobs(self, logits_index: int, token: int, top: int) -> SampledLogprobs:
+        """Log-softmax of the raw logits (before penalties, bias or temperature), as OpenAI reports them."""
+        import numpy as np
+
+        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, logits_index), shape=(self._n_vocab,))
+        peak = float(logits.max())
+        log_total = peak + float(np.log(np.exp(logits - peak).sum()))
+        alternatives: list[tuple[int, float]] = []
+        if top:
+            best = np.argpartition(logits, -top)[-top:]
+            best = best[np.argsort(-logits[best], kind="stable")]
+            alternatives = [(int(candidate), float(logits[candidate]) - log_total) for candidate in best]
+        return SampledLogprobs(float(logits[token]) - log_total, alternatives)
