@@ -25,11 +25,16 @@
     │   │   └── InternalServerError          5xx
     │   ├── UnexpectedResponseError   a 2xx whose body is not what the API promises
     │   ├── StreamError               an in-band error frame inside a 200 stream
-    │   └── IncompleteStreamError     the stream ended (or broke) before it finished properly
+    │   ├── IncompleteStreamError     the stream ended (or broke) before it finished properly
+    │   └── VerificationError         a response failed a cryptographic check (never retried)
+    │       ├── SignatureError               a missing or bad signature or response hash
+    │       ├── BrokenChainError             a chunk dropped, reordered or replayed from another response
+    │       └── DecryptionError              a confidential response that does not decrypt
     ├── RequestValidationError        the client rejected a request before sending it, also a ``ValueError``
     ├── ClientStateError              misuse, also a ``RuntimeError``
     │   ├── ClientClosedError         the client was used after ``close()``
     │   └── StreamConsumedError       a stream was iterated again after it ended
+    ├── EnvelopeError                 (server) a confidential request envelope that cannot be opened
     └── EngineError                   the model engine failed
 
 Only :class:`APIConnectionError` (except the timeouts after the connection was made) and the status
@@ -56,8 +61,11 @@ __all__ = [
     "ClientClosedError",
     "ClientStateError",
     "ConflictError",
+    "BrokenChainError",
     "ConnectTimeoutError",
+    "DecryptionError",
     "EngineError",
+    "EnvelopeError",
     "EventTooLargeError",
     "FirstChunkTimeoutError",
     "IdleTimeoutError",
@@ -70,11 +78,13 @@ __all__ = [
     "RequestTooLargeError",
     "RequestValidationError",
     "SSEError",
+    "SignatureError",
     "StreamConsumedError",
     "StreamError",
     "TotalTimeoutError",
     "UnexpectedResponseError",
     "UnprocessableEntityError",
+    "VerificationError",
 ]
 
 
@@ -101,6 +111,19 @@ class EventTooLargeError(SSEError):
 
 class EngineError(ChunkwiseError):
     """The model engine could not produce a completion."""
+
+
+class EnvelopeError(ChunkwiseError):
+    """A confidential request envelope that cannot be opened; the server answers 400 with ``param`` and ``code``.
+
+    The message never depends on the plaintext, so it cannot serve as a decryption oracle.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
 
 
 # --- the client's errors ----------------------------------------------------------------------------
@@ -269,6 +292,22 @@ class IncompleteStreamError(APIError):
         super().__init__(message, request_id=request_id)
         self.partial = partial
         self.chunks_received = chunks_received
+
+
+class VerificationError(APIError):
+    """A response failed a cryptographic check: it was tampered with, or is not from the pinned server."""
+
+
+class SignatureError(VerificationError):
+    """A signature or ``response_hash`` is missing, malformed, or does not match the content or the pinned key."""
+
+
+class BrokenChainError(VerificationError):
+    """A chunk does not follow the one before it: one was dropped, reordered, or replayed from another response."""
+
+
+class DecryptionError(VerificationError):
+    """A confidential response does not decrypt with the request's key, or its plaintext hash differs."""
 
 
 class RequestValidationError(ChunkwiseError, ValueError):

@@ -17,12 +17,12 @@ Three layers, none of which does I/O:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar, overload
 
 import msgspec
 
-from ._errors import EventTooLargeError, SSEError
+from ._errors import ChunkwiseError, EventTooLargeError, SSEError
 from .types import ChatCompletionChunk, ErrorDetail, ErrorResponse
 
 __all__ = [
@@ -355,24 +355,39 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
     >>> for item in decoder.close(): ...  # ends with EndOfInput
 
     Anything after ``[DONE]`` is ignored. Undecodable data raises :class:`InvalidChunkError`, so a
-    stream never silently loses a chunk.
+    stream never silently loses a chunk. ``open_event``, when given, sees the data of every event that is
+    not ``[DONE]`` or an error frame and returns the chunk JSON to decode: it checks signatures or decrypts
+    (:mod:`chunkwise.signing`, :mod:`chunkwise.confidential`). When it raises, the stream ends there like
+    at an error frame: the chunks before come out, and :attr:`failure` holds the error.
     """
 
     @overload
     def __init__(
-        self: ChunkStreamDecoder[ChatCompletionChunk], *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE
+        self: ChunkStreamDecoder[ChatCompletionChunk],
+        *,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        open_event: Callable[[bytes], bytes] | None = None,
     ) -> None: ...
 
     @overload
-    def __init__(self, chunk_type: type[_ChunkT], *, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None: ...
+    def __init__(
+        self,
+        chunk_type: type[_ChunkT],
+        *,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        open_event: Callable[[bytes], bytes] | None = None,
+    ) -> None: ...
 
     def __init__(
         self,
         chunk_type: type[Any] = ChatCompletionChunk,
         *,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        open_event: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self._sse = SSEDecoder(max_event_size=max_event_size)
+        self._open_event = open_event
+        self._failure: ChunkwiseError | None = None
         self._decode_chunk = msgspec.json.Decoder(chunk_type).decode
         self._done = False
         self._usage_seen = False
@@ -385,6 +400,11 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
         return self._done
 
     @property
+    def failure(self) -> ChunkwiseError | None:
+        """What ``open_event`` raised, which ended the stream."""
+        return self._failure
+
+    @property
     def finished_properly(self) -> bool:
         """``[DONE]`` arrived, or the usage chunk did, or every choice seen so far has finished."""
         return self._done or self._usage_seen or (bool(self._finished_choices) and not self._open_choices)
@@ -394,13 +414,13 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
         return self._sse.last_event_id
 
     def feed(self, data: bytes) -> list[_ChunkT | ErrorFrame | Done]:
-        if self._done:
+        if self._done or self._failure is not None:
             return []
         return self._interpret(self._sse.feed_raw(data))
 
     def close(self) -> list[_ChunkT | ErrorFrame | Done | EndOfInput]:
         items: list[_ChunkT | ErrorFrame | Done | EndOfInput] = []
-        if not self._done:
+        if not self._done and self._failure is None:
             items.extend(self._interpret(self._sse.flush_raw()))
         items.append(EndOfInput(self.finished_properly))
         return items
@@ -408,6 +428,7 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
     def _interpret(self, events: list[_RawEvent]) -> list[_ChunkT | ErrorFrame | Done]:
         items: list[_ChunkT | ErrorFrame | Done] = []
         decode = self._decode_chunk
+        open_event = self._open_event
         open_choices = self._open_choices
         for raw in events:
             if isinstance(raw, bytes):
@@ -430,6 +451,12 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
                 if frame is not None:
                     items.append(frame)
                     continue
+            if open_event is not None:
+                try:
+                    data = open_event(data)
+                except ChunkwiseError as exc:
+                    self._failure = exc
+                    break
             try:
                 chunk = decode(data)
             except msgspec.DecodeError as exc:

@@ -12,6 +12,8 @@ PUBLIC_MODULES = [
     "chunkwise.types",
     "chunkwise.sse",
     "chunkwise.accumulate",
+    "chunkwise.confidential",
+    "chunkwise.signing",
     "chunkwise.gateway",
     "chunkwise.ray",
 ]

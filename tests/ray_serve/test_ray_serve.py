@@ -54,6 +54,11 @@ def busy_replica(server: RayServer) -> str:
     return replica
 
 
+def test_the_private_cluster_lives_on_the_loopback_interface(ray_server: RayServer) -> None:
+    # Ray would otherwise advertise the machine's network address and talk over it.
+    assert ray_server.cluster.startswith("127.0.0.1:"), ray_server.cluster
+
+
 def test_the_openai_client_streams_and_reassembles_through_ray(ray_server: RayServer) -> None:
     with openai.OpenAI(base_url=f"{ray_server.url}/v1", api_key="unused", max_retries=0, timeout=120) as client:
         request: dict[str, Any] = {"model": MODEL, "messages": HELLO, "max_tokens": 12, "temperature": 0}

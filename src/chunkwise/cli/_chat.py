@@ -34,11 +34,22 @@ Message = dict[str, str]
 class RemoteChat:
     """Streams from an OpenAI-compatible server through :class:`chunkwise.Client`."""
 
-    def __init__(self, base_url: str, api_key: str | None, model: str | None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        model: str | None,
+        *,
+        confidential: bool = False,
+        verify_key: str | None = None,
+    ) -> None:
         from ..client import Client
 
         self.where = base_url
-        self._client = Client(base_url=base_url, api_key=api_key)
+        self._client = Client(base_url=base_url, api_key=api_key, verify_key=verify_key)
+        self._completions = (
+            self._client.confidential.chat.completions if confidential else self._client.chat.completions
+        )
         self.model = model or self._first_model()
 
     def _first_model(self) -> str:
@@ -49,7 +60,7 @@ class RemoteChat:
 
     @contextmanager
     def stream(self, messages: list[Message], options: dict[str, Any]) -> Iterator[Iterator[ChatCompletionChunk]]:
-        with self._client.chat.completions.create(
+        with self._completions.create(
             model=self.model,
             messages=messages,
             stream=True,
@@ -277,6 +288,15 @@ api_key_option = click.option("--api-key", envvar="CHUNKWISE_API_KEY", help="Bea
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="With --local: a GGUF file (default: the bundled SmolLM2-135M-Instruct).",
 )
+@click.option(
+    "--confidential", is_flag=True, help="End-to-end encrypted (Atoma confidential compute; chunkwise serve or Atoma)."
+)
+@click.option(
+    "--verify-key",
+    envvar="CHUNKWISE_VERIFY_KEY",
+    help="The server's Ed25519 public key (GET /signing-key); every answer must be signed by it "
+    "[env CHUNKWISE_VERIFY_KEY].",
+)
 def chat(
     prompt: str | None,
     base_url: str,
@@ -288,19 +308,32 @@ def chat(
     as_json: bool,
     local: bool,
     model_path: Path | None,
+    confidential: bool,
+    verify_key: str | None,
 ) -> None:
     """Chat with a model: answer PROMPT (or piped input) once, or open a REPL on a terminal."""
     if prompt is None and not sys.stdin.isatty():
         prompt = sys.stdin.read().strip()
         if not prompt:
             raise click.UsageError("the piped input is empty")
+    if verify_key is not None:
+        from ..signing import decode_public_key
+
+        try:
+            decode_public_key(verify_key)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--verify-key") from None
     options: dict[str, Any] = {}
     if temperature is not None:
         options["temperature"] = temperature
     if max_tokens is not None:
         options["max_tokens"] = max_tokens
     with _friendly_errors(base_url, local):
-        backend: Backend = LocalChat(model_path) if local else RemoteChat(base_url, api_key, model)
+        backend: Backend = (
+            LocalChat(model_path)
+            if local
+            else RemoteChat(base_url, api_key, model, confidential=confidential, verify_key=verify_key)
+        )
         try:
             conversation = Conversation(backend, options, system, as_json)
             if prompt is not None:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
@@ -16,6 +16,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from .._errors import ChunkwiseError
+
+if TYPE_CHECKING:
+    from ..confidential import NodeKey
+    from ..signing import Signer
 
 __all__ = ["serve"]
 
@@ -166,6 +170,28 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     help="Origin allowed to call the API from a browser; repeat for several.",
 )
 @click.option(
+    "--node-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CHUNKWISE_NODE_KEY_FILE",
+    default=None,
+    help="PEM file of the X25519 key confidential clients encrypt to; created if missing, kept across restarts. "
+    "Default: a new key at every start.",
+)
+@click.option(
+    "--rotate-node-key", is_flag=True, help="Replace the key in --node-key-file with a new one before serving."
+)
+@click.option(
+    "--signing-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CHUNKWISE_SIGNING_KEY_FILE",
+    default=None,
+    help="PEM file of an Ed25519 key; created if missing. With it every chunk and answer is signed and chained, "
+    "and GET /signing-key serves the public key. Default: answers are not signed.",
+)
+@click.option(
+    "--rotate-signing-key", is_flag=True, help="Replace the key in --signing-key-file with a new one before serving."
+)
+@click.option(
     "--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True, help="Server log verbosity."
 )
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log every request.")
@@ -224,6 +250,10 @@ def serve(
     header_timeout: float,
     max_body_size: int,
     cors_origins: tuple[str, ...],
+    node_key_file: Path | None,
+    rotate_node_key: bool,
+    signing_key_file: Path | None,
+    rotate_signing_key: bool,
     log_level: str,
     access_log: bool,
     ray_address: str | None,
@@ -249,7 +279,12 @@ def serve(
     engine_options: dict[str, Any] = {"model_id": model_id, "n_threads": n_threads, "max_sequences": max_running}
     if n_ctx is not None:
         engine_options["n_ctx"] = n_ctx
+    if rotate_node_key and node_key_file is None:
+        raise click.UsageError("--rotate-node-key needs --node-key-file")
+    if rotate_signing_key and signing_key_file is None:
+        raise click.UsageError("--rotate-signing-key needs --signing-key-file")
     try:
+        node_key, signer = _load_keys(console, node_key_file, rotate_node_key, signing_key_file, rotate_signing_key)
         settings = ServerSettings(
             api_key=api_key or None,
             queue_size=queue_size,
@@ -259,6 +294,8 @@ def serve(
             header_timeout=header_timeout,
             max_body_size=max_body_size,
             cors_origins=cors_origins,
+            node_key=node_key,
+            signer=signer,
         )
         deployment = None
         if ray_address is not None:
@@ -302,7 +339,11 @@ def serve(
         server = uvicorn.Server(config)
         # On Ctrl-C uvicorn shuts down gracefully, then re-raises the signal it caught.
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve_and_announce(server, console, engine.model_id, with_key=api_key is not None))
+            asyncio.run(
+                _serve_and_announce(
+                    server, console, engine.model_id, with_key=api_key is not None, signed=signer is not None
+                )
+            )
         if not server.started:
             raise click.ClickException(f"could not listen on {host}:{port}")
     finally:
@@ -312,7 +353,32 @@ def serve(
     console.print("Stopped.")
 
 
-async def _serve_and_announce(server: Any, console: Console, model_id: str, *, with_key: bool) -> None:
+def _load_keys(
+    console: Console,
+    node_key_file: Path | None,
+    rotate_node_key: bool,
+    signing_key_file: Path | None,
+    rotate_signing_key: bool,
+) -> tuple[NodeKey, Signer | None]:
+    """The node key and the signer the options ask for, announced with their public halves."""
+    from ..confidential import NodeKey
+    from ..server import load_node_key, load_signer
+
+    if node_key_file is None:
+        node_key, origin = NodeKey(), "new for this run"
+    else:
+        node_key, created = load_node_key(node_key_file, rotate=rotate_node_key)
+        origin = f"{'new, written to' if created else 'from'} {node_key_file}"
+    console.print(f"Node key (X25519, confidential chat): {node_key.public_key_base64}  ({origin})", soft_wrap=True)
+    signer: Signer | None = None
+    if signing_key_file is not None:
+        signer, created = load_signer(signing_key_file, rotate=rotate_signing_key)
+        origin = f"{'new, written to' if created else 'from'} {signing_key_file}"
+        console.print(f"Signing key (Ed25519): {signer.public_key_base64}  ({origin})", soft_wrap=True)
+    return node_key, signer
+
+
+async def _serve_and_announce(server: Any, console: Console, model_id: str, *, with_key: bool, signed: bool) -> None:
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
@@ -324,6 +390,7 @@ async def _serve_and_announce(server: Any, console: Console, model_id: str, *, w
             Text(),
             Text.assemble("chunkwise is serving ", (model_id, "bold green"), " at ", (url, "bold cyan")),
             Text(f"  OpenAPI: {url}/openapi.json   metrics: {url}/metrics   Ctrl-C to stop"),
+            *([Text(f"  Answers are signed; the public key: {url}/signing-key")] if signed else []),
             Text("  Try:"),
             Text("  " + curl_example(url, model_id, with_key=with_key)),
             Text(),

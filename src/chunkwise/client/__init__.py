@@ -9,6 +9,14 @@
 from __future__ import annotations
 
 from ._client import AsyncClient, Client
+from ._confidential import (
+    AsyncConfidential,
+    AsyncConfidentialChat,
+    AsyncConfidentialChatCompletions,
+    Confidential,
+    ConfidentialChat,
+    ConfidentialChatCompletions,
+)
 from ._config import USE_CLIENT_DEFAULT, UseClientDefault
 from ._resources import AsyncChat, AsyncChatCompletions, AsyncModels, Chat, ChatCompletions, Models
 from ._retries import Backoff
@@ -19,12 +27,18 @@ __all__ = [
     "AsyncChat",
     "AsyncChatCompletions",
     "AsyncClient",
+    "AsyncConfidential",
+    "AsyncConfidentialChat",
+    "AsyncConfidentialChatCompletions",
     "AsyncModels",
     "AsyncStream",
     "Backoff",
     "Chat",
     "ChatCompletions",
     "Client",
+    "Confidential",
+    "ConfidentialChat",
+    "ConfidentialChatCompletions",
     "Models",
     "Stream",
     "Timeouts",

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import httpx
 import msgspec
 
-from .._errors import APIConnectionError, APIError, RequestValidationError, UnexpectedResponseError
+from .._errors import APIConnectionError, APIError, ChunkwiseError, RequestValidationError, UnexpectedResponseError
 from ..accumulate import accumulate
 from ..types import ChatCompletion, ChatCompletionRequest, Message, ModelList, completion_decoder
 from ._config import USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
+from ._guards import ResponseGuard
 from ._responses import decode_success, is_event_stream, parse_error_body, request_id_of, status_error
 from ._retries import RetryState
 from ._streaming import StreamCore
@@ -31,6 +32,7 @@ logger = logging.getLogger("chunkwise.client")
 _NO_TIMEOUTS = Timeouts(connect=None, first_chunk=None, idle=None, total=None)
 _REQUEST_FIELDS = frozenset(ChatCompletionRequest.__struct_fields__) - {"model", "messages", "stream"}
 _model_list_decoder = msgspec.json.Decoder(ModelList)
+_raw_json_decoder = msgspec.json.Decoder(msgspec.Raw)
 
 
 def chat_request_body(
@@ -64,7 +66,7 @@ def chat_request_body(
 class Call:
     """Everything about one API call that is not I/O."""
 
-    __slots__ = ("body", "deadlines", "headers", "method", "path", "retry", "streaming")
+    __slots__ = ("_new_guard", "body", "deadlines", "headers", "method", "path", "retry", "streaming")
 
     def __init__(
         self,
@@ -78,7 +80,9 @@ class Call:
         timeout: Timeouts | float | None | UseClientDefault,
         max_retries: int | UseClientDefault,
         extra_headers: Mapping[str, str] | None,
+        new_guard: Callable[[], ResponseGuard] | None = None,
     ) -> None:
+        self._new_guard = new_guard
         self.method = method
         self.path = path
         self.body = body
@@ -107,6 +111,14 @@ class Call:
         request.extensions["timeout"] = self.deadlines.transport_timeouts()
         logger.debug("%s %s", self.method, request.url)
         return request
+
+    def guard(self) -> ResponseGuard | None:
+        """A fresh guard for the next response, when its answers are checked (signed or confidential)."""
+        return None if self._new_guard is None else self._new_guard()
+
+    def read_completion(self, response: httpx.Response) -> ChatCompletion:
+        """The chat completion in ``response``, checked by a fresh guard when answers are checked."""
+        return read_chat_completion(response, self.guard())
 
     def start_attempt(self) -> None:
         self.deadlines.start_attempt()
@@ -152,11 +164,29 @@ def read_model_list(response: httpx.Response) -> ModelList:
     return decode_success(response, _model_list_decoder)
 
 
-def read_chat_completion(response: httpx.Response) -> ChatCompletion:
-    """The completion in a read response; a server that streamed anyway gets its stream reassembled."""
+def read_chat_completion(response: httpx.Response, guard: ResponseGuard | None = None) -> ChatCompletion:
+    """The completion in a read response; a server that streamed anyway gets its stream reassembled.
+
+    With ``guard``, the body is checked (and, for a confidential answer, decrypted) before it is decoded.
+    """
     if not (response.is_success and is_event_stream(response)):
-        return decode_success(response, completion_decoder)
-    core = StreamCore(Deadlines(_NO_TIMEOUTS, streaming=True), request_id_of(response.headers))
+        if guard is None:
+            return decode_success(response, completion_decoder)
+        raw = decode_success(response, _raw_json_decoder)
+        try:
+            body = guard.open(bytes(raw))
+        except ChunkwiseError as exc:
+            exc.request_id = request_id_of(response.headers)
+            raise
+        try:
+            return completion_decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            raise UnexpectedResponseError(
+                f"the checked {response.status_code} answer does not decode as a chat completion: {exc}",
+                response=response,
+                request_id=request_id_of(response.headers),
+            ) from exc
+    core = StreamCore(Deadlines(_NO_TIMEOUTS, streaming=True), request_id_of(response.headers), guard)
     core.receive(response.content)
     if core.open:
         core.receive(None)

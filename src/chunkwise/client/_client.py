@@ -16,8 +16,11 @@ import anyio
 import httpx
 
 from .._errors import APIError, ClientClosedError
+from ..signing import decode_public_key
 from ._calls import Call
+from ._confidential import AsyncConfidential, Confidential
 from ._config import DEFAULT_MAX_RETRIES, USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
+from ._guards import ResponseGuard
 from ._resources import AsyncChat, AsyncModels, Chat, Models
 from ._retries import Backoff
 from ._streaming import AsyncStream, Stream
@@ -44,6 +47,7 @@ class _BaseClient:
         backoff: Backoff,
         default_headers: Mapping[str, str] | None,
         default_query: Mapping[str, str] | None,
+        verify_key: str | bytes | None,
         injected: bool,
     ) -> None:
         self._config = ClientConfig.resolve(
@@ -55,6 +59,8 @@ class _BaseClient:
             default_headers=default_headers,
             default_query=default_query,
         )
+        #: The pinned Ed25519 public key every answer must be signed by, if any.
+        self.verify_key: bytes | None = None if verify_key is None else decode_public_key(verify_key)
         self._owns_http = not injected
         self._closed = False
         self._rng = random.Random()
@@ -81,6 +87,7 @@ class _BaseClient:
         timeout: Timeouts | float | None | UseClientDefault = USE_CLIENT_DEFAULT,
         max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
         extra_headers: Mapping[str, str] | None = None,
+        new_guard: Callable[[], ResponseGuard] | None = None,
     ) -> Call:
         if self._closed:
             raise ClientClosedError(f"{type(self).__name__} was used after it was closed")
@@ -94,6 +101,7 @@ class _BaseClient:
             timeout=timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
+            new_guard=new_guard,
         )
 
     def __repr__(self) -> str:
@@ -115,6 +123,11 @@ class Client(_BaseClient):
     ``OPENAI_API_KEY``. ``timeout`` is a :class:`Timeouts` (a number sets connect, first-chunk and
     idle at once; ``None`` disables them). Pass ``http_client`` to reuse an ``httpx.Client`` (it is
     not closed by :meth:`close`), or ``transport`` to build the client on a transport of your own.
+
+    ``verify_key`` pins a server's Ed25519 public key (``chunkwise serve --signing-key-file``, ``GET
+    /signing-key``): every answer must then be signed by it and chained, or reading it raises a
+    :class:`~chunkwise.VerificationError`. ``client.confidential.chat.completions`` runs confidential chat
+    (end-to-end encrypted) against chunkwise or the Atoma cloud.
     """
 
     _http: httpx.Client
@@ -131,6 +144,7 @@ class Client(_BaseClient):
         default_query: Mapping[str, str] | None = None,
         http_client: httpx.Client | None = None,
         transport: httpx.BaseTransport | None = None,
+        verify_key: str | bytes | None = None,
     ) -> None:
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
@@ -142,11 +156,13 @@ class Client(_BaseClient):
             backoff=backoff,
             default_headers=default_headers,
             default_query=default_query,
+            verify_key=verify_key,
             injected=http_client is not None,
         )
         self._http = http_client or httpx.Client(transport=transport, limits=_DEFAULT_LIMITS)
         self.chat = Chat(self)
         self.models = Models(self)
+        self.confidential = Confidential(self)
 
     def _retrying(self, call: Call, attempt: Callable[[], R]) -> R:
         while True:
@@ -179,7 +195,7 @@ class Client(_BaseClient):
             response = self._send(call)
             if not call.streams(response):
                 call.raise_unstreamable(response)
-            return Stream._open(response, call.deadlines)
+            return Stream._open(response, call.deadlines, call.guard())
 
         return self._retrying(call, attempt)
 
@@ -226,6 +242,7 @@ class AsyncClient(_BaseClient):
         default_query: Mapping[str, str] | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        verify_key: str | bytes | None = None,
     ) -> None:
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
@@ -237,11 +254,13 @@ class AsyncClient(_BaseClient):
             backoff=backoff,
             default_headers=default_headers,
             default_query=default_query,
+            verify_key=verify_key,
             injected=http_client is not None,
         )
         self._http = http_client or httpx.AsyncClient(transport=transport, limits=_DEFAULT_LIMITS)
         self.chat = AsyncChat(self)
         self.models = AsyncModels(self)
+        self.confidential = AsyncConfidential(self)
 
     async def _retrying(self, call: Call, attempt: Callable[[], Awaitable[R]]) -> R:
         while True:
@@ -286,7 +305,7 @@ class AsyncClient(_BaseClient):
             response = await self._send(call)
             if not call.streams(response):
                 call.raise_unstreamable(response)
-            return await AsyncStream._open(response, call.deadlines)
+            return await AsyncStream._open(response, call.deadlines, call.guard())
 
         return await self._retrying(call, attempt)
 

@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..types import ChatCompletion, Message, ModelList
-from ._calls import Call, chat_request_body, read_chat_completion, read_model_list
+from ._calls import Call, chat_request_body, read_model_list
 from ._config import USE_CLIENT_DEFAULT, UseClientDefault
+from ._guards import signed_guard_factory
 from ._streaming import AsyncStream, Stream
 from ._timeouts import Timeouts
 
@@ -47,6 +48,7 @@ def _chat_call(
         timeout=timeout,
         max_retries=max_retries,
         extra_headers=extra_headers,
+        new_guard=None if client.verify_key is None else signed_guard_factory(body, client.verify_key),
     )
 
 
@@ -130,7 +132,7 @@ class ChatCompletions:
         )
         if stream:
             return self._client._stream(call)
-        return self._client._fetch(call, read_chat_completion)
+        return self._client._fetch(call, call.read_completion)
 
 
 class AsyncChatCompletions:
@@ -210,7 +212,7 @@ class AsyncChatCompletions:
         )
         if stream:
             return await self._client._stream(call)
-        return await self._client._fetch(call, read_chat_completion)
+        return await self._client._fetch(call, call.read_completion)
 
 
 class Chat:

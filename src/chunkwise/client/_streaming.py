@@ -30,6 +30,7 @@ from .._errors import (
 from ..accumulate import accumulate
 from ..sse import ChunkStreamDecoder, Done, EndOfInput, ErrorFrame
 from ..types import ChatCompletion, ChatCompletionChunk
+from ._guards import ResponseGuard
 from ._responses import request_id_of
 from ._timeouts import Deadlines
 
@@ -39,10 +40,13 @@ __all__ = ["AsyncStream", "Stream", "StreamCore"]
 class StreamCore:
     """The sans-I/O half of a stream: feed it what the network gave, get chunks back."""
 
-    __slots__ = ("_decoder", "_deadlines", "failure", "open", "received", "request_id")
+    __slots__ = ("_decoder", "_deadlines", "_guard", "failure", "open", "received", "request_id")
 
-    def __init__(self, deadlines: Deadlines, request_id: str | None) -> None:
-        self._decoder: ChunkStreamDecoder[ChatCompletionChunk] = ChunkStreamDecoder(ChatCompletionChunk)
+    def __init__(self, deadlines: Deadlines, request_id: str | None, guard: ResponseGuard | None = None) -> None:
+        self._decoder: ChunkStreamDecoder[ChatCompletionChunk] = ChunkStreamDecoder(
+            ChatCompletionChunk, open_event=None if guard is None else guard.open
+        )
+        self._guard = guard
         self._deadlines = deadlines
         self.request_id = request_id
         #: Every chunk so far, for the final completion.
@@ -78,13 +82,21 @@ class StreamCore:
         if chunks:
             self.received += chunks
             deadlines.chunk_arrived(now)
-        if end is not None:
+        failure = self._decoder.failure
+        if failure is not None:  # a chunk failed its check (signature, chain, decryption)
+            self._stop(failure)
+        elif end is not None:
             self.open = False
             if isinstance(end, ErrorFrame):
                 message = end.error.message or "the server reported an error in the stream"
                 self.failure = StreamError(message, error=end.error, request_id=self.request_id)
             elif isinstance(end, EndOfInput) and not end.finished_properly:
                 self.failure = self._incomplete(f"the stream ended after {len(self.received)} chunks without finishing")
+            elif self._guard is not None:
+                try:
+                    self._guard.finish(self.received)
+                except ChunkwiseError as exc:
+                    self._stop(exc)
         return chunks
 
     def _stop(self, error: ChunkwiseError) -> ChunkwiseError:
@@ -244,9 +256,9 @@ class Stream(_StreamBase):
         self._chunks = _read_chunks(response, core)
 
     @classmethod
-    def _open(cls, response: httpx.Response, deadlines: Deadlines) -> Stream:
+    def _open(cls, response: httpx.Response, deadlines: Deadlines, guard: ResponseGuard | None = None) -> Stream:
         """Wait for the first chunk, so that everything before it can still be retried."""
-        stream = cls(response, StreamCore(deadlines, request_id_of(response.headers)))
+        stream = cls(response, StreamCore(deadlines, request_id_of(response.headers), guard))
         stream._head = next(stream._chunks, None)
         return stream
 
@@ -312,8 +324,10 @@ class AsyncStream(_StreamBase):
         self._chunks = _aread_chunks(response, core)
 
     @classmethod
-    async def _open(cls, response: httpx.Response, deadlines: Deadlines) -> AsyncStream:
-        stream = cls(response, StreamCore(deadlines, request_id_of(response.headers)))
+    async def _open(
+        cls, response: httpx.Response, deadlines: Deadlines, guard: ResponseGuard | None = None
+    ) -> AsyncStream:
+        stream = cls(response, StreamCore(deadlines, request_id_of(response.headers), guard))
         stream._head = await anext(stream._chunks, None)
         return stream
 

@@ -9,6 +9,8 @@ imported here only, so the plain server never needs it.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -46,6 +48,14 @@ def import_ray() -> Any:
             "--ray needs Ray Serve, which is not installed: pip install 'chunkwise[ray]'"
         ) from exc
     return ray
+
+
+def _loopback_only(address: str) -> bool:
+    """``local``, or a cluster address on the loopback interface (one that ``local`` started)."""
+    if address == "local":
+        return True
+    host = address.rpartition(":")[0].strip("[]")
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +165,11 @@ class RayDeployment:
 
     def start(self, validator: Engine) -> RayEngine:
         """Connect, deploy (waits until the replicas are up) and return the engine the app serves."""
+        if _loopback_only(self.settings.address) and "ray" not in sys.modules:
+            # A private cluster serves this machine only. Ray otherwise advertises (and its processes talk
+            # over) the machine's network address even when told 127.0.0.1; with this flag, read when Ray is
+            # imported, its node address is the loopback one. A process joining such a cluster needs the same.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray = import_ray()
         from ray import serve
 

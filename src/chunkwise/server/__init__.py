@@ -6,7 +6,8 @@ Run it with any ASGI server; ``chunkwise serve`` runs it under uvicorn with the 
 from __future__ import annotations
 
 from ._app import create_app
+from ._keys import load_node_key, load_signer
 from ._protocol import h11_protocol
 from ._settings import ServerSettings
 
-__all__ = ["ServerSettings", "create_app", "h11_protocol"]
+__all__ = ["ServerSettings", "create_app", "h11_protocol", "load_node_key", "load_signer"]

@@ -10,7 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .._errors import ChunkwiseError
+from ..confidential import NodeKey
 from ..engine._protocol import BatchingEngine, Engine
+from ._confidential import ConfidentialEndpoints
 from ._errors import MethodNotAllowedError, NotFoundError, error_response
 from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
@@ -19,6 +21,7 @@ from ._openapi import openapi_document
 from ._routes import Endpoints
 from ._scheduler import Scheduler
 from ._settings import ServerSettings
+from ._signing import SigningMiddleware, signing_key_route
 
 __all__ = ["create_app"]
 
@@ -68,7 +71,14 @@ def create_app(
     metrics.watch_engine(engine)
     openapi = msgspec.json.encode(openapi_document(model_id=engine.model_id, requires_key=settings.api_key is not None))
     endpoints = Endpoints(engine=engine, settings=settings, scheduler=scheduler, metrics=metrics, openapi=openapi)
-    routes = endpoints.routes()
+    confidential = ConfidentialEndpoints(
+        model_id=engine.model_id,
+        node_key=settings.node_key or NodeKey(),
+        signer=settings.signer,
+        max_body_size=settings.max_body_size,
+        chat=endpoints.chat_completions,
+    )
+    routes = [*endpoints.routes(), *confidential.routes(), signing_key_route(settings.signer)]
 
     middleware = [
         Middleware(
@@ -87,6 +97,8 @@ def create_app(
     ]
     if settings.api_key is not None:
         middleware.append(Middleware(BearerAuthMiddleware, api_key=settings.api_key))
+    if settings.signer is not None:
+        middleware.append(Middleware(SigningMiddleware, signer=settings.signer))
 
     app = Starlette(
         routes=routes,

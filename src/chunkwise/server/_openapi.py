@@ -11,6 +11,12 @@ from typing import Any
 import msgspec
 
 from .. import __version__
+from ..confidential import (
+    ConfidentialComputeRequest,
+    ConfidentialComputeResponse,
+    NodesCreateLockRequest,
+    NodesCreateLockResponse,
+)
 from ..types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -22,6 +28,7 @@ from ..types import (
     ModelList,
 )
 from ._responses import HealthStatus
+from ._signing import SigningKeyInfo
 
 __all__ = ["openapi_document"]
 
@@ -86,6 +93,11 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
             Model,
             ErrorResponse,
             HealthStatus,
+            NodesCreateLockRequest,
+            NodesCreateLockResponse,
+            ConfidentialComputeRequest,
+            ConfidentialComputeResponse,
+            SigningKeyInfo,
         ],
         ref_template=_REF,
     )
@@ -134,6 +146,56 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
                 "summary": "Prometheus metrics",
                 "operationId": "metrics",
                 "responses": {"200": {"description": "Text exposition format.", "content": {"text/plain": {}}}},
+            }
+        },
+        "/v1/nodes/lock": {
+            "post": {
+                "summary": "The X25519 key to encrypt confidential requests to (Atoma's lock, without stacks)",
+                "operationId": "nodesCreateLock",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(NodesCreateLockRequest)}},
+                },
+                "responses": {
+                    "200": _json(
+                        NodesCreateLockResponse,
+                        "The node key; signed (`signature`, `response_hash`) when the server has a signing key.",
+                    ),
+                    **_errors("400", "401", "404"),
+                },
+                **protected,
+            }
+        },
+        "/v1/confidential/chat/completions": {
+            "post": {
+                "summary": "Create a chat completion end-to-end encrypted (Atoma's confidential compute)",
+                "operationId": "createConfidentialChatCompletion",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(ConfidentialComputeRequest)}},
+                },
+                "responses": {
+                    "200": {
+                        "description": (
+                            "One encrypted envelope for the whole completion, or with `stream: true` one per chunk "
+                            "as server-sent events, each with a fresh nonce, the last carrying plaintext `usage`, "
+                            "and no `[DONE]`. The decrypted chunks carry `chunkwise_chain` links."
+                        ),
+                        "content": {
+                            "application/json": {"schema": _ref(ConfidentialComputeResponse)},
+                            "text/event-stream": {"schema": _ref(ConfidentialComputeResponse)},
+                        },
+                    },
+                    **_errors("400", "401", "404", "413", "415", "429", "500"),
+                },
+                **protected,
+            }
+        },
+        "/signing-key": {
+            "get": {
+                "summary": "The Ed25519 public key that signs every answer (404 when answers are not signed)",
+                "operationId": "signingKey",
+                "responses": {"200": _json(SigningKeyInfo, "The public key."), **_errors("404")},
             }
         },
         "/openapi.json": {

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..confidential import NodeKey
+from ..signing import Signer
+
 __all__ = ["ServerSettings"]
 
 
@@ -35,6 +38,10 @@ class ServerSettings:
     retry_after: int = 1
     #: Origins allowed by CORS; ``("*",)`` lets any browser page call the API.
     cors_origins: tuple[str, ...] = ("*",)
+    #: The X25519 key confidential clients encrypt to (``POST /v1/nodes/lock``); ``None``: a new one per app.
+    node_key: NodeKey | None = None
+    #: When set, every chunk and every non-stream answer is signed and chained (``GET /signing-key``).
+    signer: Signer | None = None
 
     def __post_init__(self) -> None:
         if self.queue_size < 0:

@@ -1,0 +1,45 @@
+"""Drives the official Atoma Python SDK, unmodified, in its own venv (.venv-atoma): drive.py URL MODEL MODE.
+
+MODE is create, create_async, stream or stream_async. Prints one JSON line: {"content": ..., "usage": ...}
+for the creates, {"chunks": [...]} for the streams.
+"""
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from atoma_sdk import AtomaSDK
+
+URL, MODEL, MODE = sys.argv[1:4]
+REQUEST = {
+    "model": MODEL,
+    "messages": [{"role": "user", "content": "Say hello in five words."}],
+    "max_tokens": 12,
+    "temperature": 0.0,
+}
+
+
+def completion(result: Any) -> dict[str, Any]:
+    usage = result.usage.model_dump(mode="json") if result.usage else None
+    return {"content": result.choices[0].message.content, "usage": usage}
+
+
+def run() -> dict[str, Any]:
+    with AtomaSDK(bearer_auth="not-checked", server_url=URL) as sdk:
+        if MODE == "create":
+            return completion(sdk.confidential_chat.create(**REQUEST))
+        with sdk.confidential_chat.create_stream(**REQUEST) as stream:
+            return {"chunks": [event.data.model_dump(mode="json") for event in stream]}
+
+
+async def run_async() -> dict[str, Any]:
+    async with AtomaSDK(bearer_auth="not-checked", server_url=URL) as sdk:
+        if MODE == "create_async":
+            return completion(await sdk.confidential_chat.create_async(**REQUEST))
+        stream = await sdk.confidential_chat.create_stream_async(**REQUEST)
+        async with stream:
+            return {"chunks": [event.data.model_dump(mode="json") async for event in stream]}
+
+
+print(json.dumps(asyncio.run(run_async()) if MODE.endswith("_async") else run()))

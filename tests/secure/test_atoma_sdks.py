@@ -1,0 +1,114 @@
+"""The official Atoma SDKs, unmodified, run confidential chat against ``chunkwise serve``.
+
+The Python SDK (PyPI ``atoma-sdk``) pins pydantic and httpx below what our tools use, so it lives in
+``.venv-atoma`` and runs as a subprocess (``atoma_py/drive.py``); the TypeScript SDK (npm ``atoma-sdk``)
+runs under node (``atoma_ts/drive.js``). ``scripts/setup --test`` installs both. The server is a real
+``chunkwise serve`` with a node key file and a signing key, as one would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.client.servers import free_port, subprocess_server
+
+from .conftest import MODEL
+
+pytestmark = pytest.mark.engine
+
+ROOT = Path(__file__).parents[2]
+ATOMA_PYTHON = ROOT / ".venv-atoma" / "bin" / "python"
+TS_DIR = Path(__file__).parent / "atoma_ts"
+
+
+def serve_args(port: int, keys: Path, *extra: str) -> list[str]:
+    args = ["-m", "chunkwise", "serve", "--host", "127.0.0.1", "--port", str(port), "--n-ctx", "512"]
+    args += ["--node-key-file", str(keys / "node.pem"), "--signing-key-file", str(keys / "signing.pem")]
+    return [*args, "--log-level", "warning", "--no-access-log", *extra]
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="module")
+def chunkwise_serve(keys: Path) -> Iterator[str]:
+    port = free_port()
+    with subprocess_server(serve_args(port, keys), port=port, health_path="/health") as url:
+        yield url
+
+
+def run_driver(command: list[str]) -> dict[str, Any]:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, f"{command[:2]} failed:\n{done.stderr[-3000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def check_completion(result: dict[str, Any]) -> None:
+    assert result["content"]
+    usage = result["usage"]
+    assert usage["total_tokens" if "total_tokens" in usage else "totalTokens"] > 0
+
+
+def check_stream(result: dict[str, Any]) -> None:
+    chunks = result["chunks"]
+    assert len(chunks) >= 2
+    assert {chunk["id"] for chunk in chunks} == {chunks[0]["id"]}
+    text = "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks if chunk["choices"])
+    assert text.strip()
+
+
+def missing(reason: str) -> None:
+    """Skip where the SDKs could not be installed, but never under CI, whose set-up must install them."""
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.mark.parametrize("mode", ["create", "create_async", "stream", "stream_async"])
+def test_atoma_python_sdk(chunkwise_serve: str, mode: str) -> None:
+    if not ATOMA_PYTHON.exists():
+        missing("the Atoma Python SDK is not installed: run scripts/setup --test")
+    result = run_driver(
+        [str(ATOMA_PYTHON), str(Path(__file__).parent / "atoma_py" / "drive.py"), chunkwise_serve, MODEL, mode]
+    )
+    (check_stream if mode.startswith("stream") else check_completion)(result)
+
+
+@pytest.mark.parametrize("mode", ["create", "stream"])
+def test_atoma_typescript_sdk(chunkwise_serve: str, mode: str) -> None:
+    node = shutil.which("node")
+    if node is None or not (TS_DIR / "node_modules" / "atoma-sdk").exists():
+        missing("node or the Atoma TypeScript SDK is not installed: run scripts/setup --test")
+    result = run_driver([node, str(TS_DIR / "drive.js"), chunkwise_serve, MODEL, mode])
+    (check_stream if mode == "stream" else check_completion)(result)
+
+
+def locked_key(url: str) -> str:
+    key: str = httpx.post(f"{url}/v1/nodes/lock", json={"model": MODEL}, timeout=30).json()["public_key"]
+    return key
+
+
+def test_keys_persist_across_restarts_and_rotate(chunkwise_serve: str, keys: Path) -> None:
+    node_key = locked_key(chunkwise_serve)
+    signing_key = httpx.get(f"{chunkwise_serve}/signing-key").json()["public_key"]
+    port = free_port()
+    with subprocess_server(serve_args(port, keys), port=port, health_path="/health") as url:
+        assert locked_key(url) == node_key
+        assert httpx.get(f"{url}/signing-key").json()["public_key"] == signing_key
+    port = free_port()
+    with subprocess_server(serve_args(port, keys, "--rotate-node-key"), port=port, health_path="/health") as url:
+        rotated = locked_key(url)
+        assert rotated != node_key
+        assert httpx.get(f"{url}/signing-key").json()["public_key"] == signing_key
+    assert (keys / "node.pem").stat().st_mode & 0o077 == 0
