@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -68,7 +68,7 @@ def check_stream(result: dict[str, Any]) -> None:
     assert text.strip()
 
 
-def missing(reason: str) -> None:
+def missing(reason: str) -> NoReturn:
     """Skip where the SDKs could not be installed, but never under CI, whose set-up must install them."""
     if os.environ.get("CI"):
         pytest.fail(reason)
