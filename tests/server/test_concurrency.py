@@ -118,7 +118,9 @@ def test_a_waiting_stream_gets_keepalives_then_its_chunks(queue_server: RunningS
     with (
         httpx.Client(base_url=queue_server.url, timeout=60) as a,
         httpx.Client(base_url=queue_server.url, timeout=60) as b,
-        a.stream("POST", "/v1/chat/completions", json=long_request(30)) as first,
+        # Long enough that it is still generating when the second request arrives, even on a fast machine
+        # with the prompt cached (30 tokens were once over before the second request was read).
+        a.stream("POST", "/v1/chat/completions", json=long_request(150)) as first,
     ):
         first_lines = first.iter_lines()
         assert data_lines(first_lines, 1)
