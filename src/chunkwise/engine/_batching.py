@@ -425,25 +425,11 @@ class StepLoop:
         self._advance(job, emitted)
 
     def _decode_step(self, decoding: list[_Sequence]) -> None:
-        tokens, positions, n_seq_ids, seq_ids, logits = self._batch_fields
-        for index, sequence in enumerate(decoding):
-            slot = sequence.slot
-            assert slot is not None
-            tokens[index] = sequence.next_token
-            positions[index] = len(slot.tokens)
-            n_seq_ids[index] = 1
-            seq_ids[index][0] = slot.id
-            logits[index] = 1
-            sequence.logits_index = index
-        self._batch.n_tokens = len(decoding)
         try:
-            self._decode_batch()
+            self._decode_next_tokens(decoding)
         except EngineError:
             self._decode_jobs_apart()
             return
-        for sequence in decoding:
-            assert sequence.slot is not None
-            sequence.slot.tokens.append(sequence.next_token)
         for job in [job for job in self._active if job.running]:
             try:
                 self._advance(job, [])
@@ -459,8 +445,13 @@ class StepLoop:
                 self._finish(job, exc, clear=True)
 
     def _decode_step_of(self, job: _Job[Any]) -> None:
+        self._decode_next_tokens(job.running)
+        self._advance(job, [])
+
+    def _decode_next_tokens(self, sequences: list[_Sequence]) -> None:
+        """Decode each sequence's next token in one batch, then record the tokens in their slots."""
         tokens, positions, n_seq_ids, seq_ids, logits = self._batch_fields
-        for index, sequence in enumerate(job.running):
+        for index, sequence in enumerate(sequences):
             slot = sequence.slot
             assert slot is not None
             tokens[index] = sequence.next_token
@@ -469,12 +460,11 @@ class StepLoop:
             seq_ids[index][0] = slot.id
             logits[index] = 1
             sequence.logits_index = index
-        self._batch.n_tokens = len(job.running)
+        self._batch.n_tokens = len(sequences)
         self._decode_batch()
-        for sequence in job.running:
+        for sequence in sequences:
             assert sequence.slot is not None
             sequence.slot.tokens.append(sequence.next_token)
-        self._advance(job, [])
 
     def _advance(self, job: _Job[Any], emitted: list[Emitted[Any]]) -> None:
         """Sample the next token of each of ``job``'s running sequences from the last decode's logits."""
