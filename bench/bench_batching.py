@@ -43,6 +43,7 @@ from bench_server import (
     stream_once,
 )
 from chunkwise.engine import DEFAULT_MODEL_ID, default_model_path
+from sections import write_section  # bench/ is on sys.path when this file runs as a script
 
 HERE = Path(__file__).resolve().parent
 SECTION = "## Continuous batching"
@@ -186,18 +187,6 @@ run and expect them to move between runs.
 """
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (or append it), leaving every other section alone."""
-    lines = path.read_text().splitlines(keepends=True) if path.exists() else ["# Benchmarks\n"]
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        path.write_text("".join(lines).rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n")
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    after = "".join(lines[end:])
-    path.write_text("".join(lines[:start]) + section.rstrip("\n") + "\n" + ("\n" + after if after else ""))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: the bundled SmolLM2)")
@@ -243,7 +232,7 @@ def main() -> None:
             f"(TTFT percentiles over all rounds' streams, aggregate the median round).\n\n"
             f"{table}\n\n" + "\n".join(f"- {check}" for check in checks) + "\n\n" + NOTES
         )
-        write_section(args.write, section)
+        write_section(args.write, SECTION, section)
         print(f"wrote the '{SECTION}' section of {args.write}")
 
 

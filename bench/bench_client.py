@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 
 import chunkwise
+from sections import write_section  # bench/ is on sys.path when this file runs as a script
 
 SECTION = "## Client"
 #: Generous for both clients: with 100 streams on two cores, a busy client accepts its connections late.
@@ -50,7 +51,6 @@ VOCABULARY = (
     "you were her she there been one all we their has would when if so what out up said about into than them can "
     "dragon castle river morning quietly remembered — “said” café naïve 東京 🙂 **bold** `code`"
 ).split()
-
 
 # --- the recorded stream and the server that replays it ---------------------------------------------
 
@@ -327,23 +327,6 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the ``## Client`` section of ``path``; other sections are left alone."""
-    lines = path.read_text().splitlines() if path.exists() else ["# Benchmarks", ""]
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        if lines and lines[-1].strip():
-            lines.append("")
-        lines += section.rstrip("\n").splitlines()
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        replacement = section.rstrip("\n").splitlines()
-        if end < len(lines):
-            replacement.append("")
-        lines[start:end] = replacement
-    path.write_text("\n".join(lines) + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=2000, help="chunks per stream (default 2000)")
@@ -392,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
             for number, result in enumerate(passes, 1)
         ]
         section = f"{SECTION}\n\n" + "\n".join(header) + "\n\n" + "\n".join(blocks)
-        write_section(args.write, section)
+        write_section(args.write, SECTION, section)
         print(f"\nwritten to {args.write}")
 
 

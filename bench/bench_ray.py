@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 
 from chunkwise.engine import DEFAULT_MODEL_ID
+from sections import write_section  # bench/ is on sys.path when this file runs as a script
 
 N_CTX = 2048
 CONCURRENT = 8
@@ -240,18 +241,6 @@ def run(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        path.write_text(text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n")
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    after = "".join(lines[end:])
-    path.write_text("".join(lines[:start]) + section.rstrip("\n") + "\n" + ("\n" + after if after else ""))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30, help="streams per contender for (a)")
@@ -264,7 +253,7 @@ def main() -> None:
     section = run(args)
     print(section)
     if args.write is not None:
-        write_section(args.write, section)
+        write_section(args.write, SECTION, section)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 
 from chunkwise.engine import DEFAULT_MODEL_ID, default_model_path
+from sections import write_section  # bench/ is on sys.path when this file runs as a script
 
 #: ``Any``: llama-cpp-python types its message dicts as TypedDicts of its own.
 PROMPT: Any = [
@@ -456,19 +457,6 @@ def load() -> str:
     return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (or append it), leaving every other section alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        path.write_text(text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n")
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    after = "".join(lines[end:])
-    path.write_text("".join(lines[:start]) + section.rstrip("\n") + "\n" + ("\n" + after if after else ""))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: the bundled SmolLM2)")
@@ -511,7 +499,7 @@ def main() -> None:
             "concurrent time to first token is the wait for the streams ahead (the 4th waits for three "
             "whole generations).\n\n" + "\n".join(header) + "\n\n" + "\n".join(sections)
         )
-        write_section(args.write, body)
+        write_section(args.write, SECTION, body)
         print(f"wrote the '{SECTION}' section of {args.write}")
 
 
