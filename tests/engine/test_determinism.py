@@ -73,3 +73,31 @@ async def test_answers_are_the_same_alone_or_among_seven_others_cached_prefix_or
     assert engine.batching_stats().prefix_cache_hits > hits_before
     # Alone again, each reusing what the batch left in the cache.
     assert [content_of(await run_chat(engine, with_system(question))) for question in QUESTIONS] == cold
+
+
+SHORT_SYSTEM = "You answer in one short sentence."
+
+
+def with_short_system(question: str) -> ChatCompletionRequest:
+    messages = [{"role": "system", "content": SHORT_SYSTEM}, {"role": "user", "content": question}]
+    body = {"model": "test", "messages": messages, "temperature": 0, "max_tokens": 8}
+    return msgspec.convert(body, type=ChatCompletionRequest)
+
+
+async def test_a_system_prompt_shorter_than_a_prefill_piece_is_reused_without_changing_answers(
+    engine: LlamaCppEngine,
+) -> None:
+    # The system turn is far shorter than one 64-token piece; it is still cut at the message boundary, so
+    # a later request with another question starts from it, and answers as a fresh engine does.
+    cold = []
+    for question in QUESTIONS[:3]:
+        with LlamaCppEngine(n_ctx=512, n_threads=1, max_sequences=1) as fresh:
+            cold.append(content_of(await run_chat(fresh, with_short_system(question))))
+    await run_chat(engine, with_short_system("Say anything."))
+    stats = engine.batching_stats()
+    hits, tokens = stats.prefix_cache_hits, stats.prefix_cache_tokens
+    warm = [content_of(await run_chat(engine, with_short_system(question))) for question in QUESTIONS[:3]]
+    assert warm == cold
+    assert stats.prefix_cache_hits >= hits + 3
+    # Each reused at least the system turn and the user turn's header.
+    assert stats.prefix_cache_tokens - tokens >= 3 * len(SHORT_SYSTEM.split())

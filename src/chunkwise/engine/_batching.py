@@ -12,6 +12,8 @@ Each step of :class:`StepLoop`:
 4. evaluates a few pieces of at most ``prefill_chunk`` prompt tokens of the requests still reading their
    prompt, in separate decodes (never mixed into the step's batch), so a long prompt delays the running
    streams by a bounded amount per step; a prompt's last token yields its first output token at once.
+   Pieces also start at every message boundary (:func:`canonical_cuts`), so a shared system prompt or a
+   conversation's earlier turns are a reusable prefix whatever their length.
    Before each piece, a longer prefix of the prompt held by any other sequence is copied in
    (``llama_memory_seq_cp``), so requests arriving together with one system prompt evaluate it once.
 
@@ -83,15 +85,21 @@ class BatchingStats:
 class _Slot:
     """One llama.cpp sequence id with its own KV stream; ``tokens`` is exactly what that stream holds."""
 
-    __slots__ = ("canonical_end", "id", "last_used", "owner", "tokens")
+    __slots__ = ("cuts", "id", "last_used", "owner", "tokens")
 
     def __init__(self, seq_id: int) -> None:
         self.id = seq_id
         self.tokens: list[int] = []
-        #: How many of ``tokens`` were evaluated in the canonical prompt grouping (see ``StepLoop._admit``).
-        self.canonical_end = 0
+        #: Where the prompt pieces evaluated into ``tokens`` began and where the last one ended: the leading
+        #: tokens up to ``cuts[-1]`` were evaluated in their prompt's canonical grouping (see ``canonical_cuts``).
+        self.cuts = [0]
         self.owner: _Job[Any] | None = None
         self.last_used = 0
+
+    def keep(self, count: int, cuts: list[int]) -> None:
+        """Hold the first ``count`` tokens (a canonical cut), as evaluated in pieces starting at ``cuts``."""
+        del self.tokens[count:]
+        self.cuts = [cut for cut in cuts if cut <= count]
 
 
 class _Sequence:
@@ -125,7 +133,7 @@ class _Sequence:
 class _Job(Generic[ChunkT]):
     """One submitted request on its way through the loop."""
 
-    __slots__ = ("cancel", "emit", "plan", "release", "running", "sequences")
+    __slots__ = ("cancel", "cuts", "emit", "plan", "release", "running", "sequences")
 
     def __init__(
         self, plan: DecodePlan[ChunkT], emit: Emit[ChunkT], cancel: threading.Event, release: Callable[[], None]
@@ -138,6 +146,8 @@ class _Job(Generic[ChunkT]):
         self.sequences: list[_Sequence] = []
         #: The sequences still generating; empty while the prompt is being read.
         self.running: list[_Sequence] = []
+        #: The prompt's canonical pieces (see :func:`canonical_cuts`), set at admission.
+        self.cuts: list[int] = []
 
     @property
     def prompt_done(self) -> bool:
@@ -155,6 +165,26 @@ def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> 
             loop.call_soon_threadsafe(resolve)
 
     return release
+
+
+def canonical_cuts(length: int, boundaries: Sequence[int], chunk: int) -> list[int]:
+    """Where the pieces of a ``length``-token prompt start, then ``length``: its one canonical grouping.
+
+    llama.cpp's results depend on how prompt tokens are grouped into decodes, and greedy decoding of a
+    small model flips on such last-bit differences. So every prompt is evaluated in pieces that depend only
+    on the prompt itself: a new piece at each message boundary (where a message's content starts), pieces
+    of at most ``chunk`` tokens between boundaries, and the last token alone (for its logits). A cached
+    prefix is reused only up to a cut where the grouping that produced it agrees with this one.
+    """
+    last = length - 1
+    starts = [0, *sorted({boundary for boundary in boundaries if 0 < boundary < last})]
+    cuts: list[int] = []
+    for index, start in enumerate(starts):
+        end = starts[index + 1] if index + 1 < len(starts) else last
+        cuts.extend(range(start, end, chunk))
+    cuts.append(last)
+    cuts.append(length)
+    return cuts
 
 
 def _common_prefix(cached: list[int], prompt: Sequence[int], limit: int) -> int:
@@ -292,16 +322,16 @@ class StepLoop:
 
     def _admit(self, job: _Job[Any]) -> None:
         plan = job.plan
+        job.cuts = canonical_cuts(len(plan.prompt), plan.boundaries, self._prefill_chunk)
         job.sequences = self._start_sequences(plan)
         self._active.append(job)
         free = [slot for slot in self._slots if slot.owner is None]
-        primary = max(free, key=lambda slot: (self._reusable(slot, plan.prompt), -slot.last_used))
-        reuse = self._reusable(primary, plan.prompt)
+        primary = max(free, key=lambda slot: (self._reusable(slot, job), -slot.last_used))
+        reuse = self._reusable(primary, job)
         if reuse < len(primary.tokens) and not self._lib.llama_memory_seq_rm(self._memory, primary.id, reuse, -1):
             self._lib.llama_memory_seq_rm(self._memory, primary.id, -1, -1)
             reuse = 0
-        del primary.tokens[reuse:]
-        primary.canonical_end = min(primary.canonical_end, reuse)
+        primary.keep(reuse, primary.cuts)
         if reuse:
             self.stats.prefix_cache_hits += 1
             self.stats.prefix_cache_tokens += reuse
@@ -310,22 +340,22 @@ class StepLoop:
             slot.owner = job
             sequence.slot = slot
 
-    def _reusable(self, slot: _Slot, prompt: Sequence[int]) -> int:
-        """How much of ``slot``'s tokens a request for ``prompt`` can keep.
+    @staticmethod
+    def _reusable(slot: _Slot, job: _Job[Any]) -> int:
+        """How many of ``slot``'s tokens ``job`` can keep: up to the last cut that both groupings share.
 
-        llama.cpp's results depend on how prompt tokens are grouped into decodes, and greedy decoding of a
-        small model flips on such last-bit differences. So every prompt is evaluated in one canonical
-        grouping: pieces on a grid of ``prefill_chunk`` positions, then the last prompt token alone (for
-        its logits). Cached tokens are reused only up to a point where the grouping that produced them
-        agrees with the canonical one: a grid point, or the last prompt token when the whole prompt before
-        it was evaluated canonically. Generated tokens were decoded one by one, so a conversation's earlier
-        answer is reused only up to the grid point before it.
+        The slot's pieces and the job's canonical ones (see :func:`canonical_cuts`) must start at the same
+        places up to there, and the tokens must agree. Generated tokens were decoded one by one, so a
+        conversation's earlier answer is reused only up to the message boundary (or cut) before it.
         """
-        last = len(prompt) - 1
-        common = _common_prefix(slot.tokens, prompt, last)
-        if common == last and slot.canonical_end >= last:
-            return last
-        return min(common, slot.canonical_end) // self._prefill_chunk * self._prefill_chunk
+        prompt = job.plan.prompt
+        common = _common_prefix(slot.tokens, prompt, len(prompt) - 1)
+        kept = 0
+        for mine, theirs in zip(job.cuts, slot.cuts, strict=False):
+            if mine != theirs or mine > common:
+                break
+            kept = mine
+        return kept
 
     def _start_sequences(self, plan: DecodePlan[ChunkT]) -> list[_Sequence]:
         sequences: list[_Sequence] = []
@@ -356,8 +386,7 @@ class StepLoop:
                 slot.last_used = self._clock
                 if clear:
                     self._lib.llama_memory_seq_rm(self._memory, slot.id, -1, -1)
-                    slot.tokens.clear()
-                    slot.canonical_end = 0
+                    slot.keep(0, [0])
         job.sequences = job.running = []
         job.emit(WorkerDone(error))
         job.release()
@@ -369,10 +398,9 @@ class StepLoop:
         prompt = job.plan.prompt
         primary = job.sequences[0].slot
         assert primary is not None
-        self._copy_longer_prefix(primary, prompt)
+        self._copy_longer_prefix(primary, job)
         start = len(primary.tokens)
-        last = len(prompt) - 1
-        end = len(prompt) if start == last else min(last, (start // self._prefill_chunk + 1) * self._prefill_chunk)
+        end = job.cuts[bisect.bisect_right(job.cuts, start)]
         tokens, positions, n_seq_ids, seq_ids, logits = self._batch_fields
         for index in range(end - start):
             tokens[index] = prompt[start + index]
@@ -384,19 +412,19 @@ class StepLoop:
         self._batch.n_tokens = end - start
         self._decode_batch()
         primary.tokens.extend(prompt[start:end])
-        primary.canonical_end = len(primary.tokens)
+        primary.cuts.append(end)
         if end == len(prompt):
             self._start_output(job, primary)
         return end - start
 
-    def _copy_longer_prefix(self, primary: _Slot, prompt: Sequence[int]) -> None:
+    def _copy_longer_prefix(self, primary: _Slot, job: _Job[Any]) -> None:
         """Copy in the longest reusable prefix of ``prompt`` that any other sequence holds, if it is longer.
 
         Checked before every piece, not only at admission, so that requests with a common system prompt that
         arrive together evaluate it once: the first one's pieces are copied by the others as they come.
         """
-        source = max(self._slots, key=lambda slot: self._reusable(slot, prompt))
-        shared = self._reusable(source, prompt)
+        source = max(self._slots, key=lambda slot: self._reusable(slot, job))
+        shared = self._reusable(source, job)
         if source is primary or shared <= len(primary.tokens):
             return
         # Streams are separate buffers, so llama.cpp copies the whole stream; the tail is cut right after.
@@ -404,7 +432,7 @@ class StepLoop:
         if not self._lib.llama_memory_seq_rm(self._memory, primary.id, shared, -1):
             raise EngineError("llama.cpp could not trim a copied prefix")
         primary.tokens = source.tokens[:shared]
-        primary.canonical_end = min(source.canonical_end, shared)
+        primary.cuts = [cut for cut in source.cuts if cut <= shared]
         self.stats.prefix_cache_hits += 1
         self.stats.prefix_cache_tokens += shared
 
@@ -415,7 +443,7 @@ class StepLoop:
             assert slot is not None
             self._lib.llama_memory_seq_cp(self._memory, primary.id, slot.id, -1, -1)
             slot.tokens = list(primary.tokens)
-            slot.canonical_end = primary.canonical_end
+            slot.cuts = list(primary.cuts)
         emitted: list[Emitted[Any]] = [
             item for sequence in job.sequences if (item := sequence.writer.start()) is not None
         ]

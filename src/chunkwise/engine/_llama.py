@@ -13,8 +13,8 @@ Design, in the order a request meets it:
   makes greedy output batch-invariant: measured on this build, a sequence's logits are bitwise the same
   whether its decode step carries 0 or 7 other sequences, and after a prefix copy; with one unified cache
   they are not, because the cells' placement changes the attention sums. Prompts are still evaluated in
-  one canonical grouping (see ``StepLoop._reusable``), since the grouping of a prompt's own tokens does
-  change the result.
+  one canonical grouping (see :func:`._batching.canonical_cuts`), since the grouping of a prompt's own
+  tokens does change the result.
 * Sampling is llama.cpp's C sampler chain (:mod:`._sampling`), one per sequence; Python touches the logits
   only when log-probabilities are requested.
 """
@@ -75,8 +75,8 @@ class LlamaCppEngine:
     other file is served under ``model_id`` or, by default, its file name without ``.gguf``. ``n_ctx`` is
     the context of one sequence (prompt plus output), by default the model's training context, at most
     2048 tokens. ``max_sequences`` sequences run at once (a request with ``n=4`` takes 4); more requests
-    wait inside the engine. ``prefill_chunk`` is the size of the pieces prompts are evaluated in between
-    decode steps (and the grid on which cached prefixes are reused).
+    wait inside the engine. ``prefill_chunk`` is the largest piece prompts are evaluated in between
+    decode steps (pieces also start at each message boundary, where cached prefixes can be reused).
     ``n_threads`` sets both generation and prompt threads, by default one per core.
     """
 

@@ -76,6 +76,10 @@ class DecodePlan(Generic[ChunkT]):
     #: ``None``: no log-probabilities; otherwise how many alternatives to report per token.
     top_logprobs: int | None
     make_writers: Callable[[], list[ChoiceWriter[ChunkT]]]
+    #: Where each message's content starts in ``prompt``: the step loop cuts the prompt's canonical grouping
+    #: there too, so everything before a message (a system prompt, a conversation's earlier turns) is a
+    #: prefix that later requests can reuse from the cache.
+    boundaries: tuple[int, ...] = ()
 
 
 def plan_chat(
@@ -109,7 +113,7 @@ def plan_chat(
         grammar = json_schema_grammar(request.response_format.json_schema.schema)
         model.check_grammar(grammar, param="response_format")
 
-    prompt = _chat_prompt(model, template_messages(request.messages, system_suffix=system_suffix))
+    prompt, boundaries = _chat_prompt(model, template_messages(request.messages, system_suffix=system_suffix))
     max_new_tokens = _token_budget(model, len(prompt), n, request.output_token_limit, param="messages")
     stops = request.stop_sequences
     header = ChunkHeader(id=request_id, created=created, model=model.model_id)
@@ -138,6 +142,7 @@ def plan_chat(
         grammar_until_decided=tool_mode == "auto",
         top_logprobs=top_logprobs,
         make_writers=make_writers,
+        boundaries=boundaries,
     )
 
 
@@ -187,15 +192,20 @@ def plan_completion(
     )
 
 
-def _chat_prompt(model: PromptModel, messages: list[TemplateMessage]) -> list[int]:
-    """Prompt tokens in which only the template's own text can produce control tokens."""
+def _chat_prompt(model: PromptModel, messages: list[TemplateMessage]) -> tuple[list[int], tuple[int, ...]]:
+    """Prompt tokens in which only the template's own text can produce control tokens, and where each
+    message's content starts among them."""
     tokens: list[int] = []
+    content_starts: list[int] = []
     for text, is_content in prompt_segments(model.render_chat, messages):
+        if is_content:
+            content_starts.append(len(tokens))
         tokens += model.tokenize(text, parse_special=not is_content)
     start = model.tokenize_prompt("")  # [BOS] when the model wants one
     if start and tokens[:1] != start:
         tokens = start + tokens
-    return tokens
+        content_starts = [position + len(start) for position in content_starts]
+    return tokens, tuple(content_starts)
 
 
 def _choice_count(model: PromptModel, n: int | None) -> int:
