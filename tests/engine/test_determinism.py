@@ -101,3 +101,24 @@ async def test_a_system_prompt_shorter_than_a_prefill_piece_is_reused_without_ch
     assert stats.prefix_cache_hits >= hits + 3
     # Each reused at least the system turn and the user turn's header.
     assert stats.prefix_cache_tokens - tokens >= 3 * len(SHORT_SYSTEM.split())
+
+
+async def test_two_system_prompts_in_turn_both_stay_cached() -> None:
+    # The two prompts share only the template's first few tokens: reusing those in place would evict the
+    # other system prompt each time, so every request would evaluate its long system prompt again.
+    first = "You are a terse assistant. " + " ".join(f"Note {number}: be exact." for number in range(12))
+    second = "You are a poet. " + " ".join(f"Line {number}: rhyme it." for number in range(12))
+
+    def request(system: str, question: str) -> ChatCompletionRequest:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+        body = {"model": "test", "messages": messages, "temperature": 0, "max_tokens": 2}
+        return msgspec.convert(body, type=ChatCompletionRequest)
+
+    with LlamaCppEngine(n_ctx=512, n_threads=1, max_sequences=4) as fresh:
+        for system in (first, second):
+            await run_chat(fresh, request(system, "Warm up."))
+        stats = fresh.batching_stats()
+        for index, system in enumerate([first, second] * 2):
+            tokens = stats.prefix_cache_tokens
+            await run_chat(fresh, request(system, f"Question {index}?"))
+            assert stats.prefix_cache_tokens - tokens > len(system.split()), index

@@ -6,7 +6,8 @@ Each step of :class:`StepLoop`:
 2. admits waiting requests, first come first served, while enough sequences are free (a request with
    ``n=4`` needs 4), and gives each the free sequence whose KV stream shares the longest prefix with its
    prompt (a sequence that nobody uses keeps its tokens as a prefix cache until it is the least recently
-   used one);
+   used one), unless keeping that prefix would discard more of a cached prompt than it saves: then the
+   least recently used sequence, into which the prefix is copied;
 3. decodes one token of every running sequence of every request in a single ``llama_decode`` and samples
    each with its own sampler chain;
 4. evaluates a few pieces of at most ``prefill_chunk`` prompt tokens of the requests still reading their
@@ -328,6 +329,11 @@ class StepLoop:
         free = [slot for slot in self._slots if slot.owner is None]
         primary = max(free, key=lambda slot: (self._reusable(slot, job), -slot.last_used))
         reuse = self._reusable(primary, job)
+        if reuse < primary.cuts[-1] - reuse:
+            # Keeping so little would throw away more of a cached prompt (one system prompt among several)
+            # than it saves: take the least recently used sequence, and copy the prefix in (see below).
+            primary = min(free, key=lambda slot: slot.last_used)
+            reuse = self._reusable(primary, job)
         if reuse < len(primary.tokens) and not self._lib.llama_memory_seq_rm(self._memory, primary.id, reuse, -1):
             self._lib.llama_memory_seq_rm(self._memory, primary.id, -1, -1)
             reuse = 0
