@@ -8,8 +8,13 @@ one (``--ray local``). Measured:
 (a) time to first token of one stream at a time, plain server vs 2 Ray replicas, the two taking turns
     (the same prompt each time, so both reuse their KV cache and the difference is Ray's overhead;
     target: <= 15 ms added at p50);
-(b) aggregate tokens/s of 8 concurrent streams: 2 replicas x 1 thread vs 1 engine x 1 thread (the plain
-    server, which runs them one at a time; target >= 1.7x);
+(b) aggregate tokens/s of 8 concurrent streams: 2 replicas x 1 thread vs 1 engine x 1 thread (target
+    >= 1.7x). The plain server batches all 8 streams into each decode step, and on one thread llama.cpp's
+    step costs much less per sequence at 8 sequences than at 4, so this ratio is capped below 2x before Ray
+    costs anything: the ceiling is measured first, in this process, as 2 x (engine alone, 4 streams) over
+    (engine alone, 8 streams), with no HTTP and no Ray;
+(b2) the same load per replica: 2 replicas with 8 streams vs the plain server with 4, where 2x is the
+    ceiling and the shortfall is what Ray and the ingress cost;
 (c) prefix affinity: requests that alternate between two long system prompts, sent one at a time, time to
     first token with the prefix-affinity router vs Ray Serve's default power-of-two router (a second
     application on the same cluster). With affinity each prompt stays on one replica and its KV cache.
@@ -18,6 +23,7 @@ one (``--ray local``). Measured:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime
 import json
@@ -36,8 +42,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
-from chunkwise.engine import DEFAULT_MODEL_ID
+from chunkwise.engine import DEFAULT_MODEL_ID, LlamaCppEngine
+from chunkwise.types import ChatCompletionRequest
 from sections import write_section  # bench/ is on sys.path when this file runs as a script
 
 N_CTX = 2048
@@ -93,25 +101,55 @@ def chat(max_tokens: int, messages: list[dict[str, str]] | None = None) -> dict[
     }
 
 
-def aggregate_rate(url: str, max_tokens: int) -> float:
+def story(index: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Story number {index}: {PROMPT}"}]
+
+
+def aggregate_rate(url: str, max_tokens: int, streams: int = CONCURRENT) -> float:
     results: list[Stream] = []
     lock = threading.Lock()
 
     def run(index: int) -> None:
-        body = chat(max_tokens, [{"role": "user", "content": f"Story number {index}: {PROMPT}"}])
-        result = stream_once(url, body)
+        result = stream_once(url, chat(max_tokens, story(index)))
         with lock:
             results.append(result)
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(CONCURRENT)]
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(streams)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    assert len(results) == CONCURRENT, "a stream failed"
+    assert len(results) == streams, "a stream failed"
     return sum(result.tokens for result in results) / wall
+
+
+def engine_rates(max_tokens: int, rounds: int) -> dict[int, float]:
+    """Tokens/s of one engine on one thread, in this process (no HTTP, no Ray), at 4 and 8 streams."""
+
+    async def one(engine: LlamaCppEngine, index: int) -> int:
+        body = {k: v for k, v in chat(max_tokens, story(index)).items() if k != "stream_options"}
+        request = msgspec.convert(body, type=ChatCompletionRequest)
+        generation = engine.prepare_chat(request, request_id=f"bench-{index}", created=0)
+        async for _ in generation.stream():
+            pass
+        return generation.completion_tokens
+
+    async def rate(engine: LlamaCppEngine, streams: int) -> float:
+        started = time.perf_counter()
+        tokens = sum(await asyncio.gather(*(one(engine, index) for index in range(streams))))
+        return tokens / (time.perf_counter() - started)
+
+    async def measure() -> dict[int, float]:
+        with LlamaCppEngine(n_ctx=N_CTX, n_threads=1) as engine:
+            await rate(engine, 2)  # warm-up
+            rates = {}
+            for streams in (4, 8):
+                rates[streams] = statistics.median([await rate(engine, streams) for _ in range(rounds)])
+            return rates
+
+    return asyncio.run(measure())
 
 
 @contextlib.contextmanager
@@ -183,6 +221,8 @@ def run(args: argparse.Namespace) -> str:
     logs.mkdir(parents=True, exist_ok=True)
     load_before = " / ".join(f"{value:.2f}" for value in os.getloadavg())
     started = datetime.datetime.now(datetime.UTC)
+    alone = engine_rates(args.max_tokens, args.rounds)
+    ceiling = 2 * alone[4] / alone[8]
     with (
         server([], logs / "plain.log") as (plain, _),
         server(["--ray", "local", "--replicas", "2", "--replica-cpus", "0.5"], logs / "ray.log") as (ray, cluster),
@@ -201,6 +241,11 @@ def run(args: argparse.Namespace) -> str:
             plain_rates.append(aggregate_rate(plain, args.max_tokens))
             ray_rates.append(aggregate_rate(ray, args.max_tokens))
         ratios = [r / p for r, p in zip(ray_rates, plain_rates, strict=True)]
+        half_rates, full_rates = [], []
+        for _ in range(args.rounds):
+            half_rates.append(aggregate_rate(plain, args.max_tokens, CONCURRENT // 2))
+            full_rates.append(aggregate_rate(ray, args.max_tokens))
+        scaling = [r / p for r, p in zip(full_rates, half_rates, strict=True)]
 
         with_affinity = affinity_ttfts(ray, args.affinity_runs)
         join = ["--ray", cluster, "--ray-app", "no-affinity", "--no-prefix-affinity", "--replicas", "2"]
@@ -231,7 +276,13 @@ def run(args: argparse.Namespace) -> str:
         f"| (b) aggregate tokens/s, {CONCURRENT} concurrent streams of {args.max_tokens} tokens,"
         f" median of {args.rounds} | {statistics.median(plain_rates):.1f} (1 x 1 thread)"
         f" | {statistics.median(ray_rates):.1f} (2 x 1 thread)"
-        f" | x{statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)}; target >= 1.7) |",
+        f" | x{statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)}; target >= 1.7;"
+        f" ceiling without Ray x{ceiling:.2f}: one engine alone makes {alone[4]:.1f} tok/s at 4 streams and"
+        f" {alone[8]:.1f} at 8) |",
+        f"| (b2) aggregate tokens/s, the same load per replica: {CONCURRENT // 2} streams on plain,"
+        f" {CONCURRENT} on Ray, median of {args.rounds} | {statistics.median(half_rates):.1f} (1 x 1 thread)"
+        f" | {statistics.median(full_rates):.1f} (2 x 1 thread)"
+        f" | x{statistics.median(scaling):.2f} (rounds {', '.join(f'{r:.2f}' for r in scaling)}; ceiling x2) |",
         f"| (c) time to first token, two alternating ~400-token system prompts, p50 of {args.affinity_runs}"
         f" | {ms(statistics.median(without_affinity))} (power of two) | {ms(statistics.median(with_affinity))}"
         f" (prefix affinity) | x{statistics.median(without_affinity) / statistics.median(with_affinity):.2f} faster"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -35,3 +36,30 @@ async def test_an_error_in_one_request_ends_only_that_request(
     assert not isinstance(survived, BaseException)
     assert content_of(survived) == expected
     assert not engine.busy
+
+
+async def test_a_shared_step_lists_consecutive_sequence_ids_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # llama.cpp splits a decode step into one pass over the weights per run of consecutive ids, so the
+    # ids a step carries must come in order, and requests admitted together get neighbouring ids.
+    questions = ["Name a color.", "Name a fruit.", "Say hello.", "Name an animal."]
+    requests = [chat(question, temperature=0, max_tokens=16) for question in questions]
+    with LlamaCppEngine(n_ctx=512, n_threads=1, max_sequences=4) as fresh:
+        # Together, so that each prompt stays cached in its own sequence: ids 0, 1, 2, 3.
+        await asyncio.gather(*(run_chat(fresh, request) for request in requests))
+        loop = fresh._loop
+        assert loop is not None
+        steps: list[list[int]] = []
+        decode_next_tokens = loop._decode_next_tokens
+
+        def recording(sequences: list[Any]) -> None:
+            decode_next_tokens(sequences)
+            batch = loop._batch
+            steps.append([batch.seq_id[index][0] for index in range(batch.n_tokens)])
+
+        monkeypatch.setattr(loop, "_decode_next_tokens", recording)
+        # Together and in reverse: admitted in descending order of the ids that hold their prompts.
+        await asyncio.gather(*(run_chat(fresh, request) for request in reversed(requests)))
+    assert steps
+    assert all(ids == sorted(ids) for ids in steps)
+    widest = max(steps, key=len)
+    assert widest == list(range(widest[0], widest[0] + len(questions)))

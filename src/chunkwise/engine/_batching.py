@@ -4,10 +4,10 @@ Each step of :class:`StepLoop`:
 
 1. drops the requests whose consumer went away (their sequences are free for the next request at once);
 2. admits waiting requests, first come first served, while enough sequences are free (a request with
-   ``n=4`` needs 4), and gives each the free sequence whose KV stream shares the longest prefix with its
-   prompt (a sequence that nobody uses keeps its tokens as a prefix cache until it is the least recently
-   used one), unless keeping that prefix would discard more of a cached prompt than it saves: then the
-   least recently used sequence, into which the prefix is copied;
+   ``n=4`` needs 4), and gives each free sequences that keep the running ids consecutive (llama.cpp makes
+   one pass over the weights per run of consecutive ids), among them the one whose KV stream shares the
+   longest prefix with its prompt (a sequence that nobody uses keeps its tokens as a prefix cache until it
+   is the least recently used one); a longer prefix held elsewhere is copied in;
 3. decodes one token of every running sequence of every request in a single ``llama_decode`` and samples
    each with its own sampler chain;
 4. evaluates a few pieces of at most ``prefill_chunk`` prompt tokens of the requests still reading their
@@ -188,6 +188,16 @@ def canonical_cuts(length: int, boundaries: Sequence[int], chunk: int) -> list[i
     return cuts
 
 
+def _runs(ids: set[int]) -> int:
+    """How many runs of consecutive numbers ``ids`` makes."""
+    return sum(1 for id_ in ids if id_ - 1 not in ids)
+
+
+def _slot_id(sequence: _Sequence) -> int:
+    assert sequence.slot is not None
+    return sequence.slot.id
+
+
 def _common_prefix(cached: list[int], prompt: Sequence[int], limit: int) -> int:
     count = 0
     limit = min(limit, len(cached))
@@ -326,14 +336,26 @@ class StepLoop:
         job.cuts = canonical_cuts(len(plan.prompt), plan.boundaries, self._prefill_chunk)
         job.sequences = self._start_sequences(plan)
         self._active.append(job)
+        held = {slot.id for slot in self._slots if slot.owner is not None}
         free = [slot for slot in self._slots if slot.owner is None]
-        primary = max(free, key=lambda slot: (self._reusable(slot, job), -slot.last_used))
+
+        def saved(slot: _Slot) -> int:
+            # Keeping a few template tokens would throw away more of a cached prompt (one system prompt
+            # among several) than it saves; such a slot counts as saving nothing.
+            reuse = self._reusable(slot, job)
+            return reuse if reuse >= slot.cuts[-1] - reuse else 0
+
+        # Contiguity first: llama.cpp splits a decode step into one pass over the weights per run of
+        # consecutive sequence ids (measured: 8 sequences 30 ms in order, 61 ms shuffled), which costs far
+        # more over a generation than copying a cached prefix in from another sequence (about 5 ms).
+        primary = min(free, key=lambda slot: (_runs(held | {slot.id}), -saved(slot), slot.last_used))
+        chosen = [primary]
+        held.add(primary.id)
+        for _ in range(plan.n - 1):
+            rest = [slot for slot in free if slot not in chosen]
+            chosen.append(min(rest, key=lambda slot: (_runs(held | {slot.id}), slot.last_used)))
+            held.add(chosen[-1].id)
         reuse = self._reusable(primary, job)
-        if reuse < primary.cuts[-1] - reuse:
-            # Keeping so little would throw away more of a cached prompt (one system prompt among several)
-            # than it saves: take the least recently used sequence, and copy the prefix in (see below).
-            primary = min(free, key=lambda slot: slot.last_used)
-            reuse = self._reusable(primary, job)
         if reuse < len(primary.tokens) and not self._lib.llama_memory_seq_rm(self._memory, primary.id, reuse, -1):
             self._lib.llama_memory_seq_rm(self._memory, primary.id, -1, -1)
             reuse = 0
@@ -341,8 +363,7 @@ class StepLoop:
         if reuse:
             self.stats.prefix_cache_hits += 1
             self.stats.prefix_cache_tokens += reuse
-        others = sorted((slot for slot in free if slot is not primary), key=lambda slot: slot.last_used)
-        for sequence, slot in zip(job.sequences, [primary, *others], strict=False):
+        for sequence, slot in zip(job.sequences, chosen, strict=True):
             slot.owner = job
             sequence.slot = slot
 
@@ -483,7 +504,12 @@ class StepLoop:
         self._advance(job, [])
 
     def _decode_next_tokens(self, sequences: list[_Sequence]) -> None:
-        """Decode each sequence's next token in one batch, then record the tokens in their slots."""
+        """Decode each sequence's next token in one batch, then record the tokens in their slots.
+
+        The batch lists the sequences by id: llama.cpp computes consecutive ids in one pass over the
+        weights and starts another pass at every break in the order.
+        """
+        sequences = sorted(sequences, key=_slot_id)
         tokens, positions, n_seq_ids, seq_ids, logits = self._batch_fields
         for index, sequence in enumerate(sequences):
             slot = sequence.slot
