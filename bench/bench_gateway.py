@@ -15,7 +15,11 @@ it refuses to start without a key).
 
 Reported: added time to first token (p50, p99) over direct, each request after a 10 ms pause (every
 process idle) and back to back (processes busy); chunks/s for one stream and for 100 concurrent streams;
-proxy CPU seconds per 1,000 chunks (from /proc, the proxy process alone).
+proxy CPU seconds per 1,000 chunks (from /proc, the proxy process alone). As a control, a TCP relay
+(``--relay``, a process that copies bytes both ways and parses nothing) is measured beside the gateway: the
+time any proxy process adds on this machine, whatever its code. The proxies run one at a time, each in its
+own phase with direct access measured again beside it (two servers at once disturb each other on 2 cores):
+first the relay and the gateway, then LiteLLM.
 Targets: <= 1 ms added TTFT at p50; >= 0.5x direct chunks/s for one stream; >= 10x LiteLLM at 100 streams.
 """
 
@@ -23,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
 import json
 import os
@@ -111,6 +114,30 @@ async def _replay_connection(reader: asyncio.StreamReader, writer: asyncio.Strea
 
 async def _replay_server(port: int) -> None:
     server = await asyncio.start_server(_replay_connection, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+# --- the relay: the floor under any proxy ----------------------------------------------------------------
+
+
+async def _copy(source: asyncio.StreamReader, destination: asyncio.StreamWriter) -> None:
+    try:
+        while data := await source.read(1 << 16):
+            destination.write(data)
+            await destination.drain()
+    except ConnectionError:
+        pass
+    finally:
+        destination.close()
+
+
+async def _relay_server(port: int, upstream_port: int) -> None:
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        await asyncio.gather(_copy(reader, upstream_writer), _copy(upstream_reader, writer))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", port, backlog=1024)
     async with server:
         await server.serve_forever()
 
@@ -262,6 +289,14 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def measure_phase(targets: list[Target], args: argparse.Namespace) -> None:
+    names = ", ".join(target.name for target in targets)
+    print(f"measuring time to first token of {names}, taking turns ...", file=sys.stderr)
+    asyncio.run(measure_ttft(targets, args.ttft_requests, pause=0.01))
+    print("measuring time to first token, requests back to back ...", file=sys.stderr)
+    asyncio.run(measure_ttft(targets, args.ttft_requests, pause=0.0))
+
+
 def run_streams(target: Target, args: argparse.Namespace, slow: bool) -> None:
     # LiteLLM is ~50x slower per chunk; fewer chunks keep its run as long as the others' without changing rates.
     scale = 10 if slow else 1
@@ -313,6 +348,7 @@ general_settings:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replay", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--relay", type=int, nargs=2, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--ttft-requests", type=int, default=300, help="sequential requests for TTFT")
     parser.add_argument("--chunks", type=int, default=20_000, help="chunks in the one-stream run")
     parser.add_argument("--streams", type=int, default=100)
@@ -323,14 +359,18 @@ def main() -> None:
     if args.replay is not None:
         asyncio.run(_replay_server(args.replay))
         return
+    if args.relay is not None:
+        asyncio.run(_relay_server(*args.relay))
+        return
 
     python = None if args.no_litellm else litellm_python()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        upstream_port, gateway_port, litellm_port = free_port(), free_port(), free_port()
+        upstream_port, relay_port, gateway_port, litellm_port = free_port(), free_port(), free_port(), free_port()
         upstream_url = f"http://127.0.0.1:{upstream_port}"
         targets: list[Target] = []
+        version = None
         with process([sys.executable, __file__, "--replay", str(upstream_port)], f"{upstream_url}/v1/models"):
             direct = Target("direct", f"{upstream_url}/v1", {})
             config = gateway_config(directory, upstream_port)
@@ -343,48 +383,54 @@ def main() -> None:
             key = created.stdout.strip().splitlines()[-1]
             gateway_args = [sys.executable, "-m", "chunkwise", "gateway", "--config", str(config)]
             gateway_args += ["--port", str(gateway_port)]
-            version = None
-            with contextlib.ExitStack() as running:
-                gateway_pid = running.enter_context(process(gateway_args, f"http://127.0.0.1:{gateway_port}/health"))
+            relay_args = [sys.executable, __file__, "--relay", str(relay_port), str(upstream_port)]
+            with (
+                process(relay_args, f"http://127.0.0.1:{relay_port}/v1/models") as relay_pid,
+                process(gateway_args, f"http://127.0.0.1:{gateway_port}/health") as gateway_pid,
+            ):
+                relay = Target("TCP relay (control)", f"http://127.0.0.1:{relay_port}/v1", {}, relay_pid)
                 gateway = Target(
                     "chunkwise gateway",
                     f"http://127.0.0.1:{gateway_port}/v1",
                     {"authorization": f"Bearer {key}"},
                     gateway_pid,
                 )
-                targets += [direct, gateway]
-                if python is not None:
-                    version = litellm_version(python)
-                    litellm_args = [
-                        str(python.parent / "litellm"),
-                        "--config",
-                        str(litellm_config(directory, upstream_port)),
-                    ]
-                    litellm_args += ["--host", "127.0.0.1", "--port", str(litellm_port), "--num_workers", "1"]
-                    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "NO_PROXY": "*"}
-                    ready = f"http://127.0.0.1:{litellm_port}/health/liveliness"
-                    litellm_pid = running.enter_context(process(litellm_args, ready, env=env))
-                    targets.append(
-                        Target(
-                            f"LiteLLM {version}",
-                            f"http://127.0.0.1:{litellm_port}/v1",
-                            {"authorization": f"Bearer {LITELLM_KEY}"},
-                            litellm_pid,
-                        )
-                    )
-                print("measuring time to first token, the targets taking turns ...", file=sys.stderr)
-                asyncio.run(measure_ttft(targets, args.ttft_requests, pause=0.01))
-                print("measuring time to first token, requests back to back ...", file=sys.stderr)
-                asyncio.run(measure_ttft(targets, args.ttft_requests, pause=0.0))
-                for target in targets:
+                phase = [direct, relay, gateway]
+                measure_phase(phase, args)
+                for target in (direct, gateway):
                     print(f"measuring streams through {target.name} ...", file=sys.stderr)
-                    run_streams(target, args, slow=target.name.startswith("LiteLLM"))
+                    run_streams(target, args, slow=False)
+                targets += phase
+            if python is not None:
+                version = litellm_version(python)
+                litellm_args = [
+                    str(python.parent / "litellm"),
+                    "--config",
+                    str(litellm_config(directory, upstream_port)),
+                ]
+                litellm_args += ["--host", "127.0.0.1", "--port", str(litellm_port), "--num_workers", "1"]
+                env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "NO_PROXY": "*"}
+                ready = f"http://127.0.0.1:{litellm_port}/health/liveliness"
+                with process(litellm_args, ready, env=env) as litellm_pid:
+                    direct_again = Target("direct (LiteLLM's phase)", f"{upstream_url}/v1", {})
+                    litellm = Target(
+                        f"LiteLLM {version}",
+                        f"http://127.0.0.1:{litellm_port}/v1",
+                        {"authorization": f"Bearer {LITELLM_KEY}"},
+                        litellm_pid,
+                    )
+                    measure_phase([direct_again, litellm], args)
+                    print(f"measuring streams through {litellm.name} ...", file=sys.stderr)
+                    run_streams(litellm, args, slow=True)
+                    targets += [direct_again, litellm]
     report(targets, args, load_before, version)
 
 
 def report(targets: list[Target], args: argparse.Namespace, load_before: float, version: str | None) -> None:
-    direct, gateway = targets[0].results, targets[1].results
-    litellm = targets[2].results if len(targets) > 2 else None
+    by_name = {target.name: target.results for target in targets}
+    direct, relay, gateway = by_name["direct"], by_name["TCP relay (control)"], by_name["chunkwise gateway"]
+    litellm = by_name.get(f"LiteLLM {version}")
+    direct_again = by_name.get("direct (LiteLLM's phase)")
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(
         f"\n{now}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -393,7 +439,8 @@ def report(targets: list[Target], args: argparse.Namespace, load_before: float, 
     print(
         f"TTFT over {args.ttft_requests} sequential requests each, interleaved (after a 10 ms pause: one by one; "
         f"back to back: in blocks of 20); one stream of {args.chunks:,} chunks; "
-        f"{args.streams} streams x {args.chunks_per_stream:,} chunks (LiteLLM: a tenth of the chunks)\n"
+        f"{args.streams} streams x {args.chunks_per_stream:,} chunks (LiteLLM: a tenth of the chunks); "
+        "phases: direct, relay and gateway, then direct and LiteLLM\n"
     )
     print(
         "| path | TTFT p50 / p99, after a pause | TTFT p50 / p99, back to back | 1 stream chunks/s "
@@ -403,36 +450,32 @@ def report(targets: list[Target], args: argparse.Namespace, load_before: float, 
     print("|---|---:|---:|---:|---:|---:|---:|")
     for target in targets:
         r = target.results
-        cpu = "-" if target.pid is None else f"{r['one_stream_cpu_per_1k']:.3f} / {r['many_streams_cpu_per_1k']:.3f}"
+        streams = "one_stream_chunks_s" in r
+        one = f"{r['one_stream_chunks_s']:,.0f}" if streams else "-"
+        many = f"{r['many_streams_chunks_s']:,.0f}" if streams else "-"
+        cpu = "-"
+        if target.pid is not None and streams:
+            cpu = f"{r['one_stream_cpu_per_1k']:.3f} / {r['many_streams_cpu_per_1k']:.3f}"
         request_cpu = (
             "-" if target.pid is None else f"{r['cpu_ms_per_request']:.2f} / {r['cpu_ms_per_request_busy']:.2f}"
         )
         print(
             f"| {target.name} | {r['ttft_p50_ms']:.2f} / {r['ttft_p99_ms']:.2f} ms "
-            f"| {r['ttft_p50_ms_busy']:.2f} / {r['ttft_p99_ms_busy']:.2f} ms | "
-            f"{r['one_stream_chunks_s']:,.0f} | {r['many_streams_chunks_s']:,.0f} | {cpu} | {request_cpu} |"
+            f"| {r['ttft_p50_ms_busy']:.2f} / {r['ttft_p99_ms_busy']:.2f} ms | {one} | {many} | {cpu} | {request_cpu} |"
         )
+
+    def added(proxy: dict[str, Any], base: dict[str, Any], key: str) -> str:
+        return f"{proxy[key] - base[key]:+.2f} ms"
+
     rows = [
-        (
-            "chunkwise gateway: added TTFT p50, after a pause",
-            f"{gateway['ttft_p50_ms'] - direct['ttft_p50_ms']:+.2f} ms",
-            "<= 1 ms",
-        ),
-        (
-            "chunkwise gateway: added TTFT p99, after a pause",
-            f"{gateway['ttft_p99_ms'] - direct['ttft_p99_ms']:+.2f} ms",
-            "",
-        ),
-        (
-            "chunkwise gateway: added TTFT p50, back to back",
-            f"{gateway['ttft_p50_ms_busy'] - direct['ttft_p50_ms_busy']:+.2f} ms",
-            "<= 1 ms",
-        ),
-        (
-            "chunkwise gateway: added TTFT p99, back to back",
-            f"{gateway['ttft_p99_ms_busy'] - direct['ttft_p99_ms_busy']:+.2f} ms",
-            "",
-        ),
+        ("chunkwise gateway: added TTFT p50, after a pause", added(gateway, direct, "ttft_p50_ms"), "<= 1 ms"),
+        ("chunkwise gateway: added TTFT p99, after a pause", added(gateway, direct, "ttft_p99_ms"), ""),
+        ("chunkwise gateway: added TTFT p50, back to back", added(gateway, direct, "ttft_p50_ms_busy"), "<= 1 ms"),
+        ("chunkwise gateway: added TTFT p99, back to back", added(gateway, direct, "ttft_p99_ms_busy"), ""),
+        ("TCP relay (any proxy's floor): added TTFT p50, after a pause", added(relay, direct, "ttft_p50_ms"), ""),
+        ("TCP relay (any proxy's floor): added TTFT p50, back to back", added(relay, direct, "ttft_p50_ms_busy"), ""),
+        ("chunkwise gateway over the relay: TTFT p50, after a pause", added(gateway, relay, "ttft_p50_ms"), ""),
+        ("chunkwise gateway over the relay: TTFT p50, back to back", added(gateway, relay, "ttft_p50_ms_busy"), ""),
         (
             "chunkwise gateway / direct, 1 stream",
             f"{gateway['one_stream_chunks_s'] / direct['one_stream_chunks_s']:.2f}x",
@@ -444,15 +487,11 @@ def report(targets: list[Target], args: argparse.Namespace, load_before: float, 
             "",
         ),
     ]
-    if litellm is not None:
+    if litellm is not None and direct_again is not None:
         rows += [
-            ("LiteLLM: added TTFT p50, after a pause", f"{litellm['ttft_p50_ms'] - direct['ttft_p50_ms']:+.2f} ms", ""),
-            ("LiteLLM: added TTFT p99, after a pause", f"{litellm['ttft_p99_ms'] - direct['ttft_p99_ms']:+.2f} ms", ""),
-            (
-                "LiteLLM: added TTFT p50, back to back",
-                f"{litellm['ttft_p50_ms_busy'] - direct['ttft_p50_ms_busy']:+.2f} ms",
-                "",
-            ),
+            ("LiteLLM: added TTFT p50, after a pause", added(litellm, direct_again, "ttft_p50_ms"), ""),
+            ("LiteLLM: added TTFT p99, after a pause", added(litellm, direct_again, "ttft_p99_ms"), ""),
+            ("LiteLLM: added TTFT p50, back to back", added(litellm, direct_again, "ttft_p50_ms_busy"), ""),
             (
                 "chunkwise gateway / LiteLLM, 1 stream",
                 f"{gateway['one_stream_chunks_s'] / litellm['one_stream_chunks_s']:.1f}x",

@@ -25,6 +25,7 @@ from ._metrics import GatewayMetrics
 from ._passthrough import BodyProbe
 from ._proxy import Attempt, Failure, Hooks, ProxyStream, StreamOutcome, send_with_failover
 from ._routing import Router, Upstream
+from ._upstream import UpstreamClient, UpstreamError
 
 __all__ = ["Gateway", "GatewayApp", "create_gateway_app"]
 
@@ -94,8 +95,7 @@ class Gateway:
         self._store = store
         self._owns_store = store is None
         self._client: httpx.AsyncClient | None = None
-        self._transport: httpx.AsyncHTTPTransport | None = None
-        self._timeout: dict[str, float | None] = {}
+        self._upstream_client: UpstreamClient | None = None
         self._ledger: asyncio.Queue[UsageRow] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         for upstream in self.router.upstreams:
@@ -119,13 +119,12 @@ class Gateway:
         if self._store is None:
             self._store = await open_store(self.config.database, self.settings.limit_window)
         timeout = httpx.Timeout(self.settings.read_timeout, connect=self.settings.connect_timeout, pool=None)
-        self._timeout = timeout.as_dict()
-        # One connection pool for proxied requests and health checks. Upstreams are addressed directly:
-        # HTTP(S)_PROXY from the environment must not reroute them (the transport never reads it).
-        self._transport = transport = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256)
+        # Proxied requests take the lean client of ._upstream; health checks take httpx. Upstreams are
+        # addressed directly: HTTP(S)_PROXY from the environment must not reroute them.
+        self._upstream_client = UpstreamClient(
+            connect_timeout=self.settings.connect_timeout, read_timeout=self.settings.read_timeout
         )
-        self._client = httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
+        self._client = httpx.AsyncClient(timeout=timeout, trust_env=False)
         # One health round first, so that upstreams configured without `models` are known before traffic.
         if self.settings.health_check_interval > 0:
             await self.check_health()
@@ -145,6 +144,8 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
+        if self._upstream_client is not None:
+            await self._upstream_client.aclose()
         if self._store is not None and self._owns_store:
             await self._store.close()
 
@@ -362,10 +363,9 @@ class Gateway:
                 payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
                 body = _encoder.encode(payload)
                 strip_usage = True
-        assert self._transport is not None, "the gateway has not started"
+        assert self._upstream_client is not None, "the gateway has not started"
         attempt = await send_with_failover(
-            self._transport,
-            self._timeout,
+            self._upstream_client,
             self.router.candidates(model),
             path,
             body,
@@ -405,7 +405,7 @@ class Gateway:
         response = attempt.response
         try:
             content = await response.aread()
-        except httpx.TransportError as exc:
+        except UpstreamError as exc:
             self._record(
                 admitted, model, upstream, started_at=started_at, arrived=arrived, status=502, outcome="upstream_error"
             )

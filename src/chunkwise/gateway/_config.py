@@ -7,6 +7,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .._errors import ChunkwiseError
 
@@ -97,6 +98,12 @@ def parse_config(data: dict[str, Any], base: Path) -> GatewayConfig:
         upstream_url = _require(raw, "url", str, where).rstrip("/")
         if not upstream_url.startswith(("http://", "https://")):
             raise ConfigError(f"{where}: `url` must start with http:// or https://")
+        try:
+            host = urlsplit(upstream_url).hostname
+        except ValueError as exc:  # a port that is not a number, an unclosed [
+            raise ConfigError(f"{where}: `url` is not a valid URL: {exc}") from exc
+        if not host:
+            raise ConfigError(f"{where}: `url` names no host")
         models = raw.get("models", [])
         if not isinstance(models, list) or not all(isinstance(model, str) for model in models):
             raise ConfigError(f"{where}: `models` must be a list of strings")

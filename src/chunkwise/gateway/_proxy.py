@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -21,6 +20,7 @@ from ..sse import encode_error
 from ..types import ErrorDetail
 from ._passthrough import StreamInspector
 from ._routing import Upstream
+from ._upstream import UpstreamClient, UpstreamError, UpstreamResponse
 
 __all__ = ["Attempt", "Failure", "ProxyStream", "StreamOutcome", "send_with_failover"]
 
@@ -37,7 +37,7 @@ class Attempt:
     """An upstream that answered: a stream with its first read done, or any other final answer."""
 
     upstream: Upstream
-    response: httpx.Response
+    response: UpstreamResponse
     #: The rest of a 200 stream, after ``first``.
     rest: AsyncIterator[bytes] | None
     first: bytes
@@ -70,8 +70,7 @@ class Hooks:
 
 
 async def send_with_failover(
-    transport: httpx.AsyncBaseTransport,
-    timeout: dict[str, float | None],
+    client: UpstreamClient,
     candidates: list[Upstream],
     path: str,
     body: bytes,
@@ -80,18 +79,13 @@ async def send_with_failover(
     stream: bool,
     hooks: Hooks,
 ) -> Attempt | Failure:
-    """Tries ``candidates`` in turn. Requests go straight to the transport (httpx's connection pool):
-    the client layer's auth, redirect and cookie handling cost a proxy time and do nothing for it.
-    """
+    """Tries ``candidates`` in turn."""
     failure = Failure(None, 503, None, None, "No upstream serves this model right now.")
     for upstream in candidates:
         hooks.on_start(upstream)
-        request = httpx.Request(
-            "POST", upstream.endpoint(path), headers=upstream.headers, content=body, extensions={"timeout": timeout}
-        )
         try:
-            response = await transport.handle_async_request(request)
-        except httpx.TransportError as exc:
+            response = await client.post(upstream.origin, path, body)
+        except UpstreamError as exc:
             hooks.on_release(upstream)
             hooks.on_error(upstream, model, "connect")
             failure = Failure(upstream, 502, None, None, f"Upstream {upstream.name} unreachable: {_describe(exc)}")
@@ -100,7 +94,7 @@ async def send_with_failover(
         if status >= 500 or status == 429:
             try:
                 content = await response.aread()
-            except httpx.TransportError:
+            except UpstreamError:
                 content = b""
             finally:
                 await response.aclose()
@@ -113,7 +107,7 @@ async def send_with_failover(
         rest = response.aiter_raw()
         try:
             first = await rest.__anext__()
-        except (StopAsyncIteration, httpx.TransportError) as exc:
+        except (StopAsyncIteration, UpstreamError) as exc:
             await response.aclose()
             hooks.on_release(upstream)
             hooks.on_error(upstream, model, "connect")
@@ -228,7 +222,7 @@ class ProxyStream(Response):
                 if self._pending_size > _MAX_READ_AHEAD:
                     self._room.clear()
                     await self._room.wait()
-        except httpx.TransportError as exc:
+        except UpstreamError as exc:
             self._failure = f"The upstream failed mid-stream: {_describe(exc)}"
         finally:
             self._upstream_done = True

@@ -10,16 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-import httpx
-
 from ._config import UpstreamConfig
+from ._upstream import Origin
 
 __all__ = ["Router", "Upstream"]
 
 
 class Upstream:
     __slots__ = (
-        "_endpoints",
         "api_key",
         "config",
         "ejected_until",
@@ -27,6 +25,7 @@ class Upstream:
         "healthy",
         "models",
         "name",
+        "origin",
         "outstanding",
         "url",
     )
@@ -40,17 +39,11 @@ class Upstream:
         self.healthy = True
         self.ejected_until = 0.0
         self.outstanding = 0
-        #: Headers of every proxied request; built once, like the URLs below (httpx parses a URL string slowly).
+        #: Headers of every proxied request, built once with the address.
         self.headers = {"content-type": "application/json"}
         if config.api_key:
             self.headers["authorization"] = f"Bearer {config.api_key}"
-        self._endpoints: dict[str, httpx.URL] = {}
-
-    def endpoint(self, path: str) -> httpx.URL:
-        url = self._endpoints.get(path)
-        if url is None:
-            url = self._endpoints[path] = httpx.URL(self.url + path)
-        return url
+        self.origin = Origin(config.url, self.headers)
 
     def available(self, now: float) -> bool:
         return self.healthy and now >= self.ejected_until
