@@ -32,6 +32,7 @@ import uvicorn
 from chunkwise.engine._protocol import Engine
 from chunkwise.gateway import Gateway, GatewayConfig, Store, UpstreamConfig, create_gateway_app, open_store
 from chunkwise.gateway._config import DatabaseConfig, GatewaySettings
+from chunkwise.gateway._http import GatewayHttpProtocol
 from chunkwise.server import ServerSettings, create_app
 from tests.client.fault_server import FaultServer
 from tests.client.servers import free_port
@@ -216,7 +217,14 @@ def run_gateway(config: GatewayConfig) -> Iterator[RunningGateway]:
     app = create_gateway_app(config)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on", timeout_graceful_shutdown=2
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            http=GatewayHttpProtocol,  # as `chunkwise gateway` runs it
+            ws="none",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
         )
     )
     thread = threading.Thread(target=server.run, name="gateway", daemon=True)

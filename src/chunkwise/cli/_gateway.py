@@ -63,6 +63,7 @@ def gateway(config_path: Path, host: str | None, port: int | None, log_level: st
     import uvicorn
 
     from ..gateway import create_gateway_app, load_config
+    from ..gateway._http import GatewayHttpProtocol
 
     try:
         config = load_config(config_path)
@@ -78,6 +79,7 @@ def gateway(config_path: Path, host: str | None, port: int | None, log_level: st
             port=port,
             log_level=log_level,
             access_log=False,
+            http=GatewayHttpProtocol,
             ws="none",
             lifespan="on",
             timeout_graceful_shutdown=3,

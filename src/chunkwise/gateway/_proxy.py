@@ -231,11 +231,10 @@ class ProxyStream(Response):
     async def _pump(self, send: Send) -> None:
         inspector = self._inspector
         pending = self._pending
+        # The head and the first bytes in the same turn of the event loop, so that they leave in one write
+        # (see ._http); what else arrived with the first read is already in it (the client joins pieces).
         await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
         pending.insert(0, self._attempt.first)
-        # One turn of the loop lets the reader collect what already arrived with the first read (a role
-        # chunk often comes with the first token), so both go out in one write.
-        await asyncio.sleep(0)
         while True:
             if not pending:
                 if self._upstream_done:
