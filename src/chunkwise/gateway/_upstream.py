@@ -147,7 +147,8 @@ class UpstreamResponse:
         self.status_code = status
         self.headers = headers
         self._keep_alive = keep_alive
-        self.until_close = "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "")
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self.until_close = "content-length" not in headers and not chunked
         if not self._head.done():
             self._head.set_result(None)
 
