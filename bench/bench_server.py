@@ -495,9 +495,8 @@ def main() -> None:
             "chunkwise serving the bundled model over HTTP, against llama-cpp-python's in-process generation loop "
             "(a) and against `python -m llama_cpp.server` on the same GGUF (b). In (b), llama_cpp.server "
             "interrupts a running stream when another request arrives (its default `interrupt_requests`), so "
-            "cut-off streams do not count as completed; chunkwise queues them and runs one at a time, so its "
-            "concurrent time to first token is the wait for the streams ahead (the 4th waits for three "
-            "whole generations).\n\n" + "\n".join(header) + "\n\n" + "\n".join(sections)
+            "cut-off streams do not count as completed; chunkwise decodes all of them together (continuous "
+            "batching).\n\n" + "\n".join(header) + "\n\n" + "\n".join(sections)
         )
         write_section(args.write, SECTION, body)
         print(f"wrote the '{SECTION}' section of {args.write}")
