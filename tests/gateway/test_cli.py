@@ -131,3 +131,16 @@ def test_the_gateway_command_serves_until_interrupted(upstream: RunningServer, t
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(15) == 0
+
+
+def test_a_missing_gateway_dependency_is_named_with_the_extra_that_brings_it(tmp_path: Path) -> None:
+    # A fresh interpreter in which httptools cannot be imported (uninstalling it here would break the suite).
+    config = write_config(tmp_path, "http://127.0.0.1:9/v1")
+    code = (
+        "import sys; sys.modules['httptools'] = None; from chunkwise.cli import main; "
+        f"main(['keys', 'list', '--config', {str(config)!r}])"
+    )
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 1
+    assert "the gateway needs httptools" in finished.stderr
+    assert "pip install 'chunkwise[gateway]'" in finished.stderr
