@@ -30,23 +30,20 @@ _config_option = click.option(
 )
 
 
-def _gateway_package() -> Any:
-    """``chunkwise.gateway`` (with its uvicorn protocol), or a clear error naming the extra that brings it."""
+def _require_gateway_extra() -> None:
+    """Import the gateway (with its uvicorn protocol) once, turning a missing module into a clear error."""
     try:
-        from .. import gateway
-        from ..gateway import _http
+        import chunkwise.gateway._http  # noqa: F401  (imports the gateway package too)
     except ModuleNotFoundError as exc:
         raise click.ClickException(
             f"the gateway needs {exc.name}, which is not installed: pip install 'chunkwise[gateway]'"
         ) from exc
-    del _http
-    return gateway
 
 
 def _with_store(config_path: Path, action: Callable[[Any], Awaitable[_T]]) -> _T:
     """Runs ``action(store)`` against the config's database, turning gateway errors into CLI errors."""
-    package = _gateway_package()
-    load_config, open_store = package.load_config, package.open_store
+    _require_gateway_extra()
+    from ..gateway import load_config, open_store
 
     async def run() -> _T:
         config = load_config(config_path)
@@ -74,7 +71,7 @@ def _with_store(config_path: Path, action: Callable[[Any], Awaitable[_T]]) -> _T
 )
 def gateway(config_path: Path, host: str | None, port: int | None, log_level: str) -> None:
     """Run the gateway: keys, limits, a usage ledger and failover in front of OpenAI-compatible upstreams."""
-    _gateway_package()
+    _require_gateway_extra()
     import uvicorn
 
     from ..gateway import create_gateway_app, load_config

@@ -97,10 +97,10 @@ class _Slot:
         self.owner: _Job[Any] | None = None
         self.last_used = 0
 
-    def keep(self, count: int, cuts: list[int]) -> None:
-        """Hold the first ``count`` tokens (a canonical cut), as evaluated in pieces starting at ``cuts``."""
+    def keep(self, count: int) -> None:
+        """Hold only the first ``count`` tokens (0, or one of ``cuts``)."""
         del self.tokens[count:]
-        self.cuts = [cut for cut in cuts if cut <= count]
+        self.cuts = [cut for cut in self.cuts if cut <= count]
 
 
 class _Sequence:
@@ -359,7 +359,7 @@ class StepLoop:
         if reuse < len(primary.tokens) and not self._lib.llama_memory_seq_rm(self._memory, primary.id, reuse, -1):
             self._lib.llama_memory_seq_rm(self._memory, primary.id, -1, -1)
             reuse = 0
-        primary.keep(reuse, primary.cuts)
+        primary.keep(reuse)
         if reuse:
             self.stats.prefix_cache_hits += 1
             self.stats.prefix_cache_tokens += reuse
@@ -413,7 +413,7 @@ class StepLoop:
                 slot.last_used = self._clock
                 if clear:
                     self._lib.llama_memory_seq_rm(self._memory, slot.id, -1, -1)
-                    slot.keep(0, [0])
+                    slot.keep(0)
         job.sequences = job.running = []
         job.emit(WorkerDone(error))
         job.release()

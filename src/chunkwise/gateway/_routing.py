@@ -21,7 +21,6 @@ class Upstream:
         "api_key",
         "config",
         "ejected_until",
-        "headers",
         "healthy",
         "models",
         "name",
@@ -39,11 +38,11 @@ class Upstream:
         self.healthy = True
         self.ejected_until = 0.0
         self.outstanding = 0
-        #: Headers of every proxied request, built once with the address.
-        self.headers = {"content-type": "application/json"}
+        headers = {"content-type": "application/json"}
         if config.api_key:
-            self.headers["authorization"] = f"Bearer {config.api_key}"
-        self.origin = Origin(config.url, self.headers)
+            headers["authorization"] = f"Bearer {config.api_key}"
+        #: The address, and the headers of every proxied request, built once.
+        self.origin = Origin(config.url, headers)
 
     def available(self, now: float) -> bool:
         return self.healthy and now >= self.ejected_until
