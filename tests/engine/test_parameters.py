@@ -163,12 +163,30 @@ async def test_max_tokens_beyond_the_context_is_clamped_and_ends_with_length(sma
     assert chunks[-1].choices[0].finish_reason == "length"
 
 
-async def test_n_that_does_not_fit_beside_the_prompt_is_a_context_error(small_engine: LlamaCppEngine):
-    prompt = [small_engine.tokenize(" the")[0]] * (small_engine.context_length - 1)
+async def test_each_of_n_choices_has_the_whole_room_beside_the_prompt(small_engine: LlamaCppEngine):
+    # Each sequence has a KV stream of its own, so n choices do not split the room between them.
+    room = 3
+    prompt = [small_engine.tokenize(" the")[0]] * (small_engine.context_length - room)
+    never_end = {"0": -100.0, "2": -100.0}
+    generation = small_engine.prepare_completion(
+        completion(prompt, n=2, max_tokens=1000, temperature=0, logit_bias=never_end), request_id="x", created=0
+    )
+    assert generation.max_new_tokens == room
+    chunks = [chunk async for chunk in generation.stream()]
+    choices = [choice for chunk in chunks for choice in chunk.choices]
+    finished = {choice.index: choice.finish_reason for choice in choices if choice.finish_reason}
+    assert finished == {0: "length", 1: "length"}
+    assert generation.completion_tokens == 2 * room
+
+
+@pytest.mark.parametrize("n", [1, 2])
+async def test_a_prompt_that_fills_the_context_is_a_context_error(small_engine: LlamaCppEngine, n: int):
+    prompt = [small_engine.tokenize(" the")[0]] * small_engine.context_length
     with pytest.raises(InvalidRequestError) as caught:
-        small_engine.prepare_completion(completion(prompt, n=2), request_id="x", created=0)
+        small_engine.prepare_completion(completion(prompt, n=n), request_id="x", created=0)
     assert caught.value.code == "context_length_exceeded"
     assert caught.value.param == "prompt"
+    assert "no room for a completion" in caught.value.message
 
 
 @pytest.mark.parametrize(

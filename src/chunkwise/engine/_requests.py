@@ -114,7 +114,7 @@ def plan_chat(
         model.check_grammar(grammar, param="response_format")
 
     prompt, boundaries = _chat_prompt(model, template_messages(request.messages, system_suffix=system_suffix))
-    max_new_tokens = _token_budget(model, len(prompt), n, request.output_token_limit, param="messages")
+    max_new_tokens = _token_budget(model, len(prompt), request.output_token_limit, param="messages")
     stops = request.stop_sequences
     header = ChunkHeader(id=request_id, created=created, model=model.model_id)
     tool_names = [tool.function.name for tool in tools]
@@ -162,7 +162,7 @@ def plan_completion(
     prompt, prompt_text = _completion_prompt(model, request.prompt)
     echo = (prompt_text if prompt_text is not None else model.detokenize(prompt)) if request.echo else None
     limit = request.max_tokens if request.max_tokens is not None else LEGACY_DEFAULT_MAX_TOKENS
-    max_new_tokens = _token_budget(model, len(prompt), n, limit, param="prompt")
+    max_new_tokens = _token_budget(model, len(prompt), limit, param="prompt")
     stops = request.stop_sequences
     top_logprobs = request.logprobs
     header = ChunkHeader(id=request_id, created=created, model=model.model_id)
@@ -265,22 +265,22 @@ def _non_empty(tokens: list[int]) -> list[int]:
     return tokens
 
 
-def _token_budget(model: PromptModel, prompt_tokens: int, n: int, requested: int | None, *, param: str) -> int:
+def _token_budget(model: PromptModel, prompt_tokens: int, requested: int | None, *, param: str) -> int:
     """Tokens each sequence may make: what was asked, clamped to what fits beside the prompt.
 
-    The ``n`` sequences share the prompt's cache cells, so together they need ``prompt + n × new`` cells.
+    Every sequence has a KV stream of its own, holding its copy of the prompt, so each of the ``n`` choices
+    has the whole room beside the prompt.
     """
     room = model.context_length - prompt_tokens
-    if room < n:
+    if room < 1:
         raise InvalidRequestError(
             f"This model's maximum context length is {model.context_length} tokens. However, your "
-            f"{'messages' if param == 'messages' else 'prompt'} resulted in {prompt_tokens} tokens"
-            + (f" and n={n} completions need room for at least {n} more." if n > 1 else "."),
+            f"{'messages' if param == 'messages' else 'prompt'} resulted in {prompt_tokens} tokens, "
+            f"which leaves no room for a completion. Please reduce the length of the {param}.",
             param=param,
             code="context_length_exceeded",
         )
-    per_sequence = room // n
-    return per_sequence if requested is None else min(requested, per_sequence)
+    return room if requested is None else min(requested, room)
 
 
 class _SamplingFields(Protocol):
