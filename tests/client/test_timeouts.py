@@ -16,6 +16,10 @@ from .harness import KINDS, Kind, run
 
 #: Short windows so that the tests are quick; generous enough for a loaded CI machine.
 SHORT = Timeouts(connect=2, first_chunk=0.3, idle=0.3)
+#: A deadline fired rather than hung if the call ended by then. The scenarios it applies to never end by
+#: themselves (or, for ``slow_first_byte``, only after 3 s), so this bound can leave a loaded machine seconds
+#: of slack without letting a missed deadline pass.
+FIRED_BY = 2.5
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -29,7 +33,7 @@ def test_keepalives_do_not_reset_the_idle_timer(fault_server: FaultServer, kind:
     assert error.deadline == "idle" and error.seconds == 0.3
     assert error.request_id == "req-1"
     assert len(outcome.chunks) == 1
-    assert 0.3 <= outcome.seconds < 1.5
+    assert 0.3 <= outcome.seconds < FIRED_BY
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -38,7 +42,7 @@ def test_keepalives_only_hit_the_first_chunk_deadline(fault_server: FaultServer,
 
     assert isinstance(outcome.error, chunkwise.FirstChunkTimeoutError)
     assert outcome.error.deadline == "first_chunk"
-    assert 0.3 <= outcome.seconds < 1.5
+    assert 0.3 <= outcome.seconds < FIRED_BY
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -49,7 +53,7 @@ def test_slow_first_byte(fault_server: FaultServer, kind: Kind, how: str) -> Non
 
     assert isinstance(outcome.error, chunkwise.FirstChunkTimeoutError)
     assert outcome.error.request_id is None  # no response, so no id
-    assert outcome.seconds < 1.5
+    assert outcome.seconds < FIRED_BY
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -57,7 +61,7 @@ def test_silent_connection_hits_the_idle_deadline(fault_server: FaultServer, kin
     outcome = run(kind, fault_server.base_url("silent_after_first"), timeout=Timeouts(first_chunk=0.3, idle=0.5))
 
     assert isinstance(outcome.error, chunkwise.IdleTimeoutError)
-    assert 0.5 <= outcome.seconds < 1.5
+    assert 0.5 <= outcome.seconds < FIRED_BY
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -67,7 +71,7 @@ def test_total_deadline_while_chunks_keep_coming(fault_server: FaultServer, kind
     assert isinstance(outcome.error, chunkwise.TotalTimeoutError)
     assert outcome.error.deadline == "total"
     assert len(outcome.chunks) > 5
-    assert 0.4 <= outcome.seconds < 1.5
+    assert 0.4 <= outcome.seconds < FIRED_BY
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -75,7 +79,7 @@ def test_per_call_timeout_overrides_the_client(fault_server: FaultServer, kind: 
     outcome = run(kind, fault_server.base_url("keepalive_only"), client={"timeout": 30}, timeout=SHORT)
 
     assert isinstance(outcome.error, chunkwise.FirstChunkTimeoutError)
-    assert outcome.seconds < 1.5
+    assert outcome.seconds < FIRED_BY
 
 
 @pytest.fixture
@@ -104,7 +108,7 @@ def test_connect_timeout_is_its_own_error(unaccepting_port: int, kind: Kind) -> 
 
     assert isinstance(outcome.error, chunkwise.ConnectTimeoutError)
     assert outcome.error.deadline == "connect"
-    assert outcome.seconds < 1.5
+    assert outcome.seconds < FIRED_BY
 
 
 def test_timeouts_coerce() -> None:

@@ -186,8 +186,11 @@ async def test_the_event_loop_keeps_running_while_the_model_works(engine: LlamaC
     elapsed = time.perf_counter() - started
     done.set()
     await ticking
-    assert elapsed > 0.3, "the prompt is long enough that a blocked loop would show a long gap"
-    assert max(gaps) < 0.1
+    assert elapsed > 0.3, "the prompt is long enough that a blocked loop would stand still most of the time"
+    # A loop blocked by the model stands still through each prompt piece (tens of milliseconds or more), so
+    # long gaps would fill most of the time. A busy machine may delay a few ticks; it does not fill half.
+    stalled = sum(gap for gap in gaps if gap > 0.05)
+    assert stalled < elapsed / 2, f"the event loop stood still for {stalled:.2f} s of {elapsed:.2f} s"
 
 
 async def test_closing_the_engine_stops_the_running_stream_and_fails_the_queued_one():
