@@ -13,6 +13,8 @@ one (``--ray local``). Measured:
     step costs much less per sequence at 8 sequences than at 4, so this ratio is capped below 2x before Ray
     costs anything: the ceiling is measured first, in this process, as 2 x (engine alone, 4 streams) over
     (engine alone, 8 streams), with no HTTP and no Ray;
+(b, as worded) the same 8 streams on one Ray replica against two, the one-replica application joining
+    the same cluster, so that Ray's own processes share the machine in both;
 (b2) the same load per replica: 2 replicas with 8 streams vs the plain server with 4, where 2x is the
     ceiling and the shortfall is what Ray and the ingress cost;
 (c) prefix affinity: requests that alternate between two long system prompts, sent one at a time, time to
@@ -56,6 +58,9 @@ SERVING = re.compile(r"chunkwise is serving \S+ at (http://127\.0\.0\.1:\d+)")
 CLUSTER = re.compile(r"on the cluster at (\S+)")
 PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
 #: Two system prompts of a few hundred tokens that differ from their first word, for (c).
+#: Ray turns on token authentication for the cluster `--ray local` starts (the token is in ~/.ray/auth_token);
+#: a process that joins it must be told to present it.
+JOIN_ENV = {"RAY_AUTH_MODE": "token"}
 SYSTEM_PROMPTS = [
     f"You are assistant {name}. "
     + " ".join(f"Rule {i}: answer {name} questions with care and precision." for i in range(40))
@@ -216,6 +221,11 @@ def affinity_ttfts(url: str, rounds: int) -> list[float]:
     return ttfts
 
 
+def join_cluster(cluster: str, app: str, replicas: str) -> list[str]:
+    """Arguments for a second ``chunkwise serve`` with its own application on the benchmark's cluster."""
+    return ["--ray", cluster, "--ray-app", app, "--replicas", replicas, "--replica-cpus", "0.5"]
+
+
 def run(args: argparse.Namespace) -> str:
     logs = Path(args.logs)
     logs.mkdir(parents=True, exist_ok=True)
@@ -236,6 +246,8 @@ def run(args: argparse.Namespace) -> str:
             ray_ttft.append(stream_once(ray, chat(4)).ttft)
         added = [r - p for r, p in zip(ray_ttft, plain_ttft, strict=True)]
 
+        for url in (plain, ray):  # warm-up: the stories' prompts in every engine's cache, as for the ceiling
+            aggregate_rate(url, args.max_tokens)
         plain_rates, ray_rates = [], []
         for _ in range(args.rounds):
             plain_rates.append(aggregate_rate(plain, args.max_tokens))
@@ -247,10 +259,20 @@ def run(args: argparse.Namespace) -> str:
             full_rates.append(aggregate_rate(ray, args.max_tokens))
         scaling = [r / p for r, p in zip(full_rates, half_rates, strict=True)]
 
+        # (b) as the issue words it, one Ray replica against two: a second application on the same cluster.
+        # Ray's own processes then share the machine in both, where the plain server above has none.
+        one_rates, two_rates = [], []
+        one_app = join_cluster(cluster, "one-replica", "1")
+        with server(one_app, logs / "ray-one-replica.log", JOIN_ENV) as (one_replica, _):
+            aggregate_rate(one_replica, args.max_tokens)  # warm-up: the stories' prompts cached, as elsewhere
+            for _ in range(args.rounds):
+                one_rates.append(aggregate_rate(one_replica, args.max_tokens))
+                two_rates.append(aggregate_rate(ray, args.max_tokens))
+        replica_ratios = [r / o for r, o in zip(two_rates, one_rates, strict=True)]
+
         with_affinity = affinity_ttfts(ray, args.affinity_runs)
-        join = ["--ray", cluster, "--ray-app", "no-affinity", "--no-prefix-affinity", "--replicas", "2"]
-        join += ["--replica-cpus", "0.5"]
-        with server(join, logs / "ray-no-affinity.log", env={"RAY_AUTH_MODE": "token"}) as (no_affinity, _):
+        join = join_cluster(cluster, "no-affinity", "2") + ["--no-prefix-affinity"]
+        with server(join, logs / "ray-no-affinity.log", JOIN_ENV) as (no_affinity, _):
             affinity_ttfts(no_affinity, 4)
             without_affinity = affinity_ttfts(no_affinity, args.affinity_runs)
 
@@ -279,6 +301,10 @@ def run(args: argparse.Namespace) -> str:
         f" | x{statistics.median(ratios):.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)}; target >= 1.7;"
         f" ceiling without Ray x{ceiling:.2f}: one engine alone makes {alone[4]:.1f} tok/s at 4 streams and"
         f" {alone[8]:.1f} at 8) |",
+        f"| (b) as worded, one Ray replica against two: {CONCURRENT} concurrent streams, median of {args.rounds}"
+        f" | {statistics.median(one_rates):.1f} (1 Ray replica x 1 thread) | {statistics.median(two_rates):.1f}"
+        f" (2 x 1 thread) | x{statistics.median(replica_ratios):.2f}"
+        f" (rounds {', '.join(f'{r:.2f}' for r in replica_ratios)}; target >= 1.7; same ceiling) |",
         f"| (b2) aggregate tokens/s, the same load per replica: {CONCURRENT // 2} streams on plain,"
         f" {CONCURRENT} on Ray, median of {args.rounds} | {statistics.median(half_rates):.1f} (1 x 1 thread)"
         f" | {statistics.median(full_rates):.1f} (2 x 1 thread)"
