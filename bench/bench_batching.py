@@ -18,13 +18,10 @@ chunkwise's ratios to llama-server.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,7 @@ import httpx
 
 from bench_server import (
     ConcurrentResult,
-    StreamResult,
+    concurrent_streams,
     free_port,
     load,
     machine,
@@ -81,28 +78,7 @@ def body(prompt: str, max_tokens: int) -> dict[str, Any]:
 
 def streams_at_once(url: str, prompts: list[str], max_tokens: int) -> ConcurrentResult:
     """One round: every prompt streamed at the same moment on its own connection."""
-    count = len(prompts)
-    results: list[StreamResult] = [StreamResult(float("nan"), 0, 0.0, "", False)] * count
-    clients = [httpx.Client(base_url=url, timeout=600) for _ in range(count)]
-    for client in clients:  # connect first, so that the streams start together
-        client.get("/v1/models").raise_for_status()
-    barrier = threading.Barrier(count)
-
-    def run(index: int) -> None:
-        barrier.wait()
-        with contextlib.suppress(httpx.HTTPError):  # a failed stream stays counted as not completed
-            results[index] = stream_once(clients[index], body(prompts[index], max_tokens))[0]
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    for client in clients:
-        client.close()
-    return ConcurrentResult(results, wall)
+    return concurrent_streams(url, [body(prompt, max_tokens) for prompt in prompts])
 
 
 @dataclass

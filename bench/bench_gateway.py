@@ -31,7 +31,6 @@ import datetime
 import json
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
@@ -44,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from running import stop  # bench/ is on sys.path when this file runs as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VENV = ROOT / "bench" / "data" / "litellm-venv"
@@ -179,12 +180,7 @@ def process(
                 time.sleep(0.2)
             yield proc.pid
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop(proc, 10)
 
 
 def litellm_python() -> Path:

@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,8 @@ import msgspec
 
 from chunkwise.engine import DEFAULT_MODEL_ID, LlamaCppEngine
 from chunkwise.types import ChatCompletionRequest
-from sections import write_section  # bench/ is on sys.path when this file runs as a script
+from running import at_once, stop  # bench/ is on sys.path when this file runs as a script
+from sections import write_section
 
 N_CTX = 2048
 CONCURRENT = 8
@@ -119,13 +119,7 @@ def aggregate_rate(url: str, max_tokens: int, streams: int = CONCURRENT) -> floa
         with lock:
             results.append(result)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(streams)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    wall = at_once(streams, run)
     assert len(results) == streams, "a stream failed"
     return sum(result.tokens for result in results) / wall
 
@@ -191,12 +185,7 @@ def server(args: list[str], log: Path, env: dict[str, str] | None = None) -> Ite
                 raise RuntimeError(f"chunkwise serve {' '.join(args)} did not start; see {log}")
             yield url, cluster
         finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, 60)
             reader.join(30)
 
 

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -42,7 +41,8 @@ from typing import Any
 import httpx
 
 from chunkwise.engine import DEFAULT_MODEL_ID, default_model_path
-from sections import write_section  # bench/ is on sys.path when this file runs as a script
+from running import at_once, stop  # bench/ is on sys.path when this file runs as a script
+from sections import write_section
 
 #: ``Any``: llama-cpp-python types its message dicts as TypedDicts of its own.
 PROMPT: Any = [
@@ -214,30 +214,25 @@ def stream_once(client: httpx.Client, body: dict[str, Any]) -> tuple[StreamResul
     return result, (usage["prompt_tokens"] if usage else 0)
 
 
-def concurrent_streams(url: str, max_tokens: int, *, usage: bool) -> ConcurrentResult:
-    results: list[StreamResult | None] = [None] * CONCURRENT
-    clients = [httpx.Client(base_url=url, timeout=300) for _ in range(CONCURRENT)]
+def concurrent_streams(url: str, bodies: list[dict[str, Any]]) -> ConcurrentResult:
+    """One round: every body streamed at the same moment on its own connection."""
+    count = len(bodies)
+    # A failed stream stays counted as not completed.
+    results = [StreamResult(float("nan"), 0, 0.0, "", False)] * count
+    clients = [httpx.Client(base_url=url, timeout=600) for _ in range(count)]
     for client in clients:  # connect first, so that the streams start together
         client.get("/v1/models").raise_for_status()
-    barrier = threading.Barrier(CONCURRENT)
+    barrier = threading.Barrier(count)
 
     def run(index: int) -> None:
         barrier.wait()
-        try:
-            results[index] = stream_once(clients[index], request_body(max_tokens, usage=usage))[0]
-        except httpx.HTTPError:
-            results[index] = StreamResult(float("nan"), 0, 0.0, "", False)
+        with contextlib.suppress(httpx.HTTPError):
+            results[index] = stream_once(clients[index], bodies[index])[0]
 
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(CONCURRENT)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    wall = at_once(count, run)
     for client in clients:
         client.close()
-    return ConcurrentResult([result for result in results if result is not None], wall)
+    return ConcurrentResult(results, wall)
 
 
 # --- servers ----------------------------------------------------------------------------------------------
@@ -267,12 +262,7 @@ def running(command: list[str], url: str, log: Path) -> Iterator[None]:
                 time.sleep(0.2)
             yield
         finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, 30)
 
 
 def chunkwise_command(url: str) -> list[str]:
@@ -348,8 +338,10 @@ def run_pass(model_path: Path, max_tokens: int, runs: int, logs: Path) -> PassRe
             in_process.close()
         print(f"  {CONCURRENT} concurrent streams, 2 rounds each, interleaved ...", flush=True)
         for _ in range(2):
-            result.chunkwise_concurrent.append(concurrent_streams(chunkwise_url, max_tokens, usage=True))
-            result.llama_server_concurrent.append(concurrent_streams(llama_server_url, max_tokens, usage=False))
+            bodies = [request_body(max_tokens, usage=True)] * CONCURRENT
+            result.chunkwise_concurrent.append(concurrent_streams(chunkwise_url, bodies))
+            bodies = [request_body(max_tokens, usage=False)] * CONCURRENT
+            result.llama_server_concurrent.append(concurrent_streams(llama_server_url, bodies))
     return result
 
 
