@@ -10,7 +10,7 @@ one (``--ray local``). Measured:
     target: <= 15 ms added at p50);
 (b) aggregate tokens/s of 8 concurrent streams: 2 replicas x 1 thread vs 1 engine x 1 thread (target
     >= 1.7x). The plain server batches all 8 streams into each decode step, and on one thread llama.cpp's
-    step costs much less per sequence at 8 sequences than at 4, so this ratio is capped below 2x before Ray
+    step costs less per sequence at 8 sequences than at 4, so this ratio is capped below 2x before Ray
     costs anything: the ceiling is measured first, in this process, as 2 x (engine alone, 4 streams) over
     (engine alone, 8 streams), with no HTTP and no Ray;
 (b, as worded) the same 8 streams on one Ray replica against two, the one-replica application joining
@@ -57,10 +57,10 @@ NO_EOS = {"0": -100, "2": -100}
 SERVING = re.compile(r"chunkwise is serving \S+ at (http://127\.0\.0\.1:\d+)")
 CLUSTER = re.compile(r"on the cluster at (\S+)")
 PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
-#: Two system prompts of a few hundred tokens that differ from their first word, for (c).
 #: Ray turns on token authentication for the cluster `--ray local` starts (the token is in ~/.ray/auth_token);
 #: a process that joins it must be told to present it.
 JOIN_ENV = {"RAY_AUTH_MODE": "token"}
+#: Two system prompts of a few hundred tokens that differ from their first word, for (c).
 SYSTEM_PROMPTS = [
     f"You are assistant {name}. "
     + " ".join(f"Rule {i}: answer {name} questions with care and precision." for i in range(40))
