@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
+
+from ._progress import spinner
 
 if TYPE_CHECKING:
     from ..ray import RayDeployment
@@ -66,14 +67,7 @@ def start_deployment(
     # weights are memory-mapped, so on a replica's machine they are shared); it never generates.
     validator = LlamaCppEngine(model_path, **{**engine_options, "n_threads": 1})
     try:
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("[progress.description]{task.description}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            progress.add_task(f"Deploying the model on the Ray cluster ({address}) ...", total=None)
+        with spinner(console, f"Deploying the model on the Ray cluster ({address}) ..."):
             deployment.start(validator)
     except BaseException:
         validator.close()

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import click
 import msgspec
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from .._errors import ChunkwiseError
+from ._progress import spinner
 
 if TYPE_CHECKING:
     from ..confidential import NodeKey
@@ -67,14 +67,7 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     from ..engine import LlamaCppEngine, default_model_path
 
     path = model_path or default_model_path()
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        progress.add_task(f"Loading {path.name} ...", total=None)
+    with spinner(console, f"Loading {path.name} ..."):
         # None, not the bundled path: the engine serves its bundled model under the Hugging Face id.
         engine = LlamaCppEngine(model_path, **engine_options)
     console.print(
