@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from chunkwise.gateway._http import GatewayHttpProtocol
 from chunkwise.server import ServerSettings, create_app
 from tests.client.fault_server import FaultServer
 from tests.client.servers import free_port
-from tests.server.conftest import RunningServer, serve
+from tests.server.conftest import RunningServer, run_uvicorn, serve
 
 _T = TypeVar("_T")
 
@@ -215,31 +214,18 @@ class RunningGateway:
 def run_gateway(config: GatewayConfig) -> Iterator[RunningGateway]:
     """The gateway app under uvicorn on 127.0.0.1 and a free port, with its lifespan (database, health)."""
     app = create_gateway_app(config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            http=GatewayHttpProtocol,  # as `chunkwise gateway` runs it
-            ws="none",
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-        )
+    server_config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        http=GatewayHttpProtocol,  # as `chunkwise gateway` runs it
+        ws="none",
+        lifespan="on",
+        timeout_graceful_shutdown=2,
     )
-    thread = threading.Thread(target=server.run, name="gateway", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the gateway did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield RunningGateway(f"http://127.0.0.1:{port}", app.state.gateway, config)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with run_uvicorn(server_config, name="gateway") as url:
+        yield RunningGateway(url, app.state.gateway, config)
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ back (the lock answer, a JSON body, or the events of a stream) with a :class:`Ta
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from chunkwise.confidential import NodeKey
 from chunkwise.engine._protocol import Engine
 from chunkwise.server import ServerSettings, create_app
 from chunkwise.signing import Signer
-from tests.server.conftest import RunningServer, serve
+from tests.server.conftest import RunningServer, run_uvicorn, serve
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Name three colours."}]
@@ -76,19 +74,8 @@ def serve_asgi(app: ASGIApp) -> Iterator[str]:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="off", timeout_graceful_shutdown=2
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-test-app", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with run_uvicorn(config, name="uvicorn-test-app") as url:
+        yield url
 
 
 @dataclass

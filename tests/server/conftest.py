@@ -66,6 +66,25 @@ def read_metric(exposition: str, name: str, **labels: str) -> float:
 
 
 @contextmanager
+def run_uvicorn(config: uvicorn.Config, *, name: str, sockets: list[socket.socket] | None = None) -> Iterator[str]:
+    """Run a uvicorn server on a thread named ``name`` until the block ends; yields its loopback URL."""
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@contextmanager
 def serve(app: Starlette, *, send_buffer: int | None = None) -> Iterator[RunningServer]:
     """Run ``app`` under uvicorn on 127.0.0.1 and a free port until the block ends.
 
@@ -87,20 +106,10 @@ def serve(app: Starlette, *, send_buffer: int | None = None) -> Iterator[Running
         lifespan="off",
         timeout_graceful_shutdown=2,
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield RunningServer(url=f"http://127.0.0.1:{port}", app=app)
+        with run_uvicorn(config, name="uvicorn", sockets=[listener]) as url:
+            yield RunningServer(url=url, app=app)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         listener.close()
 
 
