@@ -72,7 +72,7 @@ def unsigned_server(engine: Engine) -> Iterator[RunningServer]:
 def serve_asgi(app: ASGIApp) -> Iterator[str]:
     """Run an ASGI app that is not a chunkwise server (the relay, a fake node) on a free loopback port."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="off", timeout_graceful_shutdown=2
+        app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on", timeout_graceful_shutdown=2
     )
     with run_uvicorn(config, name="uvicorn-test-app") as url:
         yield url

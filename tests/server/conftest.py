@@ -21,8 +21,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from chunkwise.engine import DEFAULT_MODEL_ID
-from chunkwise.engine._protocol import Engine
+from chunkwise.engine import DEFAULT_MODEL_ID, Engine
 from chunkwise.server import ServerSettings, create_app, h11_protocol
 
 MODEL = DEFAULT_MODEL_ID
@@ -103,7 +102,7 @@ def serve(app: Starlette, *, send_buffer: int | None = None) -> Iterator[Running
         log_level="warning",
         http=h11_protocol(header_timeout=app.state.settings.header_timeout),
         ws="none",
-        lifespan="off",
+        lifespan="on",
         timeout_graceful_shutdown=2,
     )
     try:

@@ -27,13 +27,24 @@ Example::
 
 from __future__ import annotations
 
+from ._batching import BatchingHistogram, BatchingStats
 from ._bundled import DEFAULT_MODEL_ID, default_model_path
 from ._generation import LlamaGeneration
 from ._llama import LlamaCppEngine
-from ._protocol import BatchingEngine, Engine, Generation, InvalidRequestError, TextGeneration
+from ._protocol import (
+    BatchingEngine,
+    Engine,
+    Generation,
+    InvalidRequestError,
+    TextGeneration,
+    generation_usage,
+    usage_chunk,
+)
 
 __all__ = [
     "BatchingEngine",
+    "BatchingHistogram",
+    "BatchingStats",
     "DEFAULT_MODEL_ID",
     "Engine",
     "Generation",
@@ -42,4 +53,6 @@ __all__ = [
     "LlamaGeneration",
     "TextGeneration",
     "default_model_path",
+    "generation_usage",
+    "usage_chunk",
 ]

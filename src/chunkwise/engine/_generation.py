@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol
 
@@ -47,6 +47,7 @@ class LlamaGeneration(Generic[ChunkT]):
         self._plan: DecodePlan[ChunkT] = plan
         self._completion_tokens = 0
         self._started = False
+        self._chunks: AsyncGenerator[ChunkT, None] | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -66,9 +67,16 @@ class LlamaGeneration(Generic[ChunkT]):
         if self._started:
             raise RuntimeError("A generation's stream can be iterated only once")
         self._started = True
-        return self._stream()
+        self._chunks = self._stream()
+        return self._chunks
 
-    async def _stream(self) -> AsyncIterator[ChunkT]:
+    async def aclose(self) -> None:
+        """Stop the model (within one step) and wait until it has let go of this request's sequences."""
+        self._started = True  # a closed generation cannot be streamed any more
+        if self._chunks is not None:
+            await self._chunks.aclose()
+
+    async def _stream(self) -> AsyncGenerator[ChunkT, None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[list[Emitted[ChunkT]] | WorkerDone] = asyncio.Queue()
         cancel = threading.Event()

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
 from .._errors import EngineError
-from ..engine._protocol import Engine
+from ..engine import Engine
 from ..types import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest
 from ._load import DeploymentLoad
 from ._messages import ChatPiece, Endpoint, ReplicaHeader, ReplicaRequest, TextPiece, decode_message
@@ -64,6 +64,7 @@ class RayGeneration(Generic[ChunkT]):
         self._attempts = attempts
         self._retry_backoff = retry_backoff
         self._started = False
+        self._chunks: AsyncGenerator[ChunkT, None] | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -77,9 +78,16 @@ class RayGeneration(Generic[ChunkT]):
         if self._started:
             raise RuntimeError("A generation's stream can be iterated only once")
         self._started = True
-        return self._stream()
+        self._chunks = self._stream()
+        return self._chunks
 
-    async def _stream(self) -> AsyncIterator[ChunkT]:
+    async def aclose(self) -> None:
+        """Cancel the replica's call, which stops its model; a no-op for a stream that has ended."""
+        self._started = True  # a closed generation cannot be streamed any more
+        if self._chunks is not None:
+            await self._chunks.aclose()
+
+    async def _stream(self) -> AsyncGenerator[ChunkT, None]:
         delivered = False
         for attempt in range(1, self._attempts + 1):
             response = self._handle.options(stream=True).generate.remote(self._request)

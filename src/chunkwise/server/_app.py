@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -11,7 +14,8 @@ from starlette.responses import Response
 
 from .._errors import ChunkwiseError
 from ..confidential import NodeKey
-from ..engine._protocol import BatchingEngine, Engine
+from ..engine import BatchingEngine, Engine
+from ._admission import Admission
 from ._confidential import ConfidentialEndpoints
 from ._errors import MethodNotAllowedError, NotFoundError, error_response
 from ._generation import quiet_stalled_responses
@@ -42,8 +46,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    # uvicorn's logger is the process's, not the app's: filtered only while the app runs.
+    with quiet_stalled_responses():
+        yield
+
+
 def create_app(
-    engine: Engine, settings: ServerSettings | None = None, *, scheduler: Scheduler | None = None
+    engine: Engine, settings: ServerSettings | None = None, *, scheduler: Admission | None = None
 ) -> Starlette:
     """An ASGI app serving ``engine`` with the OpenAI chat-completions API.
 
@@ -60,7 +71,6 @@ def create_app(
     ``scheduler`` replaces the app's own admission queue, for engines whose capacity lives elsewhere (Ray).
     """
     settings = settings or ServerSettings()
-    quiet_stalled_responses()
     metrics = ServerMetrics()
     if scheduler is None:
         capacity = settings.max_running
@@ -104,6 +114,7 @@ def create_app(
         routes=routes,
         middleware=middleware,
         exception_handlers={ChunkwiseError: _chunkwise_error, HTTPException: _http_error},
+        lifespan=_lifespan,
     )
     app.state.engine = engine
     app.state.settings = settings

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..engine._protocol import Engine
+from ..engine import Engine
 from ..types import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -21,13 +21,13 @@ from ..types import (
     ResponseFormatJSONObject,
     ResponseFormatJSONSchema,
 )
+from ._admission import Admission
 from ._body import read_json
 from ._errors import ModelNotFoundError
 from ._generation import CHAT, TEXT, GenerationResponse, StreamKind
 from ._metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from ._playground import playground
 from ._responses import JSON_MEDIA_TYPE, HealthStatus, MsgspecResponse
-from ._scheduler import Scheduler
 from ._settings import ServerSettings
 
 __all__ = ["Endpoints"]
@@ -63,7 +63,7 @@ class Endpoints:
         *,
         engine: Engine,
         settings: ServerSettings,
-        scheduler: Scheduler,
+        scheduler: Admission,
         metrics: ServerMetrics,
         openapi: bytes,
     ) -> None:
