@@ -128,7 +128,8 @@ def test_n_grammar_seeds_and_free_text_side_by_side(server: RunningServer) -> No
     requests = [
         body(TOPICS[0], max_tokens=10, n=3, temperature=1.0, seed=7),
         body(TOPICS[1], max_tokens=10),
-        body("Give a JSON object with a name.", max_tokens=24, response_format={"type": "json_object"}),
+        # Greedy, it closes its object well within max_tokens: the whole answer must parse.
+        body("Describe a cat as a JSON object.", max_tokens=64, response_format={"type": "json_object"}),
         body(TOPICS[2], max_tokens=10, temperature=1.0, seed=11),
         body(TOPICS[2], max_tokens=10, temperature=1.0, seed=12),
     ]
@@ -137,10 +138,7 @@ def test_n_grammar_seeds_and_free_text_side_by_side(server: RunningServer) -> No
     assert together == alone
     assert len(together[0]) == 3 and len(set(together[0])) > 1, "n=3 samples three different choices"
     assert together[3] != together[4], "each request samples with its own seed"
-    if together[2][0].rstrip().endswith("}"):
-        assert isinstance(json.loads(together[2][0]), dict)
-    else:  # cut off by max_tokens: still a JSON object's beginning
-        assert together[2][0].lstrip().startswith("{")
+    assert isinstance(json.loads(together[2][0]), dict)
 
 
 @pytest.fixture(scope="module")
