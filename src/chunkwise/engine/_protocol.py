@@ -9,8 +9,8 @@ chunks, so streaming and non-streaming cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from .._errors import ChunkwiseError
 from ..types import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest, CompletionUsage
@@ -20,6 +20,7 @@ __all__ = [
     "Engine",
     "Generation",
     "InvalidRequestError",
+    "StreamOnce",
     "TextGeneration",
     "generation_usage",
     "usage_chunk",
@@ -69,6 +70,32 @@ class Generation(Protocol[ChunkT_co]):
     def stream(self) -> AsyncIterator[ChunkT_co]: ...
 
     async def aclose(self) -> None: ...
+
+
+class StreamOnce(Generic[ChunkT]):
+    """What every :class:`Generation` does alike: ``stream`` once, ``aclose`` at any time.
+
+    A subclass writes ``_stream``, an async generator whose ``finally`` stops the model: :meth:`aclose` closes
+    it, as a caller that stops iterating early must (an ``async for`` that breaks off leaves it open).
+    """
+
+    _started = False
+    _chunks: AsyncGenerator[ChunkT, None] | None = None
+
+    def stream(self) -> AsyncIterator[ChunkT]:
+        if self._started:
+            raise RuntimeError("A generation's stream can be iterated only once")
+        self._started = True
+        self._chunks = self._stream()
+        return self._chunks
+
+    async def aclose(self) -> None:
+        self._started = True  # a closed generation cannot be streamed any more
+        if self._chunks is not None:
+            await self._chunks.aclose()
+
+    def _stream(self) -> AsyncGenerator[ChunkT, None]:
+        raise NotImplementedError
 
 
 @runtime_checkable

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncGenerator
+from typing import Any, TypeVar
 
 import msgspec
 
 from .._errors import EngineError
-from ..engine import Engine
+from ..engine import Engine, StreamOnce
 from ..types import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest
 from ._load import DeploymentLoad
 from ._messages import ChatPiece, Endpoint, ReplicaHeader, ReplicaRequest, TextPiece, decode_message
@@ -43,7 +43,7 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, exceptions.RayActorError | exceptions.ActorUnavailableError)
 
 
-class RayGeneration(Generic[ChunkT]):
+class RayGeneration(StreamOnce[ChunkT]):
     """One request prepared by the ingress; implements ``Generation`` and ``TextGeneration``."""
 
     def __init__(
@@ -63,8 +63,6 @@ class RayGeneration(Generic[ChunkT]):
         self._load = load
         self._attempts = attempts
         self._retry_backoff = retry_backoff
-        self._started = False
-        self._chunks: AsyncGenerator[ChunkT, None] | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -74,20 +72,8 @@ class RayGeneration(Generic[ChunkT]):
     def completion_tokens(self) -> int:
         return self._completion_tokens
 
-    def stream(self) -> AsyncIterator[ChunkT]:
-        if self._started:
-            raise RuntimeError("A generation's stream can be iterated only once")
-        self._started = True
-        self._chunks = self._stream()
-        return self._chunks
-
-    async def aclose(self) -> None:
-        """Cancel the replica's call, which stops its model; a no-op for a stream that has ended."""
-        self._started = True  # a closed generation cannot be streamed any more
-        if self._chunks is not None:
-            await self._chunks.aclose()
-
     async def _stream(self) -> AsyncGenerator[ChunkT, None]:
+        # Closed early (aclose), the finally below cancels the replica's call, which stops its model.
         delivered = False
         for attempt in range(1, self._attempts + 1):
             response = self._handle.options(stream=True).generate.remote(self._request)
