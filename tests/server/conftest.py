@@ -35,8 +35,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.path.is_relative_to(here):
             # A hung stream must fail the test, not the whole CI job.
             item.add_marker(pytest.mark.timeout(120))
-            if "engine" in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.engine)
 
 
 @dataclass
