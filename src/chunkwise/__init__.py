@@ -1,7 +1,7 @@
 """chunkwise: streaming chat completions in the OpenAI/Atoma wire format.
 
-The names below load on first use: ``import chunkwise.server`` or ``chunkwise.engine`` runs this module, and must
-not pull in the client (and httpx) that only a client process needs.
+The client's names load on first use: ``import chunkwise.server`` or ``chunkwise.engine`` runs this module, and
+must not pull in the client (and httpx) that only a client process needs. The errors and types cost nothing.
 """
 
 from __future__ import annotations
@@ -9,108 +9,50 @@ from __future__ import annotations
 import importlib
 import typing
 
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BrokenChainError,
+    ChunkwiseError,
+    ClientClosedError,
+    ClientStateError,
+    ConflictError,
+    ConnectTimeoutError,
+    DecryptionError,
+    EngineError,
+    EnvelopeError,
+    EventTooLargeError,
+    FirstChunkTimeoutError,
+    IdleTimeoutError,
+    IncompleteStreamError,
+    InternalServerError,
+    NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
+    RequestValidationError,
+    SignatureError,
+    SSEError,
+    StreamConsumedError,
+    StreamError,
+    TotalTimeoutError,
+    UnexpectedResponseError,
+    UnprocessableEntityError,
+    VerificationError,
+)
 from ._version import __version__
+from .types import ChatCompletion, ChatCompletionChunk
 
-if typing.TYPE_CHECKING:  # names for type checkers; at run time __getattr__ loads them
-    from ._errors import (
-        APIConnectionError,
-        APIError,
-        APIStatusError,
-        APITimeoutError,
-        AuthenticationError,
-        BadRequestError,
-        BrokenChainError,
-        ChunkwiseError,
-        ClientClosedError,
-        ClientStateError,
-        ConflictError,
-        ConnectTimeoutError,
-        DecryptionError,
-        EngineError,
-        EnvelopeError,
-        EventTooLargeError,
-        FirstChunkTimeoutError,
-        IdleTimeoutError,
-        IncompleteStreamError,
-        InternalServerError,
-        NotFoundError,
-        PaymentRequiredError,
-        PermissionDeniedError,
-        RateLimitError,
-        RequestTooLargeError,
-        RequestValidationError,
-        SignatureError,
-        SSEError,
-        StreamConsumedError,
-        StreamError,
-        TotalTimeoutError,
-        UnexpectedResponseError,
-        UnprocessableEntityError,
-        VerificationError,
-    )
+if typing.TYPE_CHECKING:  # for type checkers; at run time __getattr__ loads them
     from .client import AsyncClient, AsyncStream, Backoff, Client, Stream, Timeouts
-    from .types import ChatCompletion, ChatCompletionChunk
 
-#: Where each lazily exported name lives (a module relative to this package).
-_LAZY: dict[str, str] = {
-    **dict.fromkeys(
-        (
-            "APIConnectionError",
-            "APIError",
-            "APIStatusError",
-            "APITimeoutError",
-            "AuthenticationError",
-            "BadRequestError",
-            "BrokenChainError",
-            "ChunkwiseError",
-            "ClientClosedError",
-            "ClientStateError",
-            "ConflictError",
-            "ConnectTimeoutError",
-            "DecryptionError",
-            "EngineError",
-            "EnvelopeError",
-            "EventTooLargeError",
-            "FirstChunkTimeoutError",
-            "IdleTimeoutError",
-            "IncompleteStreamError",
-            "InternalServerError",
-            "NotFoundError",
-            "PaymentRequiredError",
-            "PermissionDeniedError",
-            "RateLimitError",
-            "RequestTooLargeError",
-            "RequestValidationError",
-            "SignatureError",
-            "SSEError",
-            "StreamConsumedError",
-            "StreamError",
-            "TotalTimeoutError",
-            "UnexpectedResponseError",
-            "UnprocessableEntityError",
-            "VerificationError",
-        ),
-        "._errors",
-    ),
-    **dict.fromkeys(
-        (
-            "AsyncClient",
-            "AsyncStream",
-            "Backoff",
-            "Client",
-            "Stream",
-            "Timeouts",
-        ),
-        ".client",
-    ),
-    **dict.fromkeys(
-        (
-            "ChatCompletion",
-            "ChatCompletionChunk",
-        ),
-        ".types",
-    ),
-}
+#: Loaded on first use, from the client package.
+_CLIENT_NAMES = frozenset({"AsyncClient", "AsyncStream", "Backoff", "Client", "Stream", "Timeouts"})
 
 __all__ = [
     "APIConnectionError",
@@ -160,12 +102,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in _CLIENT_NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     # Imported by name, not by an import statement, so that import-linter's graph does not see the root
     # depending on the client: only code that asks for a client name loads it.
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(importlib.import_module(".client", __name__), name)
     globals()[name] = value
     return value
 
