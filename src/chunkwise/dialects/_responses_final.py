@@ -144,7 +144,6 @@ def completion_to_response(completion: ChatCompletion, template: ResponseObject)
         template,
         status=status,
         incomplete_details=incomplete,
-        model=completion.model or template.model,
         output=output,
         usage=usage_to_responses(completion.usage) if completion.usage is not None else None,
     )

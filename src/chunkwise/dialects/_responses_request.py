@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -49,6 +50,8 @@ from ._responses_types import (
 )
 
 __all__ = ["new_response", "responses_request_to_chat"]
+
+_MISSING = re.compile(r"^Object missing required field `([^`]+)`")
 
 _ITEM_TYPES: dict[str, type[Any]] = {
     "message": ResponseInputMessage,
@@ -158,10 +161,14 @@ def _read_item(
 
 
 def _located(exc: msgspec.ValidationError, param: str) -> tuple[str, str]:
-    # msgspec ends its message with "- at `$.path`"; rebase that path onto the item's place in `input`.
-    text = str(exc)
-    message, _, path = text.partition(" - at `$")
-    return message, param + path.rstrip("`")
+    # msgspec ends its message with "- at `$.path`"; rebase that path onto the item's place in `input`,
+    # and name a missing field itself ("Object missing required field `call_id`").
+    message, _, path = str(exc).partition(" - at `$")
+    path = param + path.rstrip("`")
+    missing = _MISSING.match(message)
+    if missing is not None:
+        path = f"{path}.{missing[1]}"
+    return message, path
 
 
 def _append_message(messages: list[Message], item: ResponseInputMessage, param: str, reasoning: list[str]) -> None:

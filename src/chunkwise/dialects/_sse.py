@@ -7,6 +7,7 @@ know (OpenAI adds new ones for its hosted tools) are skipped, as the official SD
 
 from __future__ import annotations
 
+import re
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -36,6 +37,7 @@ class _Typed(msgspec.Struct):
 
 
 _typed = msgspec.json.Decoder(_Typed)
+_UNKNOWN_KIND = re.compile(r"^Invalid value '[^']*' - at `\$\.(item|part|content_block|delta)\.type`$")
 
 E = TypeVar("E")
 
@@ -67,10 +69,12 @@ class _EventDecoder(Generic[E]):
                 continue  # `[DONE]` from chat-minded proxies, or an empty event
             try:
                 event = self._decode(data)
-            except msgspec.ValidationError:
+            except msgspec.ValidationError as exc:
                 kind = _typed.decode(data).type
-                if kind in self._known:
-                    raise InvalidChunkError(f"malformed {kind!r} event: {data[:200]!r}") from None
+                # An unknown event, or a known one around an unknown kind of item, part or delta (a hosted
+                # tool's item in `response.output_item.added`): skipped. Anything else is malformed.
+                if kind in self._known and not _UNKNOWN_KIND.match(str(exc)):
+                    raise InvalidChunkError(f"malformed {kind!r} event ({exc}): {data[:200]!r}") from None
                 continue
             except msgspec.DecodeError as exc:
                 raise InvalidChunkError(f"undecodable event ({exc}): {data[:200]!r}") from None
