@@ -25,7 +25,9 @@ from chunkwise.dialects import (
     completion_to_message,
     completion_to_response,
     messages_error,
+    messages_error_detail,
 )
+from chunkwise.types import ErrorDetail
 
 from .strategies import ChatStream, chat_streams
 from .test_properties import MESSAGE_ID, template, to_messages, to_responses
@@ -86,3 +88,11 @@ def test_anthropic_ping_error_event_and_error_body_validate_with_anthropic_sdk()
     answer = anthropic_shared.ErrorResponse.model_validate_json(wire(messages_error(404, "no such model")))
     assert answer.error.type == "not_found_error"
     assert msgspec.json.decode(wire(PingEvent())) == {"type": "ping"}
+
+
+def test_chat_errors_take_anthropic_types() -> None:
+    assert messages_error_detail(ErrorDetail(message="m", type="rate_limit_error")).type == "rate_limit_error"
+    assert messages_error_detail(ErrorDetail(message="m", type="server_error")).type == "api_error"
+    assert messages_error_detail(ErrorDetail(message="m", type="x", http_status_code=529)).type == "overloaded_error"
+    assert messages_error(400, "bad").error.type == "invalid_request_error"
+    assert messages_error(502, "bad").error.type == "api_error"

@@ -22,6 +22,7 @@ from ._messages_final import (
     completion_to_message,
     message_to_completion,
     messages_error,
+    messages_error_detail,
     messages_error_type,
 )
 from ._messages_request import (
@@ -222,6 +223,7 @@ __all__ = [
     "encode_dialect_event",
     "message_to_completion",
     "messages_error",
+    "messages_error_detail",
     "messages_error_type",
     "messages_request_to_chat",
     "new_response",

@@ -36,6 +36,7 @@ __all__ = [
     "completion_to_message",
     "message_to_completion",
     "messages_error",
+    "messages_error_detail",
     "messages_error_type",
 ]
 
@@ -68,6 +69,8 @@ _STATUS_TO_TYPE = {
     504: "timeout_error",
     529: "overloaded_error",
 }
+
+_ANTHROPIC_TYPES = frozenset([*_STATUS_TO_TYPE.values(), "api_error"])
 
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -199,10 +202,14 @@ def messages_error(status: int, message: str, *, request_id: str | None = None) 
     )
 
 
-def error_detail_for(error: ErrorDetail) -> MessagesErrorDetail:
-    """A chat error frame (``{"error": {...}}``) in Anthropic's shape, for an error inside a stream."""
+def messages_error_detail(error: ErrorDetail) -> MessagesErrorDetail:
+    """A chat error (an in-stream ``{"error": {...}}`` frame) in Anthropic's shape, for the ``error`` event.
+
+    Anthropic's names are kept where chat used them too (``invalid_request_error``, ``rate_limit_error``);
+    any other type is read from the HTTP status a server put in the frame, else it is an ``api_error``.
+    """
     kind = error.type or ""
-    if kind not in _STATUS_TO_TYPE.values() and kind not in ("api_error", "invalid_request_error"):
+    if kind not in _ANTHROPIC_TYPES:
         status = error.http_status_code if isinstance(error.http_status_code, int) else 500
         kind = messages_error_type(status)
     return MessagesErrorDetail(type=kind, message=error.message)

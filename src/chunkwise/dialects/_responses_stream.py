@@ -19,6 +19,8 @@ call; every item of a turn cut by the token limit ends ``incomplete``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from ..types import (
@@ -78,13 +80,17 @@ __all__ = ["ChatToResponses", "ResponseAccumulator", "ResponsesToChat"]
 
 _TEXT, _REFUSAL, _REASONING, _CALL = 0, 1, 2, 3
 
+#: chunkwise sends no logprobs in text deltas; one shared empty list spares an allocation per event.
+_NO_LOGPROBS: list[Any] = []
+
 
 class _Part:
     """One content part of an item (message text, a refusal, reasoning text) or a call's arguments."""
 
-    __slots__ = ("content_index", "kind", "pieces")
+    __slots__ = ("content_index", "item", "kind", "pieces")
 
-    def __init__(self, kind: int, content_index: int) -> None:
+    def __init__(self, item: _Item, kind: int, content_index: int) -> None:
+        self.item = item
         self.kind = kind
         self.content_index = content_index
         self.pieces: list[str] = []
@@ -136,6 +142,7 @@ class ChatToResponses:
         "_finish_reason",
         "_items",
         "_message",
+        "_parts",
         "_reasoning",
         "_sequence",
         "_started",
@@ -154,6 +161,8 @@ class ChatToResponses:
         self._message: _Item | None = None
         self._reasoning: _Item | None = None
         self._calls: dict[int, _Item] = {}
+        # The open part of each kind (_TEXT, _REFUSAL, _REASONING), found without a search per delta.
+        self._parts: list[_Part | None] = [None, None, None]
         self._finish_reason: str | None = None
         self._closed = False
         self._terminated = False
@@ -245,33 +254,13 @@ class ChatToResponses:
         return item
 
     def _text(self, events: list[ResponseStreamEvent], kind: int, text: str) -> None:
-        if kind == _REASONING:
-            item = self._reasoning
-            if item is None:
-                item = self._reasoning = self._open(events, _REASONING, reasoning_item_id(self._base))
-        else:
-            item = self._message
-            if item is None:
-                item = self._message = self._open(events, _TEXT, message_item_id(self._base))
-        part = None
-        for candidate in item.parts:
-            if candidate.kind == kind:
-                part = candidate
-                break
+        part = self._parts[kind]
         if part is None:
-            part = _Part(kind, len(item.parts))
-            item.parts.append(part)
-            events.append(
-                ResponseContentPartAddedEvent(
-                    item_id=item.item_id,
-                    output_index=item.output_index,
-                    content_index=part.content_index,
-                    part=_empty_part(kind),
-                    sequence_number=self._next(),
-                )
-            )
+            part = self._parts[kind] = self._open_part(events, kind)
         part.pieces.append(text)
-        number = self._next()
+        number = self._sequence
+        self._sequence = number + 1
+        item = part.item
         if kind == _TEXT:
             events.append(
                 ResponseTextDeltaEvent(
@@ -279,6 +268,7 @@ class ChatToResponses:
                     output_index=item.output_index,
                     content_index=part.content_index,
                     delta=text,
+                    logprobs=_NO_LOGPROBS,
                     sequence_number=number,
                 )
             )
@@ -303,6 +293,28 @@ class ChatToResponses:
                 )
             )
 
+    def _open_part(self, events: list[ResponseStreamEvent], kind: int) -> _Part:
+        if kind == _REASONING:
+            item = self._reasoning
+            if item is None:
+                item = self._reasoning = self._open(events, _REASONING, reasoning_item_id(self._base))
+        else:
+            item = self._message
+            if item is None:
+                item = self._message = self._open(events, _TEXT, message_item_id(self._base))
+        part = _Part(item, kind, len(item.parts))
+        item.parts.append(part)
+        events.append(
+            ResponseContentPartAddedEvent(
+                item_id=item.item_id,
+                output_index=item.output_index,
+                content_index=part.content_index,
+                part=_empty_part(kind),
+                sequence_number=self._next(),
+            )
+        )
+        return part
+
     def _call(self, events: list[ResponseStreamEvent], fragment: ChoiceDeltaToolCall) -> None:
         index = fragment.index
         function = fragment.function
@@ -313,7 +325,7 @@ class ChatToResponses:
             item = self._calls[index] = self._open(events, _CALL, function_item_id(self._base, ordinal))
             item.call_id = call_id_for(self._base, ordinal, fragment.id or "")
             item.name = (function.name or "") if function is not None else ""
-            item.parts.append(_Part(_CALL, 0))
+            item.parts.append(_Part(item, _CALL, 0))
             added = ResponseFunctionCall(
                 id=item.item_id, call_id=item.call_id, name=item.name, arguments="", status="in_progress"
             )
