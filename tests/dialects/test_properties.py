@@ -44,6 +44,8 @@ from chunkwise.dialects import (
     ResponseOutputItemDoneEvent,
     ResponseReasoningTextDeltaEvent,
     ResponseReasoningTextDoneEvent,
+    ResponseRefusalDeltaEvent,
+    ResponseRefusalDoneEvent,
     ResponsesRequest,
     ResponsesStreamDecoder,
     ResponsesToChat,
@@ -153,7 +155,9 @@ def check_responses_grammar(events: Sequence[ResponseStreamEvent]) -> None:
             ResponseTextDeltaEvent
             | ResponseReasoningTextDeltaEvent
             | ResponseTextDoneEvent
-            | ResponseReasoningTextDoneEvent,
+            | ResponseReasoningTextDoneEvent
+            | ResponseRefusalDeltaEvent
+            | ResponseRefusalDoneEvent,
         ):
             assert (index, event.content_index) in parts_open
         elif isinstance(event, ResponseContentPartDoneEvent):
@@ -305,3 +309,40 @@ def test_every_event_is_one_sse_event_named_by_its_type() -> None:
         name, _, rest = data.partition(b"\n")
         assert name == b"event: " + msgspec.json.decode(rest.removeprefix(b"data: "))["type"].encode()
         assert data.endswith(b"}\n\n") and data.count(b"\n") == 3
+
+
+def test_a_refusal_is_a_refusal_part_of_the_message() -> None:
+    from chunkwise.types import ChoiceDelta, ChunkChoice
+
+    def chunk(delta: ChoiceDelta, finish: str | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(id="c", choices=[ChunkChoice(delta=delta, finish_reason=finish)])
+
+    chunks = [
+        chunk(ChoiceDelta(refusal="I can")),
+        chunk(ChoiceDelta(content="Sorry. ")),
+        chunk(ChoiceDelta(refusal="not.")),
+    ]
+    chunks.append(chunk(ChoiceDelta(), "stop"))
+    events = to_responses(chunks)
+    check_responses_grammar(events)
+    accumulator = ResponseAccumulator()
+    for event in events:
+        accumulator.add(event)
+    assert accumulator.result() == completion_to_response(accumulate(chunks), template())
+    back = accumulate(chunks_only([item for event in events for item in ResponsesToChat().feed(event)]))
+    assert (back.choices[0].message.refusal, back.choices[0].message.content) == ("I cannot.", "Sorry. ")
+
+
+def test_a_broken_chat_stream_ends_each_dialect_with_its_error() -> None:
+    from chunkwise.types import ChoiceDelta, ChunkChoice
+
+    chunk = ChatCompletionChunk(id="c", choices=[ChunkChoice(delta=ChoiceDelta(content="Hel"))])
+    responses = ChatToResponses(template())
+    events = responses.feed(chunk) + responses.fail("engine died")
+    assert [type(event).__struct_config__.tag for event in events[-2:]] == ["error", "response.failed"]
+    assert responses.response.status == "failed" and responses.response.output_text == "Hel"
+    assert responses.finish() == [] and responses.fail("again") == []
+    messages = ChatToMessages(message_id=MESSAGE_ID, model="m")
+    message_events = messages.feed(chunk) + messages.fail("engine died")
+    assert type(message_events[-1]).__struct_config__.tag == "error"
+    assert messages.finish() == [] and messages.feed(chunk) == []

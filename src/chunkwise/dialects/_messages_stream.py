@@ -28,9 +28,15 @@ from ..types import (
     ChunkChoice,
     CompletionUsage,
     ErrorDetail,
-    StopReason,
 )
-from ._messages_final import finish_reason_for, stop_reason_for, tool_input, tool_use_id, usage_to_chat
+from ._messages_final import (
+    finish_reason_for,
+    stop_reason_for,
+    tool_input,
+    tool_use_id,
+    usage_to_chat,
+    usage_to_messages,
+)
 from ._messages_types import (
     ContentBlock,
     ContentBlockDeltaEvent,
@@ -54,6 +60,7 @@ from ._messages_types import (
     ThinkingDelta,
     ToolUseBlock,
 )
+from ._writer import ChatStreamWriter
 
 __all__ = ["ChatToMessages", "MessagesAccumulator", "MessagesToChat"]
 
@@ -85,7 +92,7 @@ class _Block:
         return True
 
 
-class ChatToMessages:
+class ChatToMessages(ChatStreamWriter[MessagesStreamEvent]):
     """Chat chunks in, Messages events out, for one message.
 
     Call :meth:`start` when the request is accepted (the first :meth:`feed` calls it too), :meth:`feed` for
@@ -95,97 +102,58 @@ class ChatToMessages:
 
     __slots__ = (
         "_calls",
-        "_closed",
-        "_finish_reason",
         "_input_tokens",
         "_live",
         "_message_id",
         "_model",
         "_next_index",
-        "_started",
-        "_stop_reason",
-        "_terminated",
         "_text",
         "_thinking",
-        "_usage",
         "_waiting",
     )
 
     def __init__(self, *, message_id: str, model: str, input_tokens: int = 0) -> None:
+        super().__init__()
         self._message_id = message_id
         self._model = model
         self._input_tokens = input_tokens
-        self._started = False
         self._live: _Block | None = None
         self._waiting: list[_Block] = []
         self._text: _Block | None = None
         self._thinking: _Block | None = None
         self._calls: dict[int, _Block] = {}
         self._next_index = 0
-        self._finish_reason: str | None = None
-        self._stop_reason: StopReason | None = None
-        self._usage: CompletionUsage | None = None
-        self._closed = False
-        self._terminated = False
 
-    def start(self) -> list[MessagesStreamEvent]:
-        if self._started:
+    def fail(self, message: str, *, error_type: str = "api_error") -> list[MessagesStreamEvent]:
+        """End the stream with Anthropic's ``error`` event, the chat stream having broken."""
+        events = self._failing()
+        if events is None:
             return []
-        self._started = True
+        events.append(MessagesErrorEvent(error=MessagesErrorDetail(type=error_type, message=message)))
+        return events
+
+    def _opening(self) -> list[MessagesStreamEvent]:
         message = MessagesResponse(
             id=self._message_id, model=self._model, usage=MessagesUsage(input_tokens=self._input_tokens)
         )
         return [MessageStartEvent(message=message)]
 
-    def feed(self, chunk: ChatCompletionChunk) -> list[MessagesStreamEvent]:
-        events = self.start() if not self._started else []
-        if self._terminated:
-            return events
-        if chunk.usage is not None:
-            self._usage = chunk.usage
-        for choice in chunk.choices:
-            if choice.index != 0 or self._closed:
-                continue
-            delta = choice.delta
-            reasoning = delta.reasoning_content if delta.reasoning_content is not None else delta.reasoning
-            if reasoning:
-                block = self._thinking
-                if block is None:
-                    block = self._thinking = _Block(_THINKING)
-                self._deliver(events, block, reasoning)
-            if delta.content:
-                block = self._text
-                if block is None:
-                    block = self._text = _Block(_TEXT)
-                self._deliver(events, block, delta.content)
-            if delta.tool_calls:
-                for fragment in delta.tool_calls:
-                    self._call(events, fragment)
-            if choice.finish_reason is not None:
-                self._finish_reason = choice.finish_reason
-                self._stop_reason = choice.stop_reason
-                self._close_blocks(events)
-        if self._closed and self._usage is not None:
-            self._terminate(events)
-        return events
-
-    def finish(self) -> list[MessagesStreamEvent]:
-        """Close whatever is open and end with ``message_delta`` and ``message_stop``."""
-        events = self.start() if not self._started else []
-        if not self._terminated:
-            self._close_blocks(events)
-            self._terminate(events)
-        return events
-
-    def fail(self, message: str, *, error_type: str = "api_error") -> list[MessagesStreamEvent]:
-        """End the stream with Anthropic's ``error`` event, the chat stream having broken."""
-        events = self.start() if not self._started else []
-        if not self._terminated:
-            self._terminated = True
-            events.append(MessagesErrorEvent(error=MessagesErrorDetail(type=error_type, message=message)))
-        return events
-
     # --- blocks ------------------------------------------------------------------------------------------
+
+    def _reasoning_text(self, events: list[MessagesStreamEvent], text: str) -> None:
+        block = self._thinking
+        if block is None:
+            block = self._thinking = _Block(_THINKING)
+        self._deliver(events, block, text)
+
+    def _content(self, events: list[MessagesStreamEvent], text: str) -> None:
+        block = self._text
+        if block is None:
+            block = self._text = _Block(_TEXT)
+        self._deliver(events, block, text)
+
+    def _refusal(self, events: list[MessagesStreamEvent], text: str) -> None:
+        """Anthropic has no refusal text (a refusal is only a stop reason); it is left out."""
 
     def _call(self, events: list[MessagesStreamEvent], fragment: ChoiceDeltaToolCall) -> None:
         function = fragment.function
@@ -219,7 +187,7 @@ class ChatToMessages:
         live = self._live
         if live is None or live.closable():
             if live is not None:
-                self._close(events, live)
+                self._close_block(events, live)
             self._open(events, waiting.pop(0))
 
     def _open(self, events: list[MessagesStreamEvent], block: _Block) -> None:
@@ -240,7 +208,7 @@ class ChatToMessages:
             if block.kind != _TOOL:
                 block.pieces.clear()
 
-    def _close(self, events: list[MessagesStreamEvent], block: _Block) -> None:
+    def _close_block(self, events: list[MessagesStreamEvent], block: _Block) -> None:
         block.state = _CLOSED
         events.append(ContentBlockStopEvent(index=block.index))
         if block is self._text:
@@ -250,31 +218,25 @@ class ChatToMessages:
         if block is self._live:
             self._live = None
 
-    def _close_blocks(self, events: list[MessagesStreamEvent]) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self, events: list[MessagesStreamEvent]) -> None:
         if self._live is not None:
-            self._close(events, self._live)
+            self._close_block(events, self._live)
         for block in self._waiting:
             self._open(events, block)
-            self._close(events, block)
+            self._close_block(events, block)
         self._waiting.clear()
 
     def _terminate(self, events: list[MessagesStreamEvent]) -> None:
-        self._terminated = True
         stop_reason, stop_sequence = stop_reason_for(self._finish_reason, self._stop_reason)
-        usage = self._usage
-        if usage is None:
+        if self._usage is None:
             delta_usage = MessageDeltaUsage(output_tokens=0)
         else:
-            details = usage.prompt_tokens_details
-            cached = (details.cached_tokens or 0) if details is not None else 0
+            usage = usage_to_messages(self._usage)
             delta_usage = MessageDeltaUsage(
-                output_tokens=usage.completion_tokens,
-                input_tokens=usage.prompt_tokens - cached,
-                cache_creation_input_tokens=0,
-                cache_read_input_tokens=cached,
+                output_tokens=usage.output_tokens,
+                input_tokens=usage.input_tokens,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                cache_read_input_tokens=usage.cache_read_input_tokens,
             )
         events.append(
             MessageDeltaEvent(

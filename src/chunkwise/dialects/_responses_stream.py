@@ -29,7 +29,6 @@ from ..types import (
     ChoiceDeltaToolCall,
     ChoiceDeltaToolCallFunction,
     ChunkChoice,
-    CompletionUsage,
     ErrorDetail,
 )
 from ._responses_final import (
@@ -75,10 +74,16 @@ from ._responses_types import (
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
 )
+from ._writer import ChatStreamWriter
 
 __all__ = ["ChatToResponses", "ResponseAccumulator", "ResponsesToChat"]
 
 _TEXT, _REFUSAL, _REASONING, _CALL = 0, 1, 2, 3
+
+_OTHER_DELTA_EVENTS: dict[int, type[ResponseReasoningTextDeltaEvent | ResponseRefusalDeltaEvent]] = {
+    _REASONING: ResponseReasoningTextDeltaEvent,
+    _REFUSAL: ResponseRefusalDeltaEvent,
+}
 
 #: chunkwise sends no logprobs in text deltas; one shared empty list spares an allocation per event.
 _NO_LOGPROBS: list[Any] = []
@@ -126,7 +131,7 @@ class _Item:
         return ResponseOutputMessage(id=self.item_id, status=status, content=content)
 
 
-class ChatToResponses:
+class ChatToResponses(ChatStreamWriter[ResponseStreamEvent]):
     """Chat chunks in, Responses events out, for one response.
 
     ``template`` is the ``in_progress`` response (:func:`new_response`): its id names the items, and its
@@ -135,38 +140,19 @@ class ChatToResponses:
     at the end of the chat stream, or :meth:`fail` when it broke. Only choice 0 is read.
     """
 
-    __slots__ = (
-        "_base",
-        "_calls",
-        "_closed",
-        "_finish_reason",
-        "_items",
-        "_message",
-        "_parts",
-        "_reasoning",
-        "_sequence",
-        "_started",
-        "_template",
-        "_terminated",
-        "_usage",
-        "response",
-    )
+    __slots__ = ("_base", "_calls", "_items", "_message", "_parts", "_reasoning", "_sequence", "_template", "response")
 
     def __init__(self, template: ResponseObject) -> None:
+        super().__init__()
         self._template = template
         self._base = id_base(template.id)
         self._sequence = 0
-        self._started = False
         self._items: list[_Item] = []
         self._message: _Item | None = None
         self._reasoning: _Item | None = None
         self._calls: dict[int, _Item] = {}
         # The open part of each kind (_TEXT, _REFUSAL, _REASONING), found without a search per delta.
         self._parts: list[_Part | None] = [None, None, None]
-        self._finish_reason: str | None = None
-        self._closed = False
-        self._terminated = False
-        self._usage: CompletionUsage | None = None
         #: The response as the last lifecycle event showed it: the final one after :meth:`finish`.
         self.response = template
 
@@ -175,56 +161,11 @@ class ChatToResponses:
         self._sequence = number + 1
         return number
 
-    def start(self) -> list[ResponseStreamEvent]:
-        if self._started:
-            return []
-        self._started = True
-        return [
-            ResponseCreatedEvent(response=self._template, sequence_number=self._next()),
-            ResponseInProgressEvent(response=self._template, sequence_number=self._next()),
-        ]
-
-    def feed(self, chunk: ChatCompletionChunk) -> list[ResponseStreamEvent]:
-        events = self.start() if not self._started else []
-        if self._terminated:
-            return events
-        if chunk.usage is not None:
-            self._usage = chunk.usage
-        for choice in chunk.choices:
-            if choice.index != 0 or self._closed:
-                continue
-            delta = choice.delta
-            reasoning = delta.reasoning_content if delta.reasoning_content is not None else delta.reasoning
-            if reasoning:
-                self._text(events, _REASONING, reasoning)
-            if delta.content:
-                self._text(events, _TEXT, delta.content)
-            if delta.refusal:
-                self._text(events, _REFUSAL, delta.refusal)
-            if delta.tool_calls:
-                for fragment in delta.tool_calls:
-                    self._call(events, fragment)
-            if choice.finish_reason is not None:
-                self._finish_reason = choice.finish_reason
-                self._close_items(events)
-        if self._closed and self._usage is not None:
-            self._terminate(events)
-        return events
-
-    def finish(self) -> list[ResponseStreamEvent]:
-        """Close whatever is open and end with ``response.completed`` (or ``response.incomplete``)."""
-        events = self.start() if not self._started else []
-        if not self._terminated:
-            self._close_items(events)
-            self._terminate(events)
-        return events
-
     def fail(self, message: str, *, code: str = "server_error") -> list[ResponseStreamEvent]:
         """End the stream with an ``error`` event and ``response.failed``, the chat stream having broken."""
-        events = self.start() if not self._started else []
-        if self._terminated:
-            return events
-        self._terminated = True
+        events = self._failing()
+        if events is None:
+            return []
         events.append(ResponseErrorEvent(code=code, message=message, sequence_number=self._next()))
         self.response = msgspec.structs.replace(
             self._template,
@@ -235,6 +176,21 @@ class ChatToResponses:
         )
         events.append(ResponseFailedEvent(response=self.response, sequence_number=self._next()))
         return events
+
+    def _opening(self) -> list[ResponseStreamEvent]:
+        return [
+            ResponseCreatedEvent(response=self._template, sequence_number=self._next()),
+            ResponseInProgressEvent(response=self._template, sequence_number=self._next()),
+        ]
+
+    def _reasoning_text(self, events: list[ResponseStreamEvent], text: str) -> None:
+        self._text(events, _REASONING, text)
+
+    def _content(self, events: list[ResponseStreamEvent], text: str) -> None:
+        self._text(events, _TEXT, text)
+
+    def _refusal(self, events: list[ResponseStreamEvent], text: str) -> None:
+        self._text(events, _REFUSAL, text)
 
     # --- items ---------------------------------------------------------------------------------------
 
@@ -272,19 +228,9 @@ class ChatToResponses:
                     sequence_number=number,
                 )
             )
-        elif kind == _REASONING:
-            events.append(
-                ResponseReasoningTextDeltaEvent(
-                    item_id=item.item_id,
-                    output_index=item.output_index,
-                    content_index=part.content_index,
-                    delta=text,
-                    sequence_number=number,
-                )
-            )
         else:
             events.append(
-                ResponseRefusalDeltaEvent(
+                _OTHER_DELTA_EVENTS[kind](
                     item_id=item.item_id,
                     output_index=item.output_index,
                     content_index=part.content_index,
@@ -345,10 +291,7 @@ class ChatToResponses:
                 )
             )
 
-    def _close_items(self, events: list[ResponseStreamEvent]) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self, events: list[ResponseStreamEvent]) -> None:
         item_status = ending(self._finish_reason)[2]
         for item in self._items:
             if item.kind == _CALL:
@@ -417,7 +360,6 @@ class ChatToResponses:
         )
 
     def _terminate(self, events: list[ResponseStreamEvent]) -> None:
-        self._terminated = True
         status, incomplete, item_status = ending(self._finish_reason)
         self.response = msgspec.structs.replace(
             self._template,
