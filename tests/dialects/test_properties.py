@@ -70,7 +70,28 @@ RESPONSE_ID, MESSAGE_ID = "resp_0a1b", "msg_0a1b"
 
 
 def template() -> ResponseObject:
-    request = ResponsesRequest(model="m", input="hi", stream=True)
+    """An in-progress response that echoes a request using every echoed field, so the SDK checks them all."""
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    request = msgspec.convert(
+        {
+            "model": "m",
+            "input": "hi",
+            "stream": True,
+            "instructions": "Be brief.",
+            "tools": [{"type": "function", "name": "weather", "parameters": schema, "strict": False}],
+            "tool_choice": {"type": "function", "name": "weather"},
+            "text": {"format": {"type": "json_schema", "name": "answer", "schema": schema}},
+            "max_output_tokens": 100,
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "store": True,
+            "metadata": {"k": "v"},
+            "reasoning": {"effort": "low"},
+            "truncation": "disabled",
+            "user": "u",
+        },
+        ResponsesRequest,
+    )
     return new_response(request, response_id=RESPONSE_ID, created_at=1_760_000_000, model="m")
 
 
