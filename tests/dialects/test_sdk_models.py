@@ -20,6 +20,7 @@ from chunkwise.dialects import (
     ChatToResponses,
     MessagesErrorEvent,
     MessageStartEvent,
+    MessageTokensCount,
     PingEvent,
     ResponseStreamEvent,
     completion_to_message,
@@ -96,3 +97,8 @@ def test_chat_errors_take_anthropic_types() -> None:
     assert messages_error_detail(ErrorDetail(message="m", type="x", http_status_code=529)).type == "overloaded_error"
     assert messages_error(400, "bad").error.type == "invalid_request_error"
     assert messages_error(502, "bad").error.type == "api_error"
+
+
+def test_count_tokens_answer_validates_with_anthropic_sdk() -> None:
+    counted = anthropic_types.MessageTokensCount.model_validate_json(wire(MessageTokensCount(input_tokens=12)))
+    assert counted.input_tokens == 12

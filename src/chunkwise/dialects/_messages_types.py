@@ -24,6 +24,7 @@ __all__ = [
     "MessageParam",
     "MessageStartEvent",
     "MessageStopEvent",
+    "MessageTokensCount",
     "MessagesErrorDetail",
     "MessagesErrorEvent",
     "MessagesErrorResponse",
@@ -96,6 +97,12 @@ class MessagesResponse(msgspec.Struct, kw_only=True, gc=False):
     stop_reason: str | None = None
     stop_sequence: str | None = None
     usage: MessagesUsage = msgspec.field(default_factory=MessagesUsage)
+
+
+class MessageTokensCount(msgspec.Struct, kw_only=True, gc=False):
+    """The answer of ``POST /v1/messages/count_tokens``."""
+
+    input_tokens: int = 0
 
 
 # --- errors -------------------------------------------------------------------------------------------
