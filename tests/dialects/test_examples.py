@@ -433,3 +433,58 @@ def test_anthropic_error_event_ends_the_stream() -> None:
     for event in events:
         accumulator.add(event)
     assert accumulator.finished and accumulator.error is not None and accumulator.error.type == "overloaded_error"
+
+
+def test_a_responses_stream_without_deltas_is_read_from_its_done_events() -> None:
+    events, finished = read_responses(
+        sse(
+            ("response.created", f'{{"type":"response.created","sequence_number":0,"response":{RESPONSE_HEAD}}}'),
+            (
+                "response.output_item.added",
+                '{"type":"response.output_item.added","sequence_number":1,"output_index":0,'
+                '"item":{"type":"message","id":"msg_67c9","status":"in_progress","role":"assistant","content":[]}}',
+            ),
+            (
+                "response.output_text.done",
+                '{"type":"response.output_text.done","sequence_number":2,"item_id":"msg_67c9","output_index":0,'
+                '"content_index":0,"text":"Hi there!","logprobs":[]}',
+            ),
+            (
+                "response.output_item.done",
+                f'{{"type":"response.output_item.done","sequence_number":3,"output_index":0,"item":{MESSAGE_DONE}}}',
+            ),
+            (
+                "response.output_item.added",
+                '{"type":"response.output_item.added","sequence_number":4,"output_index":1,'
+                '"item":{"type":"function_call","id":"fc_12","call_id":"call_12","name":"get_weather","arguments":""}}',
+            ),
+            (
+                "response.function_call_arguments.done",
+                '{"type":"response.function_call_arguments.done","sequence_number":5,"item_id":"fc_12",'
+                '"output_index":1,"arguments":"{\\"location\\":\\"Paris, France\\"}"}',
+            ),
+            (
+                "response.output_item.done",
+                f'{{"type":"response.output_item.done","sequence_number":6,"output_index":1,"item":{CALL_DONE}}}',
+            ),
+            (
+                "response.completed",
+                '{"type":"response.completed","sequence_number":7,"response":'
+                + completed(MESSAGE_DONE + "," + CALL_DONE)
+                + "}",
+            ),
+        )
+    )
+    assert finished
+    accumulator = ResponseAccumulator()
+    for event in events:
+        accumulator.add(event)
+    response = accumulator.result()
+    assert response.output_text == "Hi there!"
+    assert isinstance(response.output[1], ResponseFunctionCall)
+    assert response.output[1].arguments == '{"location":"Paris, France"}'
+    choice = accumulate(
+        item for item in to_chat(ResponsesToChat(), events) if isinstance(item, ChatCompletionChunk)
+    ).choices[0]
+    assert choice.message.content == "Hi there!"
+    assert [c.function.arguments for c in choice.message.tool_calls or []] == ['{"location":"Paris, France"}']

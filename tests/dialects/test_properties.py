@@ -350,7 +350,8 @@ def test_a_refusal_is_a_refusal_part_of_the_message() -> None:
     for event in events:
         accumulator.add(event)
     assert accumulator.result() == completion_to_response(accumulate(chunks), template())
-    back = accumulate(chunks_only([item for event in events for item in ResponsesToChat().feed(event)]))
+    reader = ResponsesToChat()
+    back = accumulate(chunks_only([item for event in events for item in reader.feed(event)]))
     assert (back.choices[0].message.refusal, back.choices[0].message.content) == ("I cannot.", "Sorry. ")
 
 

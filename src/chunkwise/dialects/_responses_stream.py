@@ -388,18 +388,22 @@ def _empty_part(kind: int) -> ResponseOutputText | ResponseOutputRefusal | Respo
 class ResponsesToChat:
     """Responses events in, chat chunks out: what a chat client would have received for the same answer.
 
-    Each function_call item becomes a tool call with the next ``index``. The terminal event gives the
-    finish chunk and, when the response has usage, a usage chunk (``choices: []``). An ``error`` event or
-    ``response.failed`` gives one :class:`~chunkwise.types.ErrorDetail` and ends the translation.
+    Each function_call item becomes a tool call with the next ``index``. Text and arguments come from the
+    deltas; a server that sends a ``.done`` event without deltas before it gets the whole text from the
+    ``.done``. The terminal event gives the finish chunk and, when the response has usage, a usage chunk
+    (``choices: []``). An ``error`` event or ``response.failed`` gives one
+    :class:`~chunkwise.types.ErrorDetail` and ends the translation.
     """
 
-    __slots__ = ("_created", "_ended", "_id", "_model", "_tool_indices")
+    __slots__ = ("_created", "_ended", "_id", "_model", "_streamed", "_tool_indices")
 
     def __init__(self) -> None:
         self._id = ""
         self._created = 0
         self._model = ""
         self._tool_indices: dict[int, int] = {}
+        # (output_index, content_index) of every part that had a delta; a function call's content_index is -1.
+        self._streamed: set[tuple[int, int]] = set()
         self._ended = False
 
     def _chunk(self, delta: ChoiceDelta, finish_reason: str | None = None) -> ChatCompletionChunk:
@@ -414,22 +418,37 @@ class ResponsesToChat:
         if self._ended:
             return []
         if isinstance(event, ResponseTextDeltaEvent):
+            self._streamed.add((event.output_index, event.content_index))
             return [self._chunk(ChoiceDelta(content=event.delta))]
-        if isinstance(event, ResponseReasoningTextDeltaEvent | ResponseReasoningSummaryTextDeltaEvent):
+        if isinstance(event, ResponseReasoningTextDeltaEvent | ResponseRefusalDeltaEvent):
+            self._streamed.add((event.output_index, event.content_index))
+            if isinstance(event, ResponseRefusalDeltaEvent):
+                return [self._chunk(ChoiceDelta(refusal=event.delta))]
             return [self._chunk(ChoiceDelta(reasoning_content=event.delta))]
         if isinstance(event, ResponseFunctionCallArgumentsDeltaEvent):
-            index = self._tool_indices.get(event.output_index)
-            if index is None:
+            self._streamed.add((event.output_index, -1))
+            return self._arguments(event.output_index, event.delta)
+        if isinstance(event, ResponseReasoningSummaryTextDeltaEvent):
+            return [self._chunk(ChoiceDelta(reasoning_content=event.delta))]
+        if isinstance(event, ResponseTextDoneEvent | ResponseReasoningTextDoneEvent | ResponseRefusalDoneEvent):
+            if (event.output_index, event.content_index) in self._streamed:
                 return []
-            fragment = ChoiceDeltaToolCall(index=index, function=ChoiceDeltaToolCallFunction(arguments=event.delta))
-            return [self._chunk(ChoiceDelta(tool_calls=[fragment]))]
-        if isinstance(event, ResponseRefusalDeltaEvent):
-            return [self._chunk(ChoiceDelta(refusal=event.delta))]
+            if isinstance(event, ResponseTextDoneEvent):
+                return [self._chunk(ChoiceDelta(content=event.text))] if event.text else []
+            if isinstance(event, ResponseRefusalDoneEvent):
+                return [self._chunk(ChoiceDelta(refusal=event.refusal))] if event.refusal else []
+            return [self._chunk(ChoiceDelta(reasoning_content=event.text))] if event.text else []
+        if isinstance(event, ResponseFunctionCallArgumentsDoneEvent):
+            if (event.output_index, -1) in self._streamed:
+                return []
+            return self._arguments(event.output_index, event.arguments)
         if isinstance(event, ResponseOutputItemAddedEvent):
             item = event.item
             if not isinstance(item, ResponseFunctionCall):
                 return []
             index = self._tool_indices[event.output_index] = len(self._tool_indices)
+            if item.arguments:
+                self._streamed.add((event.output_index, -1))
             function = ChoiceDeltaToolCallFunction(name=item.name, arguments=item.arguments)
             fragment = ChoiceDeltaToolCall(index=index, id=item.call_id, type="function", function=function)
             return [self._chunk(ChoiceDelta(tool_calls=[fragment]))]
@@ -457,6 +476,13 @@ class ResponsesToChat:
             error = event.response.error or ResponseError(message="the response failed")
             return [ErrorDetail(message=error.message, type="server_error", code=error.code)]
         return []
+
+    def _arguments(self, output_index: int, text: str) -> list[ChatCompletionChunk | ErrorDetail]:
+        index = self._tool_indices.get(output_index)
+        if index is None or not text:
+            return []
+        fragment = ChoiceDeltaToolCall(index=index, function=ChoiceDeltaToolCallFunction(arguments=text))
+        return [self._chunk(ChoiceDelta(tool_calls=[fragment]))]
 
 
 # --- reassembly -------------------------------------------------------------------------------------
@@ -511,6 +537,9 @@ class ResponseAccumulator:
             state = self._items.get(event.output_index)
             if state is None:
                 self._items[event.output_index] = state = _ItemState(event.item)
+            elif not state.pieces and not any(pieces for _, pieces in state.parts.values()):
+                state.item = event.item  # nothing streamed: the done item is the whole of it
+                state.parts.clear()
             state.status = event.item.status
         elif isinstance(
             event,
