@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -297,25 +298,24 @@ def cut(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
-@settings(max_examples=200, deadline=None)
-@given(chat_streams(canonical=False), st.lists(st.integers(0, 1 << 20), max_size=12))
-def test_responses_events_survive_sse_at_any_fragmentation(stream: ChatStream, cuts: list[int]) -> None:
-    events = to_responses(stream.chunks)
-    decoder = ResponsesStreamDecoder()
-    decoded: list[ResponseStreamEvent] = []
-    for piece in cut(b"".join(map(encode_dialect_event, events)), cuts):
-        decoded += decoder.feed(piece)
-    decoded += decoder.close()
-    assert decoded == events
-    assert decoder.finished
+DIALECTS: list[tuple[Callable[[Sequence[ChatCompletionChunk]], list[Any]], Callable[[], Any]]] = [
+    (to_responses, ResponsesStreamDecoder),
+    (to_messages, MessagesStreamDecoder),
+]
 
 
+@pytest.mark.parametrize(("write", "make_decoder"), DIALECTS, ids=["responses", "messages"])
 @settings(max_examples=200, deadline=None)
-@given(chat_streams(canonical=False), st.lists(st.integers(0, 1 << 20), max_size=12))
-def test_messages_events_survive_sse_at_any_fragmentation(stream: ChatStream, cuts: list[int]) -> None:
-    events = to_messages(stream.chunks)
-    decoder = MessagesStreamDecoder()
-    decoded: list[MessagesStreamEvent] = []
+@given(stream=chat_streams(canonical=False), cuts=st.lists(st.integers(0, 1 << 20), max_size=12))
+def test_events_survive_sse_at_any_fragmentation(
+    write: Callable[[Sequence[ChatCompletionChunk]], list[Any]],
+    make_decoder: Callable[[], Any],
+    stream: ChatStream,
+    cuts: list[int],
+) -> None:
+    events = write(stream.chunks)
+    decoder = make_decoder()
+    decoded: list[Any] = []
     for piece in cut(b"".join(map(encode_dialect_event, events)), cuts):
         decoded += decoder.feed(piece)
     decoded += decoder.close()
