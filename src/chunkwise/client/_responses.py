@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
-from .._errors import (
+from ..types import ErrorDetail
+from ._errors import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
@@ -22,7 +23,6 @@ from .._errors import (
     UnexpectedResponseError,
     UnprocessableEntityError,
 )
-from ..types import ErrorDetail
 
 __all__ = ["decode_success", "is_event_stream", "parse_error_body", "request_id_of", "status_error"]
 
