@@ -9,11 +9,11 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._errors import ChunkwiseError
+from .._errors import ChunkwiseError, MethodNotAllowedError, NotFoundError
 from ..confidential import NodeKey
+from ..edge import ErrorBoundary, error_response
 from ..engine._protocol import BatchingEngine, Engine
 from ._confidential import ConfidentialEndpoints
-from ._errors import MethodNotAllowedError, NotFoundError, error_response
 from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
 from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, CORSMiddleware, RequestContextMiddleware
@@ -86,6 +86,7 @@ def create_app(
             metrics=metrics,
             routes=frozenset(route.path for route in routes if "{" not in route.path),
         ),
+        Middleware(ErrorBoundary),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),

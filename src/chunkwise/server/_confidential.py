@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive
 
-from .._errors import EnvelopeError
+from .._errors import BadRequestError, EnvelopeError
 from ..confidential import (
     ConfidentialComputeRequest,
     NodeKey,
@@ -28,11 +28,10 @@ from ..confidential import (
     OpenedRequest,
     open_request,
 )
+from ..edge import JSONResponse, read_json
 from ..signing import ChainSealer, Signer, blake2b256
-from ._body import read_json
-from ._errors import BadRequestError, ModelNotFoundError
+from ._errors import ModelNotFoundError
 from ._framing import ConfidentialFramer, ReframedResponse
-from ._responses import MsgspecResponse
 
 __all__ = ["ConfidentialEndpoints"]
 
@@ -118,7 +117,7 @@ class ConfidentialEndpoints:
             # Signed like any answer (chained to the request), so a client pinning the signing key
             # detects a node key swapped in transit before it encrypts anything.
             answer = ChainSealer(blake2b256(_encoder.encode(body)), self._signer).seal(answer)
-        return MsgspecResponse(answer)
+        return JSONResponse(answer)
 
     async def chat_completions(self, request: Request) -> Response:
         envelope, _ = await read_json(request, ConfidentialComputeRequest, limit=self._max_body_size)

@@ -32,10 +32,18 @@ from starlette.types import Message, Receive, Scope, Send
 
 from .. import sse
 from ..accumulate import ChatCompletionAccumulator, CompletionAccumulator
+from ..edge import (
+    DONE,
+    KEEPALIVE,
+    OPENAI_ERRORS,
+    SSE_START,
+    JSONResponse,
+    describe_error,
+    error_response,
+    wait_for_disconnect,
+)
 from ..types import ChatCompletion, ChatCompletionChunk, Completion, CompletionUsage
-from ._errors import describe_error, error_response
 from ._metrics import ServerMetrics
-from ._responses import MsgspecResponse
 from ._scheduler import Ticket
 
 __all__ = ["CHAT", "TEXT", "GenerationResponse", "Job", "StreamKind", "quiet_stalled_responses"]
@@ -66,14 +74,6 @@ ChunkT_co = TypeVar("ChunkT_co", ChatCompletionChunk, Completion, covariant=True
 ChunkT_contra = TypeVar("ChunkT_contra", ChatCompletionChunk, Completion, contravariant=True)
 ResultT = TypeVar("ResultT", ChatCompletion, Completion)
 ResultT_co = TypeVar("ResultT_co", ChatCompletion, Completion, covariant=True)
-
-SSE_HEADERS: list[tuple[bytes, bytes]] = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-    # nginx buffers proxied responses unless told not to, which would hold back every token.
-    (b"x-accel-buffering", b"no"),
-]
-KEEPALIVE = sse.encode_comment("keep-alive")
 
 
 class Job(Protocol[ChunkT_co]):
@@ -203,8 +203,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
 
                 async def watch_for_disconnect() -> None:
                     nonlocal disconnected
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
+                    await wait_for_disconnect(receive)
                     disconnected = True
                     task_group.cancel_scope.cancel()
 
@@ -310,7 +309,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
             raise _ClientGone from exc
 
     async def _send_stream(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await send(SSE_START)
         await self._wait_for_engine(send)
         model = self._model
 
@@ -321,12 +320,12 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
 
         failure = await self._generate(send_chunk)
         if failure is not None:
-            _, detail, _ = describe_error(failure)
-            await self._send_body(send, sse.encode_error(detail))
+            status, detail, _ = describe_error(failure)
+            await self._send_body(send, OPENAI_ERRORS.event(status, detail))
         elif self._include_usage:
             usage_chunk = self._kind.usage_chunk(self._completion_id, self._created, model, self._usage())
             await self._send_body(send, sse.encode_json(usage_chunk))
-        await self._send_body(send, sse.DONE, more=False)
+        await self._send_body(send, DONE, more=False)
 
     async def _send_reassembled(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._wait_for_engine(None)
@@ -348,7 +347,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
                 model=result.model or self._model,
                 usage=self._usage(),
             )
-            response = MsgspecResponse(result)
+            response = JSONResponse(result)
         try:
             await response(scope, receive, send)
         except OSError as exc:

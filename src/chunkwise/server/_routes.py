@@ -12,21 +12,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..edge import JSON_MEDIA_TYPE, JSONResponse, model_list_response, read_json
 from ..engine._protocol import Engine
 from ..types import (
     ChatCompletionRequest,
     CompletionRequest,
     Model,
-    ModelList,
     ResponseFormatJSONObject,
     ResponseFormatJSONSchema,
 )
-from ._body import read_json
 from ._errors import ModelNotFoundError
 from ._generation import CHAT, TEXT, GenerationResponse, StreamKind
 from ._metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from ._playground import playground
-from ._responses import JSON_MEDIA_TYPE, HealthStatus, MsgspecResponse
+from ._responses import HealthStatus
 from ._scheduler import Scheduler
 from ._settings import ServerSettings
 
@@ -130,14 +129,14 @@ class Endpoints:
         )
 
     async def list_models(self, request: Request) -> Response:
-        return MsgspecResponse(ModelList(data=[self._model]))
+        return model_list_response([self._model])
 
     async def retrieve_model(self, request: Request) -> Response:
         self._check_model(request.path_params["model"])
-        return MsgspecResponse(self._model)
+        return JSONResponse(self._model)
 
     async def health(self, request: Request) -> Response:
-        return MsgspecResponse(HealthStatus(model=self._engine.model_id))
+        return JSONResponse(HealthStatus(model=self._engine.model_id))
 
     async def metrics(self, request: Request) -> Response:
         return Response(self._metrics.exposition(), media_type=METRICS_CONTENT_TYPE)

@@ -15,10 +15,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._errors import NotFoundError
+from ..edge import JSONResponse
 from ..signing import ChainSealer, Signer
-from ._errors import NotFoundError
 from ._framing import Framer, SignedFramer, reframing
-from ._responses import MsgspecResponse
 
 __all__ = ["SIGNED_PATHS", "SigningKeyInfo", "SigningMiddleware", "signing_key_route"]
 
@@ -86,6 +86,6 @@ def signing_key_route(signer: Signer | None) -> Route:
     async def signing_key(request: Request) -> Response:
         if signer is None:
             raise NotFoundError("This server does not sign its answers (start it with --signing-key-file).")
-        return MsgspecResponse(SigningKeyInfo(public_key=signer.public_key_base64))
+        return JSONResponse(SigningKeyInfo(public_key=signer.public_key_base64))
 
     return Route("/signing-key", signing_key, methods=["GET"])
