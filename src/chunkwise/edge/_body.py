@@ -8,7 +8,7 @@ which must be a 400 like any other bad JSON.
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
@@ -71,7 +71,7 @@ def _check_content_type(request: Request) -> None:
         )
 
 
-def decode_json(body: bytes, type: type[T] | Any = Any) -> T:
+def decode_json(body: bytes, type: type[T]) -> T:
     """``body`` decoded (and validated) as ``type``; a 400 with ``param`` where msgspec names one."""
     try:
         decoded: T = msgspec.json.decode(body, type=type)
@@ -85,8 +85,8 @@ def decode_json(body: bytes, type: type[T] | Any = Any) -> T:
     return decoded
 
 
-async def read_json(request: Request, type: type[T], *, limit: int) -> tuple[T, int]:
-    """Decode the body of ``request`` as ``type``; also return the body's size in bytes."""
+async def read_json(request: Request, type: type[T], *, limit: int) -> tuple[T, bytes]:
+    """Decode the body of ``request`` as ``type``; also return the body as it came (to hash or measure)."""
     _check_content_type(request)
     body = await read_body(request, limit)
-    return decode_json(body, type), len(body)
+    return decode_json(body, type), body

@@ -21,7 +21,7 @@ from ._openapi import openapi_document
 from ._routes import Endpoints
 from ._scheduler import Scheduler
 from ._settings import ServerSettings
-from ._signing import SigningMiddleware, signing_key_route
+from ._signing import signing_key_route
 
 __all__ = ["create_app"]
 
@@ -76,7 +76,7 @@ def create_app(
         node_key=settings.node_key or NodeKey(),
         signer=settings.signer,
         max_body_size=settings.max_body_size,
-        chat=endpoints.chat_completions,
+        chat=endpoints.confidential_chat,
     )
     routes = [*endpoints.routes(), *confidential.routes(), signing_key_route(settings.signer)]
 
@@ -98,8 +98,6 @@ def create_app(
     ]
     if settings.api_key is not None:
         middleware.append(Middleware(BearerAuthMiddleware, api_key=settings.api_key))
-    if settings.signer is not None:
-        middleware.append(Middleware(SigningMiddleware, signer=settings.signer))
 
     app = Starlette(
         routes=routes,

@@ -30,10 +30,8 @@ import msgspec
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from .. import sse
 from ..accumulate import ChatCompletionAccumulator, CompletionAccumulator
 from ..edge import (
-    DONE,
     KEEPALIVE,
     OPENAI_ERRORS,
     SSE_START,
@@ -43,6 +41,7 @@ from ..edge import (
     wait_for_disconnect,
 )
 from ..types import ChatCompletion, ChatCompletionChunk, Completion, CompletionUsage
+from ._framing import PLAIN, AnswerEncoding
 from ._metrics import ServerMetrics
 from ._scheduler import Ticket
 
@@ -165,6 +164,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         metrics: ServerMetrics,
         keepalive_interval: float,
         write_timeout: float = 30.0,
+        encoding: AnswerEncoding = PLAIN,
     ) -> None:
         # Response.__init__ would render a body up front; this response writes its own.
         self.status_code = 200
@@ -181,6 +181,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         self._metrics = metrics
         self._keepalive_interval = keepalive_interval
         self._write_timeout = write_timeout
+        self._encoding = encoding
         #: When the write in progress began (``time.monotonic()``), or None between writes.
         self._write_started: float | None = None
         self._stage = _Stage.QUEUED
@@ -312,11 +313,12 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         await send(SSE_START)
         await self._wait_for_engine(send)
         model = self._model
+        encode = self._encoding.event
 
         async def send_chunk(chunk: ChunkT) -> None:
             nonlocal model
             model = chunk.model or model
-            await self._send_body(send, sse.encode_json(chunk))
+            await self._send_body(send, encode(chunk))
 
         failure = await self._generate(send_chunk)
         if failure is not None:
@@ -324,8 +326,8 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
             await self._send_body(send, OPENAI_ERRORS.event(status, detail))
         elif self._include_usage:
             usage_chunk = self._kind.usage_chunk(self._completion_id, self._created, model, self._usage())
-            await self._send_body(send, sse.encode_json(usage_chunk))
-        await self._send_body(send, DONE, more=False)
+            await self._send_body(send, encode(usage_chunk))
+        await self._send_body(send, self._encoding.end(), more=False)
 
     async def _send_reassembled(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._wait_for_engine(None)
@@ -347,7 +349,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
                 model=result.model or self._model,
                 usage=self._usage(),
             )
-            response = JSONResponse(result)
+            response = JSONResponse(self._encoding.body(result))
         try:
             await response(scope, receive, send)
         except OSError as exc:
