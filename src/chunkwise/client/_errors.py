@@ -14,6 +14,7 @@ from .._errors import APIError
 from ..types import ErrorDetail
 
 __all__ = [
+    "BY_STATUS",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -147,6 +148,23 @@ class RateLimitError(APIStatusError, base.RateLimitError):
 
 class InternalServerError(APIStatusError, base.InternalServerError):
     """5xx: the server failed; retried."""
+
+
+#: The error of each status that has a class of its own (any other 5xx is an InternalServerError).
+BY_STATUS: dict[int, type[APIStatusError]] = {
+    kind.status: kind
+    for kind in (
+        BadRequestError,
+        AuthenticationError,
+        PaymentRequiredError,
+        PermissionDeniedError,
+        NotFoundError,
+        ConflictError,
+        RequestTooLargeError,
+        UnprocessableEntityError,
+        RateLimitError,
+    )
+}
 
 
 class UnexpectedResponseError(APIError):

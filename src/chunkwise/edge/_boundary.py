@@ -22,22 +22,34 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class ErrorBoundary:
-    """Pure ASGI middleware: an exception before the response started is answered in ``shape``."""
+    """Pure ASGI middleware: an exception before the response started is answered in ``shape``.
+
+    A subclass that needs the response's start message too (to add a header, to count statuses) overrides
+    :meth:`enter` and :meth:`starting` instead of wrapping ``send`` once more.
+    """
 
     def __init__(self, app: ASGIApp, *, shape: ErrorShape = OPENAI_ERRORS) -> None:
         self.app = app
         self.shape = shape
 
+    def enter(self, scope: Scope) -> None:
+        """Called once per HTTP request, before the app sees it."""
+
+    def starting(self, scope: Scope, message: Message) -> None:
+        """Called with the ``http.response.start`` message (the app's or the error answer's) before it is sent."""
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        self.enter(scope)
         started = False
 
         async def watched_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                self.starting(scope, message)
             await send(message)
 
         try:
@@ -45,7 +57,7 @@ class ErrorBoundary:
         except Exception as exc:
             response = error_response(exc, self.shape)  # logs it
             if not started:
-                await response(scope, receive, send)
+                await response(scope, receive, watched_send)
 
 
 async def respond(

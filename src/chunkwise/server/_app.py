@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from .._errors import ChunkwiseError, MethodNotAllowedError, NotFoundError
 from ..confidential import NodeKey
-from ..edge import ErrorBoundary, error_response
+from ..edge import error_response
 from ..engine._protocol import BatchingEngine, Engine
 from ._confidential import ConfidentialEndpoints
 from ._generation import quiet_stalled_responses
@@ -86,7 +86,6 @@ def create_app(
             metrics=metrics,
             routes=frozenset(route.path for route in routes if "{" not in route.path),
         ),
-        Middleware(ErrorBoundary),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),

@@ -1,9 +1,9 @@
 """Pure ASGI middleware (never ``BaseHTTPMiddleware``, which would buffer and hide disconnects).
 
 * :class:`RequestContextMiddleware`, the outermost layer: gives every request an id (the
-  ``x-request-id`` header of every response) and counts answers by status. Right inside it, the edge's
-  :class:`~chunkwise.edge.ErrorBoundary` turns an unexpected exception into a 500 in the error shape
-  instead of a dropped connection, so that answer has its id and is counted too.
+  ``x-request-id`` header of every response) and counts answers by status. It is the edge's
+  :class:`~chunkwise.edge.ErrorBoundary`, the server's one error choke point: an unexpected exception
+  becomes a 500 in the error shape (with its id, counted) instead of a dropped connection.
 * :class:`CORSMiddleware`: Starlette's, with its refusals of a preflight in the OpenAI error shape.
 * :class:`BearerAuthMiddleware`: ``/v1/*`` needs the API key when one is set. It sits inside the CORS
   middleware, so browser preflight requests are answered without a key, as browsers never send one.
@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._errors import AuthenticationError, BadRequestError
-from ..edge import BEARER, error_response, find_credential
+from ..edge import BEARER, ErrorBoundary, error_response, find_credential
 from ._metrics import ServerMetrics
 
 __all__ = ["BearerAuthMiddleware", "CORSMiddleware", "RequestContextMiddleware", "new_request_id"]
@@ -32,27 +32,19 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-class RequestContextMiddleware:
+class RequestContextMiddleware(ErrorBoundary):
     def __init__(self, app: ASGIApp, *, metrics: ServerMetrics, routes: frozenset[str]) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
         self.routes = routes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+    def enter(self, scope: Scope) -> None:
+        scope.setdefault("state", {})["request_id"] = new_request_id()
+
+    def starting(self, scope: Scope, message: Message) -> None:
+        MutableHeaders(scope=message)[REQUEST_ID_HEADER] = scope["state"]["request_id"]
         route = scope["path"] if scope["path"] in self.routes else "other"
-
-        async def send_with_context(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-                self.metrics.requests.labels(route, str(message["status"])).inc()
-            await send(message)
-
-        await self.app(scope, receive, send_with_context)
+        self.metrics.requests.labels(route, str(message["status"])).inc()
 
 
 class BearerAuthMiddleware:
