@@ -11,7 +11,7 @@ and imports neither.
 from __future__ import annotations
 
 from ._body import decode_json, read_body, read_json, validation_param
-from ._boundary import ErrorBoundary, Handler, respond
+from ._boundary import ErrorBoundary, Handler, exception_handlers, respond
 from ._credentials import BEARER, X_API_KEY, Credential, find_credential
 from ._errors import (
     OPENAI_ERRORS,
@@ -44,6 +44,7 @@ __all__ = [
     "OpenAIErrorShape",
     "decode_json",
     "error_response",
+    "exception_handlers",
     "describe_error",
     "find_credential",
     "model_list_response",
