@@ -34,7 +34,7 @@ from ..accumulate import ChatCompletionAccumulator, CompletionAccumulator
 from ..edge import (
     KEEPALIVE,
     OPENAI_ERRORS,
-    SSE_START,
+    SSE_HEADERS,
     JSONResponse,
     describe_error,
     error_response,
@@ -310,7 +310,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
             raise _ClientGone from exc
 
     async def _send_stream(self, send: Send) -> None:
-        await send(SSE_START)
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         await self._wait_for_engine(send)
         model = self._model
         encode = self._encoding.event
