@@ -18,13 +18,16 @@ from typing import Any
 
 import pytest
 
-from chunkwise.engine import LlamaCppEngine
+from chunkwise.engine import DEFAULT_MODEL_ID, LlamaCppEngine, LlamaEmbedder, default_model_path
 
 #: The engine fixture's context per sequence: the engine's default (the training context capped at 2048).
 N_CTX = 2048
 
 #: Fixtures that load the model, in this process or in a server process they start.
-MODEL_FIXTURES = frozenset({"engine", "small_engine", "killable_upstream"})
+MODEL_FIXTURES = frozenset({"engine", "small_engine", "embedder", "killable_upstream"})
+
+#: The embedder fixture's longest input, in tokens: short, so that the context check is quick to reach.
+EMBEDDING_CTX = 512
 
 #: The test now running, while it is set up, run and torn down.
 _running: list[pytest.Item] = []
@@ -79,4 +82,11 @@ def engine() -> Iterator[LlamaCppEngine]:
 def small_engine() -> Iterator[LlamaCppEngine]:
     """Two sequences of 256 cells (llama.cpp's smallest): a full context and a full engine are quick to reach."""
     with LlamaCppEngine(n_ctx=256, n_threads=1, max_sequences=2) as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Iterator[LlamaEmbedder]:
+    """The bundled model's pooled embeddings, in their own context and thread, shared like :func:`engine`."""
+    with LlamaEmbedder(default_model_path(), model_id=DEFAULT_MODEL_ID, n_ctx=EMBEDDING_CTX, n_threads=1) as loaded:
         yield loaded

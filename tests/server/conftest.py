@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from chunkwise.engine import DEFAULT_MODEL_ID, Engine
+from chunkwise.engine import DEFAULT_MODEL_ID, Embedder, Engine
 from chunkwise.server import ServerSettings, create_app, h11_protocol
 
 MODEL = DEFAULT_MODEL_ID
@@ -111,8 +111,9 @@ def serve(app: Starlette, *, send_buffer: int | None = None) -> Iterator[Running
 
 
 @pytest.fixture(scope="session")
-def server(engine: Engine) -> Iterator[RunningServer]:
-    with serve(create_app(engine, ServerSettings(keepalive_interval=KEEPALIVE_INTERVAL))) as running:
+def server(engine: Engine, embedder: Embedder) -> Iterator[RunningServer]:
+    settings = ServerSettings(keepalive_interval=KEEPALIVE_INTERVAL)
+    with serve(create_app(engine, settings, embedder=embedder)) as running:
         yield running
 
 

@@ -76,6 +76,17 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     return engine
 
 
+def _load_embedder(console: Console, engine: Any, model_path: Path | None, n_threads: int | None) -> Any:
+    from ..engine import LlamaEmbedder
+
+    path = model_path or engine.model_path
+    model_id = engine.model_id if model_path is None else model_path.name.removesuffix(".gguf")
+    with spinner(console, f"Loading embeddings of {path.name} ..."):
+        embedder = LlamaEmbedder(path, model_id=model_id, n_ctx=engine.context_length, n_threads=n_threads)
+    console.print(Text.assemble("Embeddings from ", (str(path), "bold"), f" as {model_id}"), soft_wrap=True)
+    return embedder
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks one).")
@@ -91,6 +102,20 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     default=None,
     help="The id clients send as `model`. Default: HuggingFaceTB/SmolLM2-135M-Instruct for the bundled model, "
     "else the file name without .gguf.",
+)
+@click.option(
+    "--embedding-model",
+    "embedding_model_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A GGUF file for /v1/embeddings, served under its own id (its file name without .gguf). "
+    "Default: the served model's own pooled embeddings.",
+)
+@click.option(
+    "--embeddings/--no-embeddings",
+    default=True,
+    show_default=True,
+    help="Serve /v1/embeddings (in a llama.cpp context of its own; not with --ray).",
 )
 @click.option(
     "--api-key",
@@ -233,6 +258,8 @@ def serve(
     port: int,
     model_path: Path | None,
     model_id: str | None,
+    embedding_model_path: Path | None,
+    embeddings: bool,
     api_key: str | None,
     n_ctx: int | None,
     n_threads: int | None,
@@ -272,6 +299,10 @@ def serve(
     engine_options: dict[str, Any] = {"model_id": model_id, "n_threads": n_threads, "max_sequences": max_running}
     if n_ctx is not None:
         engine_options["n_ctx"] = n_ctx
+    if embedding_model_path is not None and (ray_address is not None or not embeddings):
+        raise click.UsageError("--embedding-model is served only without --ray and without --no-embeddings")
+    engine: Any = None
+    embedder: Any = None
     if rotate_node_key and node_key_file is None:
         raise click.UsageError("--rotate-node-key needs --node-key-file")
     if rotate_signing_key and signing_key_file is None:
@@ -311,11 +342,15 @@ def serve(
             engine = deployment.engine
         else:
             engine = _load_engine(console, model_path, engine_options)
+            if embeddings:
+                embedder = _load_embedder(console, engine, embedding_model_path, n_threads)
     except (ChunkwiseError, ValueError, OSError) as exc:
+        if deployment is None and engine is not None:
+            engine.close()
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
     try:
-        app = create_app(engine, settings) if deployment is None else deployment.create_app(settings)
+        app = deployment.create_app(settings) if deployment else create_app(engine, settings, embedder=embedder)
         # The app object, not an import string: the model is loaded once, here, and never reloaded.
         config = uvicorn.Config(
             app,
@@ -341,6 +376,8 @@ def serve(
             raise click.ClickException(f"could not listen on {host}:{port}")
     finally:
         engine.close()
+        if embedder is not None:
+            embedder.close()
         if deployment is not None:
             deployment.close()
     console.print("Stopped.")

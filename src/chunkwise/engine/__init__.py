@@ -17,6 +17,9 @@ How :class:`LlamaCppEngine` honours a request:
 * ``logprobs`` are the raw model log-probabilities (before bias, penalties and temperature).
 * ``completion_tokens`` counts generated tokens delivered to the consumer, not the end-of-generation token.
 
+:class:`LlamaEmbedder` serves ``/v1/embeddings`` from the same GGUF (or another) in a context and on a
+thread of its own, so embeddings never slow a chat's decode steps; see :mod:`._embedding`.
+
 Example::
 
     engine = LlamaCppEngine()  # the bundled SmolLM2-135M-Instruct
@@ -29,15 +32,20 @@ from __future__ import annotations
 
 from ._batching import BatchingHistogram, BatchingStats
 from ._bundled import DEFAULT_MODEL_ID, default_model_path
+from ._embedding import LlamaEmbedder
+from ._embedding_request import MAX_EMBEDDING_INPUTS, EmbeddingPlan
 from ._generation import LlamaGeneration
 from ._llama import LlamaCppEngine
 from ._protocol import (
     BatchingEngine,
+    Embedder,
+    EmbeddingJob,
     Engine,
     Generation,
     InvalidRequestError,
     StreamOnce,
     TextGeneration,
+    TokenizingEngine,
     generation_usage,
     usage_chunk,
 )
@@ -47,13 +55,19 @@ __all__ = [
     "BatchingHistogram",
     "BatchingStats",
     "DEFAULT_MODEL_ID",
+    "Embedder",
+    "EmbeddingJob",
+    "EmbeddingPlan",
     "Engine",
     "Generation",
     "InvalidRequestError",
     "LlamaCppEngine",
+    "LlamaEmbedder",
     "LlamaGeneration",
+    "MAX_EMBEDDING_INPUTS",
     "StreamOnce",
     "TextGeneration",
+    "TokenizingEngine",
     "default_model_path",
     "generation_usage",
     "usage_chunk",

@@ -31,7 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import EngineError
-from ..types import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest
+from ..types import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+)
 from ._batching import BatchingStats, StepLoop
 from ._bundled import DEFAULT_MODEL_ID, default_model_path
 from ._choices import ChunkT
@@ -39,8 +48,9 @@ from ._generation import Emit, LlamaGeneration
 from ._prompt import CHATML_TEMPLATE, ChatTemplate, TemplateMessage
 from ._requests import DecodePlan, plan_chat, plan_completion
 from ._sampling import check_grammar
+from ._tokens import detokenize_request, tokenize_request
 
-__all__ = ["LlamaCppEngine"]
+__all__ = ["LlamaCppEngine", "init_backend", "prefer_spinning_openmp"]
 
 logger = logging.getLogger("chunkwise.engine")
 
@@ -52,7 +62,7 @@ _backend_ready = False
 DEFAULT_SEQUENCE_CONTEXT = 2048
 
 
-def _prefer_spinning_openmp() -> None:
+def prefer_spinning_openmp() -> None:
     """Ask libgomp to spin at its barriers, unless the user chose otherwise; call before llama.cpp loads.
 
     llama.cpp's CPU backend is built with OpenMP and meets its threads at an OpenMP barrier after every op
@@ -67,7 +77,7 @@ def _prefer_spinning_openmp() -> None:
     os.environ.setdefault("GOMP_SPINCOUNT", "300000")
 
 
-def _init_backend(lib: Any) -> None:
+def init_backend(lib: Any) -> None:
     global _backend_ready
     with _backend_lock:
         if not _backend_ready:
@@ -100,7 +110,7 @@ class LlamaCppEngine:
         n_gpu_layers: int = 0,
         verbose: bool = False,
     ) -> None:
-        _prefer_spinning_openmp()
+        prefer_spinning_openmp()
         import llama_cpp
 
         if max_sequences < 1:
@@ -111,10 +121,11 @@ class LlamaCppEngine:
         if not path.is_file():
             raise EngineError(f"Model file not found: {path}")
         self._model_id = model_id or (DEFAULT_MODEL_ID if model_path is None else path.name.removesuffix(".gguf"))
+        self._model_path = path
         self._lib: Any = llama_cpp
         self._closed = False
         logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG if verbose else logging.ERROR)
-        _init_backend(llama_cpp)
+        init_backend(llama_cpp)
 
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = n_gpu_layers
@@ -178,6 +189,11 @@ class LlamaCppEngine:
         return self._n_ctx
 
     @property
+    def model_path(self) -> Path:
+        """The GGUF file served (what :class:`LlamaEmbedder` loads by default)."""
+        return self._model_path
+
+    @property
     def max_running(self) -> int:
         """How many sequences decode together; the server admits requests up to this many."""
         return self._max_sequences
@@ -238,8 +254,8 @@ class LlamaCppEngine:
     def chat_template(self) -> str:
         return self._template.source
 
-    def render_chat(self, messages: list[TemplateMessage]) -> str:
-        return self._template.render(messages)
+    def render_chat(self, messages: list[TemplateMessage], *, add_generation_prompt: bool = True) -> str:
+        return self._template.render(messages, add_generation_prompt=add_generation_prompt)
 
     def tokenize(self, text: str, *, parse_special: bool = True) -> list[int]:
         self._check_open()
@@ -278,6 +294,16 @@ class LlamaCppEngine:
 
     def check_grammar(self, grammar: str, *, param: str) -> None:
         check_grammar(self._vocab, grammar, param=param)
+
+    # --- /tokenize and /detokenize (TokenizingEngine) -----------------------------------------------
+
+    def tokenize_request(self, request: TokenizeRequest) -> TokenizeResponse:
+        self._check_open()
+        return tokenize_request(self, request)
+
+    def detokenize_request(self, request: DetokenizeRequest) -> DetokenizeResponse:
+        self._check_open()
+        return detokenize_request(self, request)
 
     # --- the worker ---------------------------------------------------------------------------------
 

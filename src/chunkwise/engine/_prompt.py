@@ -56,13 +56,17 @@ class ChatTemplate:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.source = source
-        self._formatter: Any = Jinja2ChatFormatter(
-            template=source, eos_token=eos_token, bos_token=bos_token, add_generation_prompt=True
-        )
+        #: By ``add_generation_prompt``: with the assistant's turn opened (chat), or without (``/tokenize``).
+        self._formatters: dict[bool, Any] = {
+            opened: Jinja2ChatFormatter(
+                template=source, eos_token=eos_token, bos_token=bos_token, add_generation_prompt=opened
+            )
+            for opened in (True, False)
+        }
 
-    def render(self, messages: list[TemplateMessage]) -> str:
+    def render(self, messages: list[TemplateMessage], *, add_generation_prompt: bool = True) -> str:
         try:
-            prompt: str = self._formatter(messages=messages).prompt
+            prompt: str = self._formatters[add_generation_prompt](messages=messages).prompt
         except Exception as exc:  # a template reports unsupported input by raising anything at all
             raise InvalidRequestError(
                 f"The model's chat template could not format these messages: {exc}", param="messages"

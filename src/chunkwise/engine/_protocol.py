@@ -13,15 +13,30 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from .._errors import APIStatusError
-from ..types import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest, CompletionUsage
+from ..types import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    CompletionUsage,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+)
 
 __all__ = [
     "BatchingEngine",
+    "Embedder",
+    "EmbeddingJob",
     "Engine",
     "Generation",
     "InvalidRequestError",
     "StreamOnce",
     "TextGeneration",
+    "TokenizingEngine",
     "generation_usage",
     "usage_chunk",
 ]
@@ -132,3 +147,39 @@ class BatchingEngine(Protocol):
 
     @property
     def max_running(self) -> int: ...
+
+
+@runtime_checkable
+class TokenizingEngine(Protocol):
+    """An engine that also answers ``/tokenize`` and ``/detokenize`` with its model's vocabulary."""
+
+    def tokenize_request(self, request: TokenizeRequest) -> TokenizeResponse:
+        """Raise :class:`InvalidRequestError` for what cannot be tokenized."""
+        ...
+
+    def detokenize_request(self, request: DetokenizeRequest) -> DetokenizeResponse: ...
+
+
+class EmbeddingJob(Protocol):
+    """One checked embedding request, ready to run: its inputs' token count is known."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A model that turns texts into vectors, apart from the chat engine (its own context and thread)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def prepare(self, request: EmbeddingRequest) -> EmbeddingJob:
+        """Check and tokenize; raise :class:`InvalidRequestError` for what cannot be served."""
+        ...
+
+    async def embed(self, job: Any) -> EmbeddingResponse:
+        """The answer for a job :meth:`prepare` made."""
+        ...
+
+    def close(self) -> None: ...

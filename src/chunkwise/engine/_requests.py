@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Generic, Protocol
 
 from ..types import (
@@ -26,7 +27,7 @@ from ._prompt import TemplateMessage, prompt_segments, template_messages, tool_i
 from ._protocol import InvalidRequestError
 from ._sampling import SamplingConfig, parse_logit_bias
 
-__all__ = ["DecodePlan", "PromptModel", "plan_chat", "plan_completion"]
+__all__ = ["DecodePlan", "PromptModel", "chat_prompt", "plan_chat", "plan_completion"]
 
 #: OpenAI's default ``max_tokens`` for the legacy completions API.
 LEGACY_DEFAULT_MAX_TOKENS = 16
@@ -50,7 +51,7 @@ class PromptModel(Protocol):
     @property
     def document_start_token(self) -> int: ...
 
-    def render_chat(self, messages: list[TemplateMessage]) -> str: ...
+    def render_chat(self, messages: list[TemplateMessage], *, add_generation_prompt: bool = True) -> str: ...
 
     def tokenize_prompt(self, text: str) -> list[int]: ...
 
@@ -113,7 +114,7 @@ def plan_chat(
         grammar = json_schema_grammar(request.response_format.json_schema.schema)
         model.check_grammar(grammar, param="response_format")
 
-    prompt, boundaries = _chat_prompt(model, template_messages(request.messages, system_suffix=system_suffix))
+    prompt, boundaries = chat_prompt(model, template_messages(request.messages, system_suffix=system_suffix))
     max_new_tokens = _token_budget(model, len(prompt), request.output_token_limit, param="messages")
     stops = request.stop_sequences
     header = ChunkHeader(id=request_id, created=created, model=model.model_id)
@@ -192,12 +193,15 @@ def plan_completion(
     )
 
 
-def _chat_prompt(model: PromptModel, messages: list[TemplateMessage]) -> tuple[list[int], tuple[int, ...]]:
+def chat_prompt(
+    model: PromptModel, messages: list[TemplateMessage], *, add_generation_prompt: bool = True
+) -> tuple[list[int], tuple[int, ...]]:
     """Prompt tokens in which only the template's own text can produce control tokens, and where each
     message's content starts among them."""
     tokens: list[int] = []
     content_starts: list[int] = []
-    for text, is_content in prompt_segments(model.render_chat, messages):
+    render = partial(model.render_chat, add_generation_prompt=add_generation_prompt)
+    for text, is_content in prompt_segments(render, messages):
         if is_content:
             content_starts.append(len(tokens))
         tokens += model.tokenize(text, parse_special=not is_content)

@@ -11,9 +11,10 @@ from starlette.middleware import Middleware
 
 from ..confidential import NodeKey
 from ..edge import exception_handlers
-from ..engine import BatchingEngine, Engine
+from ..engine import BatchingEngine, Embedder, Engine
 from ._admission import Admission
 from ._confidential import ConfidentialEndpoints
+from ._embeddings import EmbeddingEndpoints
 from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
 from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, CORSMiddleware, RequestContextMiddleware
@@ -22,6 +23,7 @@ from ._routes import Endpoints
 from ._scheduler import Scheduler
 from ._settings import ServerSettings
 from ._signing import signing_key_route
+from ._tokens import TokenEndpoints
 
 __all__ = ["create_app"]
 
@@ -34,7 +36,11 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
 
 
 def create_app(
-    engine: Engine, settings: ServerSettings | None = None, *, scheduler: Admission | None = None
+    engine: Engine,
+    settings: ServerSettings | None = None,
+    *,
+    scheduler: Admission | None = None,
+    embedder: Embedder | None = None,
 ) -> Starlette:
     """An ASGI app serving ``engine`` with the OpenAI chat-completions API.
 
@@ -49,6 +55,8 @@ def create_app(
     (``http=`` adds the header timeout and error-shaped 400s of :mod:`._protocol`; any ASGI server works.)
 
     ``scheduler`` replaces the app's own admission queue, for engines whose capacity lives elsewhere (Ray).
+    ``embedder`` answers ``/v1/embeddings`` (the caller owns it too, like the engine); without one, those
+    requests get a 404.
     """
     settings = settings or ServerSettings()
     metrics = ServerMetrics()
@@ -60,15 +68,35 @@ def create_app(
     metrics.queue_depth.set_function(lambda: scheduler.queue_depth)
     metrics.watch_engine(engine)
     openapi = msgspec.json.encode(openapi_document(model_id=engine.model_id, requires_key=settings.api_key is not None))
-    endpoints = Endpoints(engine=engine, settings=settings, scheduler=scheduler, metrics=metrics, openapi=openapi)
+    embeddings = EmbeddingEndpoints(embedder=embedder, settings=settings, metrics=metrics)
+    extra_model = embeddings.model
+    endpoints = Endpoints(
+        engine=engine,
+        settings=settings,
+        scheduler=scheduler,
+        metrics=metrics,
+        openapi=openapi,
+        also_serves=[extra_model] if extra_model is not None and extra_model.id != engine.model_id else [],
+    )
     confidential = ConfidentialEndpoints(
-        model_id=engine.model_id,
+        model_ids=endpoints.model_ids,
         node_key=settings.node_key or NodeKey(),
         signer=settings.signer,
         max_body_size=settings.max_body_size,
-        chat=endpoints.confidential_chat,
+        answers={
+            "/v1/confidential/chat/completions": endpoints.confidential_chat,
+            "/v1/confidential/completions": endpoints.confidential_completions,
+            "/v1/confidential/embeddings": embeddings.confidential_embeddings,
+        },
     )
-    routes = [*endpoints.routes(), *confidential.routes(), signing_key_route(settings.signer)]
+    tokens = TokenEndpoints(engine=engine, settings=settings)
+    routes = [
+        *endpoints.routes(),
+        *embeddings.routes(),
+        *tokens.routes(),
+        *confidential.routes(),
+        signing_key_route(settings.signer),
+    ]
 
     middleware = [
         Middleware(
@@ -86,7 +114,11 @@ def create_app(
         ),
     ]
     if settings.api_key is not None:
-        middleware.append(Middleware(BearerAuthMiddleware, api_key=settings.api_key))
+        middleware.append(
+            Middleware(
+                BearerAuthMiddleware, api_key=settings.api_key, protected_prefix=("/v1/", "/tokenize", "/detokenize")
+            )
+        )
 
     app = Starlette(
         routes=routes,

@@ -1,7 +1,8 @@
-"""Confidential chat in the Atoma shape: ``POST /v1/nodes/lock`` and ``POST /v1/confidential/chat/completions``.
+"""Confidential answers in the Atoma shape: ``POST /v1/nodes/lock`` and ``POST /v1/confidential/*``.
 
-The confidential route opens the envelope, checks it, and hands the plaintext request to the ordinary chat
-route, which seals each chunk as it encodes it with a :class:`~chunkwise.server._framing.ConfidentialFramer`: a fresh
+Chat, legacy completions and embeddings each have a confidential route. It opens the envelope, checks it,
+and hands the plaintext request to the ordinary route's handler, which seals each chunk (or the whole
+answer) as it encodes it with a :class:`~chunkwise.server._framing.ConfidentialFramer`: a fresh
 nonce for every envelope, a chain link in every plaintext chunk, usage in the clear for billing, and a
 signature when the server has a signing key. Streams always end with the usage chunk, as an Atoma node
 forces ``stream_options.include_usage``.
@@ -10,7 +11,7 @@ forces ``stream_options.include_usage``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 from starlette.requests import Request
@@ -31,7 +32,10 @@ from ..signing import ChainSealer, Signer, blake2b256
 from ._errors import ModelNotFoundError
 from ._framing import ConfidentialFramer, Framer
 
-__all__ = ["ConfidentialEndpoints"]
+__all__ = ["ConfidentialAnswer", "ConfidentialEndpoints"]
+
+#: A route's handler for an opened request: the plaintext body and the framer that seals the answer.
+ConfidentialAnswer = Callable[[Request, bytes, Framer], Awaitable[Response]]
 
 _encoder = msgspec.json.Encoder()
 
@@ -68,30 +72,31 @@ class ConfidentialEndpoints:
     def __init__(
         self,
         *,
-        model_id: str,
+        model_ids: tuple[str, ...],
         node_key: NodeKey,
         signer: Signer | None,
         max_body_size: int,
-        chat: Callable[[Request, bytes, Framer], Awaitable[Response]],
+        answers: Mapping[str, ConfidentialAnswer],
     ) -> None:
-        self._model_id = model_id
+        """``answers``: each confidential path (``/v1/confidential/chat/completions``) and its handler."""
+        self._model_ids = model_ids
         self._node_key = node_key
         self._signer = signer
         self._max_body_size = max_body_size
-        self._chat = chat
+        self._answers = answers
         self._stacks = itertools.count(1)
 
     def routes(self) -> list[Route]:
-        return [
-            Route("/v1/nodes/lock", self.lock, methods=["POST"]),
-            Route("/v1/confidential/chat/completions", self.chat_completions, methods=["POST"]),
-        ]
+        routes = [Route("/v1/nodes/lock", self.lock, methods=["POST"])]
+        for path, answer in self._answers.items():
+            routes.append(Route(path, self._confidential_route(answer), methods=["POST"]))
+        return routes
 
     async def lock(self, request: Request) -> Response:
         """The node key to encrypt to. There are no stacks here: each lock gets a new ``stack_small_id``."""
         body, _ = await read_json(request, NodesCreateLockRequest, limit=self._max_body_size)
-        if body.model != self._model_id:
-            raise ModelNotFoundError(body.model, self._model_id)
+        if body.model not in self._model_ids:
+            raise ModelNotFoundError(body.model, ", ".join(self._model_ids))
         answer = _encoder.encode(
             NodesCreateLockResponse(
                 public_key=self._node_key.public_key_base64, node_small_id=0, stack_small_id=next(self._stacks)
@@ -103,12 +108,15 @@ class ConfidentialEndpoints:
             answer = ChainSealer(blake2b256(_encoder.encode(body)), self._signer).seal(answer)
         return JSONResponse(answer)
 
-    async def chat_completions(self, request: Request) -> Response:
-        envelope, _ = await read_json(request, ConfidentialComputeRequest, limit=self._max_body_size)
-        try:
-            opened = open_request(envelope, self._node_key)
-        except EnvelopeError as exc:
-            raise BadRequestError(exc.message, param=exc.param, code=exc.code) from None
-        plaintext = _plaintext_request(opened)
-        framer = ConfidentialFramer(ChainSealer(opened.plaintext_hash, self._signer), opened.sealer)
-        return await self._chat(request, plaintext, framer)
+    def _confidential_route(self, answer: ConfidentialAnswer) -> Callable[[Request], Awaitable[Response]]:
+        async def confidential(request: Request) -> Response:
+            envelope, _ = await read_json(request, ConfidentialComputeRequest, limit=self._max_body_size)
+            try:
+                opened = open_request(envelope, self._node_key)
+            except EnvelopeError as exc:
+                raise BadRequestError(exc.message, param=exc.param, code=exc.code) from None
+            plaintext = _plaintext_request(opened)
+            framer = ConfidentialFramer(ChainSealer(opened.plaintext_hash, self._signer), opened.sealer)
+            return await answer(request, plaintext, framer)
+
+        return confidential

@@ -6,7 +6,9 @@
     ├── BadRequestError 400, AuthenticationError 401, NotFoundError 404, MethodNotAllowedError 405,
     │   RequestTooLargeError 413, UnsupportedMediaTypeError 415, ...   (root; the edge's body errors below them)
     ├── NotFoundError
-    │   └── ModelNotFoundError     404 ``model_not_found``
+    │   ├── ModelNotFoundError     404 ``model_not_found``
+    │   ├── NoEmbeddingModelError  404 ``model_not_found``: the server was started without an embedding model
+    │   └── NoTokenizerError       404: the engine has no vocabulary to offer (``/tokenize``)
     ├── RateLimitError
     │   └── QueueFullError         429 with ``Retry-After``: the engine's queue is full
     └── (engine) InvalidRequestError  the request cannot be honoured; carries its own status
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from .._errors import NotFoundError, RateLimitError
 
-__all__ = ["ModelNotFoundError", "QueueFullError"]
+__all__ = ["ModelNotFoundError", "NoEmbeddingModelError", "NoTokenizerError", "QueueFullError"]
 
 
 class ModelNotFoundError(NotFoundError):
@@ -30,6 +32,16 @@ class ModelNotFoundError(NotFoundError):
             param="model",
             code="model_not_found",
         )
+
+
+class NoEmbeddingModelError(NotFoundError):
+    def __init__(self) -> None:
+        super().__init__("This server serves no embedding model.", param="model", code="model_not_found")
+
+
+class NoTokenizerError(NotFoundError):
+    def __init__(self) -> None:
+        super().__init__("This server's engine does not tokenize.", code="not_supported")
 
 
 class QueueFullError(RateLimitError):

@@ -17,10 +17,18 @@ import msgspec
 
 from .. import sse
 from ..confidential import ResponseSealer
-from ..signing import ChainSealer
+from ..signing import ChainSealer, Signer, blake2b256
 from ..types import CompletionUsage
 
-__all__ = ["PLAIN", "AnswerEncoding", "ConfidentialFramer", "FramedEncoding", "Framer", "SignedFramer"]
+__all__ = [
+    "PLAIN",
+    "AnswerEncoding",
+    "ConfidentialFramer",
+    "FramedEncoding",
+    "Framer",
+    "SignedFramer",
+    "answer_encoding",
+]
 
 _DATA = b"data: "
 _EVENT_END = b"\n\n"
@@ -127,3 +135,10 @@ class FramedEncoding:
 
     def body(self, value: msgspec.Struct, /) -> bytes:
         return self._framer.payload(_encoder.encode(value))
+
+
+def answer_encoding(signer: Signer | None, request_body: bytes) -> AnswerEncoding:
+    """Answers in the clear, or, with a signing key, signed and chained from the request body's hash."""
+    if signer is None:
+        return PLAIN
+    return FramedEncoding(SignedFramer(ChainSealer(blake2b256(request_body), signer)))

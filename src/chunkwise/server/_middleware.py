@@ -48,7 +48,7 @@ class RequestContextMiddleware(ErrorBoundary):
 
 
 class BearerAuthMiddleware:
-    def __init__(self, app: ASGIApp, *, api_key: str, protected_prefix: str = "/v1/") -> None:
+    def __init__(self, app: ASGIApp, *, api_key: str, protected_prefix: str | tuple[str, ...] = "/v1/") -> None:
         self.app = app
         self._expected = api_key.encode()
         self._prefix = protected_prefix

@@ -23,9 +23,15 @@ from ..types import (
     ChatCompletionRequest,
     Completion,
     CompletionRequest,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    EmbeddingRequest,
+    EmbeddingResponse,
     ErrorResponse,
     Model,
     ModelList,
+    TokenizeRequest,
+    TokenizeResponse,
 )
 from ._responses import HealthStatus
 from ._signing import SigningKeyInfo
@@ -80,6 +86,36 @@ def _generation(
     }
 
 
+def _post(
+    summary: str, operation: str, request: type[msgspec.Struct], answer: dict[str, Any], *statuses: str
+) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": operation,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
+            "responses": {"200": answer, **_errors(*statuses)},
+        }
+    }
+
+
+_CONFIDENTIAL_GENERATION = (
+    "One encrypted envelope for the whole answer, or with `stream: true` one per chunk as server-sent events, "
+    "each with a fresh nonce, the last carrying plaintext `usage`, and no `[DONE]`. The decrypted chunks carry "
+    "`chunkwise_chain` links."
+)
+
+
+def _confidential(summary: str, operation: str, description: str, *, streams: bool) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": _ref(ConfidentialComputeResponse)}}
+    if streams:
+        content["text/event-stream"] = {"schema": _ref(ConfidentialComputeResponse)}
+    answer = {"description": description, "content": content}
+    return _post(
+        summary, operation, ConfidentialComputeRequest, answer, "400", "401", "404", "413", "415", "429", "500"
+    )
+
+
 def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
     """The OpenAPI description of this server, with every schema taken from :mod:`chunkwise.types`."""
     _, schemas = msgspec.json.schema_components(
@@ -98,6 +134,12 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
             ConfidentialComputeRequest,
             ConfidentialComputeResponse,
             SigningKeyInfo,
+            EmbeddingRequest,
+            EmbeddingResponse,
+            TokenizeRequest,
+            TokenizeResponse,
+            DetokenizeRequest,
+            DetokenizeResponse,
         ],
         ref_template=_REF,
     )
@@ -166,31 +208,59 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
                 **protected,
             }
         },
-        "/v1/confidential/chat/completions": {
-            "post": {
-                "summary": "Create a chat completion end-to-end encrypted (Atoma's confidential compute)",
-                "operationId": "createConfidentialChatCompletion",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref(ConfidentialComputeRequest)}},
-                },
-                "responses": {
-                    "200": {
-                        "description": (
-                            "One encrypted envelope for the whole completion, or with `stream: true` one per chunk "
-                            "as server-sent events, each with a fresh nonce, the last carrying plaintext `usage`, "
-                            "and no `[DONE]`. The decrypted chunks carry `chunkwise_chain` links."
-                        ),
-                        "content": {
-                            "application/json": {"schema": _ref(ConfidentialComputeResponse)},
-                            "text/event-stream": {"schema": _ref(ConfidentialComputeResponse)},
-                        },
-                    },
-                    **_errors("400", "401", "404", "413", "415", "429", "500"),
-                },
-                **protected,
-            }
-        },
+        "/v1/confidential/chat/completions": _confidential(
+            "Create a chat completion end-to-end encrypted (Atoma's confidential compute)",
+            "createConfidentialChatCompletion",
+            _CONFIDENTIAL_GENERATION,
+            streams=True,
+        ),
+        "/v1/confidential/completions": _confidential(
+            "Create a text completion (legacy) end-to-end encrypted",
+            "createConfidentialCompletion",
+            _CONFIDENTIAL_GENERATION,
+            streams=True,
+        ),
+        "/v1/confidential/embeddings": _confidential(
+            "Create embeddings end-to-end encrypted",
+            "createConfidentialEmbedding",
+            "One encrypted envelope holding the embeddings answer, with plaintext `usage`.",
+            streams=False,
+        ),
+        "/v1/embeddings": _post(
+            "Create embeddings: one L2-normalised pooled vector per input",
+            "createEmbedding",
+            EmbeddingRequest,
+            _json(EmbeddingResponse, "The vectors, as numbers or base64 float32; signed with a signing key."),
+            "400",
+            "401",
+            "404",
+            "413",
+            "415",
+            "429",
+            "500",
+        ),
+        "/tokenize": _post(
+            "Tokenize text, or chat messages through the model's template",
+            "tokenize",
+            TokenizeRequest,
+            _json(TokenizeResponse, "The token ids and their count."),
+            "400",
+            "401",
+            "404",
+            "413",
+            "415",
+        ),
+        "/detokenize": _post(
+            "The text of token ids",
+            "detokenize",
+            DetokenizeRequest,
+            _json(DetokenizeResponse, "The text."),
+            "400",
+            "401",
+            "404",
+            "413",
+            "415",
+        ),
         "/signing-key": {
             "get": {
                 "summary": "The Ed25519 public key that signs every answer (404 when answers are not signed)",
@@ -206,6 +276,15 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
             }
         },
     }
+    for path in (
+        "/v1/confidential/chat/completions",
+        "/v1/confidential/completions",
+        "/v1/confidential/embeddings",
+        "/v1/embeddings",
+        "/tokenize",
+        "/detokenize",
+    ):
+        paths[path]["post"].update(protected)
     components: dict[str, Any] = {"schemas": schemas}
     if requires_key:
         components["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}

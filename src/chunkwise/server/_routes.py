@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..edge import JSON_MEDIA_TYPE, BodyTooLargeError, JSONResponse, decode_json, model_list_response, read_json
 from ..engine import Engine
-from ..signing import ChainSealer, blake2b256
 from ..types import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -24,7 +24,7 @@ from ..types import (
 )
 from ._admission import Admission
 from ._errors import ModelNotFoundError
-from ._framing import PLAIN, AnswerEncoding, FramedEncoding, Framer, SignedFramer
+from ._framing import AnswerEncoding, FramedEncoding, Framer, answer_encoding
 from ._generation import CHAT, TEXT, GenerationResponse, StreamKind
 from ._metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from ._playground import playground
@@ -40,6 +40,7 @@ __all__ = ["Endpoints"]
 INLINE_PREPARE_LIMIT = 64 * 1024
 
 PreparedT = TypeVar("PreparedT")
+RequestT = TypeVar("RequestT", ChatCompletionRequest, CompletionRequest)
 
 
 async def _prepare(prepare: Callable[[], PreparedT], body_size: int, *, builds_grammar: bool) -> PreparedT:
@@ -66,13 +67,25 @@ class Endpoints:
         scheduler: Admission,
         metrics: ServerMetrics,
         openapi: bytes,
+        also_serves: Sequence[Model] = (),
     ) -> None:
+        """``also_serves``: models other routes answer for (an embedding model), listed in ``/v1/models``."""
         self._engine = engine
         self._settings = settings
         self._scheduler = scheduler
         self._metrics = metrics
         self._openapi = openapi
-        self._model = Model(id=engine.model_id, created=int(time.time()), owned_by="chunkwise")
+        created = int(time.time())
+        self._model = Model(id=engine.model_id, created=created, owned_by="chunkwise")
+        self._models = {
+            model.id: model
+            for model in [self._model, *(msgspec.structs.replace(m, created=created) for m in also_serves)]
+        }
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        """Every model this app serves, the engine's first."""
+        return tuple(self._models)
 
     def routes(self) -> list[Route]:
         return [
@@ -106,21 +119,40 @@ class Endpoints:
 
     async def confidential_chat(self, request: Request, plaintext: bytes, framer: Framer) -> Response:
         """A chat request opened from a confidential envelope, its answer sealed by ``framer``."""
-        received_at = time.perf_counter()
+        body = self._confidential_body(plaintext, ChatCompletionRequest)
+        return await self._generate(
+            request,
+            body,
+            len(plaintext),
+            self._engine.prepare_chat,
+            CHAT,
+            "chatcmpl",
+            FramedEncoding(framer),
+            time.perf_counter(),
+        )
+
+    async def confidential_completions(self, request: Request, plaintext: bytes, framer: Framer) -> Response:
+        """A legacy completions request opened from a confidential envelope, its answer sealed by ``framer``."""
+        body = self._confidential_body(plaintext, CompletionRequest)
+        return await self._generate(
+            request,
+            body,
+            len(plaintext),
+            self._engine.prepare_completion,
+            TEXT,
+            "cmpl",
+            FramedEncoding(framer),
+            time.perf_counter(),
+        )
+
+    def _confidential_body(self, plaintext: bytes, kind: type[RequestT]) -> RequestT:
         limit = self._settings.max_body_size
         if len(plaintext) > limit:
             raise BodyTooLargeError(limit)
-        body = decode_json(plaintext, ChatCompletionRequest)
-        prepare = self._engine.prepare_chat
-        encoding = FramedEncoding(framer)
-        return await self._generate(request, body, len(plaintext), prepare, CHAT, "chatcmpl", encoding, received_at)
+        return decode_json(plaintext, kind)
 
     def _encoding(self, request_body: bytes) -> AnswerEncoding:
-        """Answers in the clear, or, with a signing key, signed and chained from the request body's hash."""
-        signer = self._settings.signer
-        if signer is None:
-            return PLAIN
-        return FramedEncoding(SignedFramer(ChainSealer(blake2b256(request_body), signer)))
+        return answer_encoding(self._settings.signer, request_body)
 
     async def _generate(
         self,
@@ -158,11 +190,14 @@ class Endpoints:
         )
 
     async def list_models(self, request: Request) -> Response:
-        return model_list_response([self._model])
+        return model_list_response(self._models.values())
 
     async def retrieve_model(self, request: Request) -> Response:
-        self._check_model(request.path_params["model"])
-        return JSONResponse(self._model)
+        name = request.path_params["model"]
+        model = self._models.get(name)
+        if model is None:
+            raise ModelNotFoundError(name, ", ".join(self._models))
+        return JSONResponse(model)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse(HealthStatus(model=self._engine.model_id))

@@ -28,6 +28,7 @@ from ._common import (
     TopLogprob,
 )
 from ._completion import ChatCompletion, ChatCompletionMessage, Choice, FunctionCall, ToolCall
+from ._embedding import Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 from ._errors import ErrorDetail, ErrorResponse
 from ._models import Model, ModelList
 from ._request import (
@@ -60,6 +61,7 @@ from ._request import (
     UserMessage,
 )
 from ._text_completion import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
+from ._tokenize import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
 
 __all__ = [
     "AssistantMessage",
@@ -81,7 +83,14 @@ __all__ = [
     "CompletionTokensDetails",
     "CompletionUsage",
     "ContentPart",
+    "DetokenizeRequest",
+    "DetokenizeResponse",
     "DeveloperMessage",
+    "Embedding",
+    "EmbeddingInput",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
+    "EmbeddingUsage",
     "ErrorDetail",
     "ErrorResponse",
     "FunctionCall",
@@ -109,6 +118,8 @@ __all__ = [
     "SystemMessage",
     "TextContentPart",
     "TokenLogprob",
+    "TokenizeRequest",
+    "TokenizeResponse",
     "Tool",
     "ToolCall",
     "ToolChoice",
