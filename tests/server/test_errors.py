@@ -102,7 +102,7 @@ def test_wrong_method_is_405(http: httpx.Client) -> None:
 
 
 def test_unknown_path_is_404(http: httpx.Client) -> None:
-    assert_error_shape(http.post("/v1/embeddings", json={}), 404)
+    assert_error_shape(http.post("/v1/images/generations", json={}), 404)
 
 
 @pytest.fixture(scope="module")
