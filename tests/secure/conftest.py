@@ -19,7 +19,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chunkwise.confidential import NodeKey
-from chunkwise.engine._protocol import Engine
+from chunkwise.engine import Embedder, Engine
 from chunkwise.server import ServerSettings, create_app
 from chunkwise.signing import Signer
 from tests.server.conftest import RunningServer, run_uvicorn, serve
@@ -53,16 +53,16 @@ def node_key() -> NodeKey:
 
 
 @pytest.fixture(scope="session")
-def signed_server(engine: Engine, signer: Signer, node_key: NodeKey) -> Iterator[RunningServer]:
+def signed_server(engine: Engine, embedder: Embedder, signer: Signer, node_key: NodeKey) -> Iterator[RunningServer]:
     """A server that signs and chains every answer."""
-    with serve(create_app(engine, ServerSettings(signer=signer, node_key=node_key))) as running:
+    with serve(create_app(engine, ServerSettings(signer=signer, node_key=node_key), embedder=embedder)) as running:
         yield running
 
 
 @pytest.fixture(scope="session")
-def unsigned_server(engine: Engine) -> Iterator[RunningServer]:
+def unsigned_server(engine: Engine, embedder: Embedder) -> Iterator[RunningServer]:
     """A server without a signing key (its confidential answers are still chained inside the encryption)."""
-    with serve(create_app(engine, ServerSettings())) as running:
+    with serve(create_app(engine, ServerSettings(), embedder=embedder)) as running:
         yield running
 
 

@@ -94,6 +94,19 @@ def test_atoma_typescript_sdk(chunkwise_serve: str, mode: str) -> None:
     (check_stream if mode == "stream" else check_completion)(result)
 
 
+def test_atoma_python_sdk_embeddings_plain_and_confidential(chunkwise_serve: str) -> None:
+    if not ATOMA_PYTHON.exists():
+        missing("the Atoma Python SDK is not installed: run scripts/setup --test")
+    drive = [str(ATOMA_PYTHON), str(Path(__file__).parent / "atoma_py" / "drive.py"), chunkwise_serve, MODEL]
+    plain = run_driver([*drive, "embeddings"])
+    confidential = run_driver([*drive, "confidential_embeddings"])
+    assert len(plain["embeddings"]) == 2 and len(plain["embeddings"][0]) == 576
+    # The same vectors, whether they travelled in the clear or sealed.
+    assert confidential["embeddings"] == plain["embeddings"]
+    assert plain["usage"]["prompt_tokens"] == plain["usage"]["total_tokens"] > 2
+    assert confidential["usage"]["total_tokens"] == plain["usage"]["total_tokens"]
+
+
 def locked_key(url: str) -> str:
     key: str = httpx.post(f"{url}/v1/nodes/lock", json={"model": MODEL}, timeout=30).json()["public_key"]
     return key

@@ -12,6 +12,7 @@ import pytest
 
 import chunkwise
 from chunkwise.confidential import ClientSession, NodeKey, NodesCreateLockResponse
+from chunkwise.signing import Signer, blake2b256, verify_sui_signature
 from tests.server.conftest import RunningServer
 
 from .conftest import GREEDY, MESSAGES, MODEL
@@ -101,15 +102,31 @@ async def test_async_client_confidential_chat(unsigned_server: RunningServer) ->
     assert chunks[-1].usage is not None
 
 
+#: Each confidential route and a plain request it serves.
+CONFIDENTIAL_ROUTES: dict[str, dict[str, Any]] = {
+    "/v1/confidential/chat/completions": {"model": MODEL, "messages": MESSAGES, **GREEDY},
+    "/v1/confidential/completions": {"model": MODEL, "prompt": "The sky is", **GREEDY},
+    "/v1/confidential/embeddings": {"model": MODEL, "input": ["one", "two"]},
+}
+
+
 def post_envelope(
-    server: RunningServer, change: Any = None, *, plaintext: bytes | None = None, stream: bool = False
+    server: RunningServer,
+    change: Any = None,
+    *,
+    plaintext: bytes | None = None,
+    stream: bool = False,
+    path: str = "/v1/confidential/chat/completions",
 ) -> httpx.Response:
     with httpx.Client(base_url=server.url, timeout=60) as http:
         session = lock(http)
-        body = json.loads(session.seal_request(plaintext or plain_request(stream), model=MODEL, stream=stream))
+        request = (
+            plaintext or json.dumps({**CONFIDENTIAL_ROUTES[path], **({"stream": True} if stream else {})}).encode()
+        )
+        body = json.loads(session.seal_request(request, model=MODEL, stream=stream))
         if change is not None:
             body = change(body)
-        return http.post("/v1/confidential/chat/completions", json=body)
+        return http.post(path, json=body)
 
 
 def flip(text: str) -> str:
@@ -135,10 +152,11 @@ def flip(text: str) -> str:
         (lambda b: {**b, "model_name": "other"}, "model_name", None),
     ],
 )
+@pytest.mark.parametrize("path", list(CONFIDENTIAL_ROUTES))
 def test_bad_envelopes_get_a_clear_400(
-    unsigned_server: RunningServer, change: Any, param: str, code: str | None
+    unsigned_server: RunningServer, change: Any, param: str, code: str | None, path: str
 ) -> None:
-    answer = post_envelope(unsigned_server, change)
+    answer = post_envelope(unsigned_server, change, path=path)
     error = answer.json()["error"]
     assert answer.status_code == 400, answer.text
     assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"]
@@ -190,3 +208,54 @@ def test_confidential_routes_need_the_api_key(engine: Any) -> None:
         assert httpx.post(f"{server.url}/v1/confidential/chat/completions", json={}).status_code == 401
         with chunkwise.Client(base_url=f"{server.url}/v1", api_key="secret") as client:
             assert client.confidential.chat.completions.create(model=MODEL, messages=MESSAGES, **GREEDY).choices
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_confidential_completions_match_plain_completions(
+    signed_server: RunningServer, signer: Signer, stream: bool
+) -> None:
+    """Legacy completions sealed like chat: fresh nonces, chained and signed plaintext, usage in the clear."""
+    request = {**CONFIDENTIAL_ROUTES["/v1/confidential/completions"], "max_tokens": 6}
+    with httpx.Client(base_url=signed_server.url, timeout=60) as http:
+        plain = http.post("/v1/completions", json=request).json()
+        session = lock(http)
+        body = json.dumps({**request, "stream": stream}).encode()
+        answer = http.post(
+            "/v1/confidential/completions", content=session.seal_request(body, model=MODEL, stream=stream)
+        )
+    assert answer.status_code == 200, answer.text
+    envelopes = [json.loads(event) for event in events_of(answer.text)] if stream else [answer.json()]
+    assert len({envelope["nonce"] for envelope in envelopes}) == len(envelopes)
+    previous = base64.b64encode(blake2b256(body)).decode()
+    pieces = []
+    for seq, envelope in enumerate(envelopes):
+        assert envelope["signature"], "a signing server signs every envelope"
+        plaintext, _ = session.open_response(json.dumps(envelope).encode())
+        verify_sui_signature(envelope["signature"], blake2b256(plaintext), signer.public_key)
+        piece = json.loads(plaintext)
+        assert piece["chunkwise_chain"] == {"seq": seq, "prev": previous}
+        previous = envelope["response_hash"]
+        pieces.append(piece)
+    assert pieces[-1]["object"] == "text_completion"
+    text = "".join(choice["text"] for piece in pieces for choice in piece["choices"])
+    assert text == plain["choices"][0]["text"]
+    assert envelopes[-1]["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
+
+
+def test_confidential_embeddings_match_plain_embeddings(signed_server: RunningServer, signer: Signer) -> None:
+    request = CONFIDENTIAL_ROUTES["/v1/confidential/embeddings"]
+    with httpx.Client(base_url=signed_server.url, timeout=60) as http:
+        plain = http.post("/v1/embeddings", json=request).json()
+        session = lock(http)
+        answer = http.post(
+            "/v1/confidential/embeddings",
+            content=session.seal_request(json.dumps(request).encode(), model=MODEL, stream=False),
+        )
+    envelope = answer.json()
+    assert answer.status_code == 200 and envelope["signature"]
+    plaintext, _ = session.open_response(answer.content)
+    verify_sui_signature(envelope["signature"], blake2b256(plaintext), signer.public_key)
+    opened = json.loads(plaintext)
+    assert [item["embedding"] for item in opened["data"]] == [item["embedding"] for item in plain["data"]]
+    assert envelope["usage"]["prompt_tokens"] == plain["usage"]["prompt_tokens"]
+    assert opened["chunkwise_chain"]["seq"] == 0

@@ -137,3 +137,15 @@ def test_chat_cli_confidential_and_pinned(signed_server: RunningServer, signer: 
     assert stranger.exit_code == 1 and "not by the pinned key" in stranger.output
     malformed = runner.invoke(main, [*base, "--verify-key", "nope", "Hi"])
     assert malformed.exit_code == 2 and "--verify-key" in malformed.output
+
+
+def test_embedding_answers_are_signed_and_chained_to_the_request(signed_server: RunningServer, signer: Signer) -> None:
+    request = json.dumps({"model": MODEL, "input": ["signed", "vectors"]}).encode()
+    answer = httpx.post(f"{signed_server.url}/v1/embeddings", content=request, timeout=60)
+    body = answer.json()
+    assert answer.status_code == 200 and list(body)[-2:] == ["signature", "response_hash"]
+    unsigned, signature, response_hash = split_signed_json(answer.content)
+    assert base64.b64decode(response_hash or "") == blake2b256(unsigned)
+    verify_sui_signature(signature or "", blake2b256(unsigned), signer.public_key)
+    assert body["chunkwise_chain"] == {"seq": 0, "prev": base64.b64encode(blake2b256(request)).decode()}
+    assert len(body["data"]) == 2 and len(body["data"][0]["embedding"]) == 576

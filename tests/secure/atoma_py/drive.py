@@ -1,7 +1,8 @@
 """Drives the official Atoma Python SDK, unmodified, in its own venv (.venv-atoma): drive.py URL MODEL MODE.
 
-MODE is create, create_async, stream or stream_async. Prints one JSON line: {"content": ..., "usage": ...}
-for the creates, {"chunks": [...]} for the streams.
+MODE is create, create_async, stream or stream_async (confidential chat), or embeddings or
+confidential_embeddings. Prints one JSON line: {"content": ..., "usage": ...} for the creates, {"chunks": [...]}
+for the streams, {"embeddings": [...], "usage": ...} for the embeddings.
 """
 
 import asyncio
@@ -25,8 +26,19 @@ def completion(result: Any) -> dict[str, Any]:
     return {"content": result.choices[0].message.content, "usage": usage}
 
 
+EMBEDDING_INPUT = ["The cat sat on the mat.", "A kitten rested on the rug."]
+
+
+def embeddings(result: Any) -> dict[str, Any]:
+    return {"embeddings": [item.embedding for item in result.data], "usage": result.usage.model_dump(mode="json")}
+
+
 def run() -> dict[str, Any]:
     with AtomaSDK(bearer_auth="not-checked", server_url=URL) as sdk:
+        if MODE == "embeddings":
+            return embeddings(sdk.embeddings.create(model=MODEL, input_=EMBEDDING_INPUT))
+        if MODE == "confidential_embeddings":
+            return embeddings(sdk.confidential_embeddings.create(model=MODEL, input=EMBEDDING_INPUT))
         if MODE == "create":
             return completion(sdk.confidential_chat.create(**REQUEST))
         with sdk.confidential_chat.create_stream(**REQUEST) as stream:
