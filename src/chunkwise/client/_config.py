@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from .._version import __version__
 from ._retries import Backoff
 from ._timeouts import Timeouts
 
@@ -82,8 +83,6 @@ class ClientConfig:
             url = url.copy_with(raw_path=url.raw_path + b"/")
         if api_key is None:
             api_key = next((env[name] for name in API_KEY_VARIABLES if env.get(name)), None)
-        from .. import __version__  # here, not at the top: chunkwise/__init__ imports this package
-
         headers = httpx.Headers({"user-agent": f"chunkwise/{__version__}"})
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"

@@ -221,7 +221,8 @@ class LiveTransportTimeouts(dict[str, float | None]):
     httpcore calls ``.get("read")`` as it starts reading the headers and again as it starts reading
     the body, so each phase gets :meth:`Deadlines.read_timeout` as of that moment. The stored entries
     are good for the whole response, so a transport that copies the dict or indexes it is safe too,
-    only less tight.
+    only less tight. That order of lookups is httpcore's internals: pyproject.toml bounds httpcore's
+    version and tests/test_workarounds.py fails when it changes.
     """
 
     __slots__ = ("_deadlines",)

@@ -35,6 +35,7 @@ class GrammarChecker:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._verdicts: OrderedDict[str, str | None] = OrderedDict()
+        self._exit_hook = False
 
     def problem(self, grammar: str) -> str | None:
         """None if the grammar parses; otherwise why not, in words for the client."""
@@ -75,6 +76,11 @@ class GrammarChecker:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,  # llama.cpp logs each parse error there
             )
+            if not self._exit_hook:
+                # Registered with the first helper process, not at import: importing the engine must not
+                # change what the interpreter does at exit.
+                atexit.register(self.close)
+                self._exit_hook = True
         return self._process
 
     def _stop(self) -> None:
@@ -90,10 +96,13 @@ class GrammarChecker:
     def close(self) -> None:
         with self._lock:
             self._stop()
+            if self._exit_hook:
+                atexit.unregister(self.close)
+                self._exit_hook = False
 
 
+#: The engine's checker; it starts its helper process (and its exit hook) on the first grammar.
 default_checker = GrammarChecker()
-atexit.register(default_checker.close)
 
 
 def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
