@@ -9,16 +9,21 @@
 from __future__ import annotations
 
 from ._client import AsyncClient, Client
-from ._confidential import (
+from ._config import USE_CLIENT_DEFAULT, UseClientDefault
+from ._resources import (
+    AsyncChat,
+    AsyncChatCompletions,
     AsyncConfidential,
     AsyncConfidentialChat,
     AsyncConfidentialChatCompletions,
+    AsyncModels,
+    Chat,
+    ChatCompletions,
     Confidential,
     ConfidentialChat,
     ConfidentialChatCompletions,
+    Models,
 )
-from ._config import USE_CLIENT_DEFAULT, UseClientDefault
-from ._resources import AsyncChat, AsyncChatCompletions, AsyncModels, Chat, ChatCompletions, Models
 from ._retries import Backoff
 from ._streaming import AsyncStream, Stream
 from ._timeouts import Timeouts

@@ -13,8 +13,7 @@ the loop's generator is closed), or when the stream is garbage-collected.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
-from types import TracebackType
-from typing import Self, cast
+from typing import cast
 
 import anyio
 import httpx
@@ -30,6 +29,7 @@ from .._errors import (
 from ..accumulate import accumulate
 from ..sse import ChunkStreamDecoder, Done, EndOfInput, ErrorFrame
 from ..types import ChatCompletion, ChatCompletionChunk
+from ._closing import AsyncClosing, Closing
 from ._guards import ResponseGuard
 from ._responses import request_id_of
 from ._timeouts import Deadlines
@@ -238,7 +238,7 @@ class _StreamBase:
         return f"<{type(self).__name__} {state}, {len(self._core.received)} chunks, request_id={self.request_id!r}>"
 
 
-class Stream(_StreamBase):
+class Stream(_StreamBase, Closing):
     """A streamed chat completion: an iterator of :class:`~chunkwise.types.ChatCompletionChunk`.
 
     >>> with client.chat.completions.create(model="m", messages=messages, stream=True) as stream:
@@ -301,16 +301,8 @@ class Stream(_StreamBase):
         self._chunks.close()
         self.response.close()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class AsyncStream(_StreamBase):
+class AsyncStream(_StreamBase, AsyncClosing):
     """The async twin of :class:`Stream`.
 
     >>> async with await client.chat.completions.create(model="m", messages=messages, stream=True) as stream:
@@ -371,11 +363,3 @@ class AsyncStream(_StreamBase):
         with anyio.CancelScope(shield=True):
             await self._chunks.aclose()
             await self.response.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        await self.aclose()
