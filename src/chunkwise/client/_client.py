@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from functools import cached_property
 from typing import Generic, TypeVar
 
@@ -29,7 +29,7 @@ from ._guards import ResponseGuard
 from ._resources import Async, AsyncChat, AsyncConfidential, AsyncModels, Chat, Confidential, Models
 from ._retries import Backoff
 from ._streaming import AsyncStream, Stream
-from ._timeouts import Timeouts
+from ._timeouts import Deadlines, Timeouts
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -186,6 +186,8 @@ class Client(_BaseClient[httpx.Client, httpx.BaseTransport, ChatCompletion, Stre
             response = self._http.send(request, stream=True)
             call.headers_arrived()
             if not call.streams(response):
+                assert isinstance(response.stream, httpx.SyncByteStream)
+                response.stream = _DeadlineBoundBody(response.stream, call.deadlines)
                 try:
                     response.read()
                 finally:
@@ -218,6 +220,28 @@ class Client(_BaseClient[httpx.Client, httpx.BaseTransport, ChatCompletion, Stre
         self._closed = True
         if self._owns_http:
             self._http.close()
+
+
+class _DeadlineBoundBody(httpx.SyncByteStream):
+    """A body read that stops at the call's deadlines.
+
+    httpx's sync API bounds each read, not the whole body, so a server that drips a byte now and then would
+    outlast every deadline: the clock is checked after each read, as the async client's cancel scope would.
+    """
+
+    def __init__(self, body: httpx.SyncByteStream, deadlines: Deadlines) -> None:
+        self._body = body
+        self._deadlines = deadlines
+
+    def __iter__(self) -> Iterator[bytes]:
+        for data in self._body:
+            expired = self._deadlines.passed(self._deadlines.now())
+            if expired is not None:
+                raise expired
+            yield data
+
+    def close(self) -> None:
+        self._body.close()
 
 
 class AsyncClient(
