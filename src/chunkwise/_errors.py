@@ -29,6 +29,7 @@
     │   └── VerificationError         a response failed a cryptographic check (never retried)
     │       ├── SignatureError               a missing or bad signature or response hash
     │       ├── BrokenChainError             a chunk dropped, reordered or replayed from another response
+    │       │   └── IncompleteChainError     a checked stream cut short: also an ``IncompleteStreamError``
     │       └── DecryptionError              a confidential response that does not decrypt
     ├── RequestValidationError        the client rejected a request before sending it, also a ``ValueError``
     ├── ClientStateError              misuse, also a ``RuntimeError``
@@ -69,6 +70,7 @@ __all__ = [
     "EventTooLargeError",
     "FirstChunkTimeoutError",
     "IdleTimeoutError",
+    "IncompleteChainError",
     "IncompleteStreamError",
     "InternalServerError",
     "NotFoundError",
@@ -304,6 +306,14 @@ class SignatureError(VerificationError):
 
 class BrokenChainError(VerificationError):
     """A chunk does not follow the one before it: one was dropped, reordered, or replayed from another response."""
+
+
+class IncompleteChainError(BrokenChainError, IncompleteStreamError):
+    """A checked (signed or confidential) stream ended, or its connection broke, before its last chunk.
+
+    Whoever is on the path can cut a stream, so this is a :class:`BrokenChainError`; it is also an
+    :class:`IncompleteStreamError`, with ``partial`` made of the chunks that passed their checks.
+    """
 
 
 class DecryptionError(VerificationError):

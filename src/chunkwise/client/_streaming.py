@@ -22,7 +22,9 @@ from .._errors import (
     APIConnectionError,
     APIError,
     ChunkwiseError,
+    IncompleteChainError,
     IncompleteStreamError,
+    SignatureError,
     StreamConsumedError,
     StreamError,
 )
@@ -88,8 +90,7 @@ class StreamCore:
         elif end is not None:
             self.open = False
             if isinstance(end, ErrorFrame):
-                message = end.error.message or "the server reported an error in the stream"
-                self.failure = StreamError(message, error=end.error, request_id=self.request_id)
+                self.failure = self._error_frame(end)
             elif isinstance(end, EndOfInput) and not end.finished_properly:
                 self.failure = self._incomplete(f"the stream ended after {len(self.received)} chunks without finishing")
             elif self._guard is not None:
@@ -106,8 +107,20 @@ class StreamCore:
         self.failure = error
         return error
 
+    def _error_frame(self, frame: ErrorFrame) -> ChunkwiseError:
+        message = frame.error.message or "the server reported an error in the stream"
+        if self._guard is None:
+            return StreamError(message, error=frame.error, request_id=self.request_id)
+        # Error frames are neither signed nor encrypted, so anyone on the path could have sent this one.
+        return SignatureError(
+            f"the checked stream ended with an error frame that is not signed or sealed: {message!r}",
+            request_id=self.request_id,
+        )
+
     def _incomplete(self, message: str) -> IncompleteStreamError:
-        return IncompleteStreamError(
+        # Anyone on the path can cut a checked stream short: that breaks its chain too.
+        kind = IncompleteStreamError if self._guard is None else IncompleteChainError
+        return kind(
             message,
             partial=accumulate(self.received),
             chunks_received=len(self.received),
@@ -248,7 +261,8 @@ class Stream(_StreamBase, Closing):
 
     Iterate it once. Leaving the ``with`` block, breaking out of the loop, an error, or garbage
     collection closes the connection. An error frame raises :class:`~chunkwise.StreamError`, a stream
-    cut short :class:`~chunkwise.IncompleteStreamError`.
+    cut short :class:`~chunkwise.IncompleteStreamError`; on a checked (signed or confidential) stream they
+    raise :class:`~chunkwise.SignatureError` and :class:`~chunkwise.IncompleteChainError`.
     """
 
     def __init__(self, response: httpx.Response, core: StreamCore) -> None:
