@@ -32,6 +32,7 @@
     │       │   └── IncompleteChainError     a checked stream cut short: also an ``IncompleteStreamError``
     │       └── DecryptionError              a confidential response that does not decrypt
     ├── RequestValidationError        the client rejected a request before sending it, also a ``ValueError``
+    ├── ClientConfigError             an invalid client setting (base URL, key, timeout), also a ``ValueError``
     ├── ClientStateError              misuse, also a ``RuntimeError``
     │   ├── ClientClosedError         the client was used after ``close()``
     │   └── StreamConsumedError       a stream was iterated again after it ended
@@ -60,6 +61,7 @@ __all__ = [
     "BadRequestError",
     "ChunkwiseError",
     "ClientClosedError",
+    "ClientConfigError",
     "ClientStateError",
     "ConflictError",
     "BrokenChainError",
@@ -322,6 +324,10 @@ class DecryptionError(VerificationError):
 
 class RequestValidationError(ChunkwiseError, ValueError):
     """The client rejected a request before sending it (a field out of range, a wrong type): ``str`` says which."""
+
+
+class ClientConfigError(ChunkwiseError, ValueError):
+    """A client setting is invalid (``base_url``, ``verify_key``, a timeout, ...): ``str`` says which."""
 
 
 class ClientStateError(ChunkwiseError, RuntimeError):

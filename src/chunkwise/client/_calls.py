@@ -56,11 +56,14 @@ def chat_request_body(
         fields["stream"] = True
     try:
         request = msgspec.convert(fields, ChatCompletionRequest)
+        if not extra_body:
+            return msgspec.json.encode(request)
+        return msgspec.json.encode({**msgspec.to_builtins(request), **extra_body})
     except msgspec.ValidationError as exc:
         raise RequestValidationError(f"invalid chat completion request: {exc}") from None
-    if not extra_body:
-        return msgspec.json.encode(request)
-    return msgspec.json.encode({**msgspec.to_builtins(request), **extra_body})
+    except UnicodeEncodeError as exc:  # a lone surrogate, which UTF-8 cannot carry
+        text = exc.object[max(0, exc.start - 20) : exc.end + 20]
+        raise RequestValidationError(f"the request holds text that is not valid Unicode: {text!r}") from None
 
 
 class Call:

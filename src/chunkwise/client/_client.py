@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 import anyio
 import httpx
 
-from .._errors import APIError, ClientClosedError
+from .._errors import APIError, ClientClosedError, ClientConfigError
 from ..signing import decode_public_key
 from ..types import ChatCompletion, ModelList
 from ._calls import Call, read_model_list
@@ -63,7 +63,7 @@ class _BaseClient(Generic[HttpT, TransportT, CompletionT, StreamT, ModelListT]):
         verify_key: str | bytes | None = None,
     ) -> None:
         if http_client is not None and transport is not None:
-            raise ValueError("pass http_client or transport, not both")
+            raise ClientConfigError("pass http_client or transport, not both")
         self._config = ClientConfig.resolve(
             base_url=base_url,
             api_key=api_key,
@@ -73,8 +73,11 @@ class _BaseClient(Generic[HttpT, TransportT, CompletionT, StreamT, ModelListT]):
             default_headers=default_headers,
             default_query=default_query,
         )
-        #: The pinned Ed25519 public key every answer must be signed by, if any.
-        self.verify_key: bytes | None = None if verify_key is None else decode_public_key(verify_key)
+        try:
+            #: The pinned Ed25519 public key every answer must be signed by, if any.
+            self.verify_key: bytes | None = None if verify_key is None else decode_public_key(verify_key)
+        except ValueError as exc:
+            raise ClientConfigError(f"verify_key: {exc}") from None
         self._owns_http = http_client is None
         self._http: HttpT = self._open_http(transport) if http_client is None else http_client
         self._closed = False
@@ -153,6 +156,7 @@ class Client(_BaseClient[httpx.Client, httpx.BaseTransport, ChatCompletion, Stre
     ``OPENAI_API_KEY``. ``timeout`` is a :class:`Timeouts` (a number sets connect, first-chunk and
     idle at once; ``None`` disables them). Pass ``http_client`` to reuse an ``httpx.Client`` (it is
     not closed by :meth:`close`), or ``transport`` to build the client on a transport of your own.
+    An invalid setting raises a :class:`~chunkwise.ClientConfigError` (a ``ValueError``).
 
     ``verify_key`` pins a server's Ed25519 public key (``chunkwise serve --signing-key-file``, ``GET
     /signing-key``): every answer must then be signed by it and chained, or reading it raises a

@@ -31,6 +31,7 @@ import anyio
 
 from .._errors import (
     APITimeoutError,
+    ClientConfigError,
     ConnectTimeoutError,
     FirstChunkTimeoutError,
     IdleTimeoutError,
@@ -59,7 +60,7 @@ class Timeouts:
         for name in ("connect", "first_chunk", "idle", "total"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ValueError(f"Timeouts.{name} must be a positive number of seconds or None, not {value!r}")
+                raise ClientConfigError(f"Timeouts.{name} must be a positive number of seconds or None, not {value!r}")
 
     @classmethod
     def coerce(cls, value: Timeouts | float | None) -> Timeouts:
