@@ -311,7 +311,7 @@ class BrokenChainError(VerificationError):
 
 
 class IncompleteChainError(BrokenChainError, IncompleteStreamError):
-    """A checked (signed or confidential) stream ended, or its connection broke, before its last chunk.
+    """A checked (signed or confidential) stream ended (``[DONE]`` is not signed) or broke before its last chunk.
 
     Whoever is on the path can cut a stream, so this is a :class:`BrokenChainError`; it is also an
     :class:`IncompleteStreamError`, with ``partial`` made of the chunks that passed their checks.

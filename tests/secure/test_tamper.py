@@ -185,10 +185,17 @@ def test_signed_stream_tampering(
         read_stream(url, confidential=False, verify_key=signer.public_key)
 
 
-def test_a_checked_stream_cut_short_is_also_incomplete(mitm: Relay, signer: Signer) -> None:
+@pytest.mark.parametrize(
+    "cut",
+    [lambda events: events[:3], lambda events: [*events[:3], events[-1]]],
+    ids=["without [DONE]", "with the unsigned [DONE]"],
+)
+def test_a_checked_stream_cut_short_is_also_incomplete(
+    mitm: Relay, signer: Signer, cut: Callable[[list[bytes]], list[bytes]]
+) -> None:
     """Cut at the end, a checked stream's chain is broken; it is incomplete too, with what did arrive."""
     relay, url = mitm
-    relay.tamper.events = lambda events: events[:3]
+    relay.tamper.events = cut
     with pytest.raises(chunkwise.IncompleteChainError) as info:
         read_stream(url, confidential=False, verify_key=signer.public_key)
     error = info.value

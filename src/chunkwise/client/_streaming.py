@@ -94,10 +94,9 @@ class StreamCore:
             elif isinstance(end, EndOfInput) and not end.finished_properly:
                 self.failure = self._incomplete(f"the stream ended after {len(self.received)} chunks without finishing")
             elif self._guard is not None:
-                try:
-                    self._guard.finish(self.received)
-                except ChunkwiseError as exc:
-                    self._stop(exc)
+                missing = self._guard.missing_end(self.received)
+                if missing is not None:
+                    self._stop(self._incomplete(missing))
         return chunks
 
     def _stop(self, error: ChunkwiseError) -> ChunkwiseError:
