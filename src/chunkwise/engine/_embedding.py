@@ -31,7 +31,7 @@ from typing import Any
 from .._errors import EngineError, RateLimitError
 from ..types import EmbeddingRequest, EmbeddingResponse
 from ._embedding_request import EmbeddingPlan, embedding_response, normalized, plan_embeddings
-from ._llama import init_backend, prefer_spinning_openmp
+from ._llama import load_model, model_metadata, prefer_spinning_openmp
 
 __all__ = ["LlamaEmbedder"]
 
@@ -91,13 +91,7 @@ class LlamaEmbedder:
             raise EngineError(f"Embedding model file not found: {path}")
         self._lib: Any = llama_cpp
         self._model_id = model_id
-        logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG if verbose else logging.ERROR)
-        init_backend(llama_cpp)
-        model_params = llama_cpp.llama_model_default_params()
-        model_params.n_gpu_layers = n_gpu_layers
-        self._model: Any = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
-        if not self._model:
-            raise EngineError(f"llama.cpp could not load the embedding model file {path}")
+        self._model: Any = load_model(llama_cpp, path, n_gpu_layers=n_gpu_layers, verbose=verbose)
         self._ctx: Any = None
         self._batch: Any = None
         try:
@@ -265,12 +259,11 @@ class LlamaEmbedder:
 
     def _names_pooling(self) -> bool:
         """Whether the GGUF names a pooling type (``<arch>.pooling_type``)."""
-        buffer = ctypes.create_string_buffer(256)
-        size = self._lib.llama_model_meta_val_str(self._model, b"general.architecture", buffer, len(buffer))
-        if size < 0:
-            return False
-        key = buffer.value + b".pooling_type"
-        return bool(self._lib.llama_model_meta_val_str(self._model, key, buffer, len(buffer)) >= 0)
+        architecture = model_metadata(self._lib, self._model, "general.architecture")
+        return (
+            architecture is not None
+            and model_metadata(self._lib, self._model, f"{architecture}.pooling_type") is not None
+        )
 
     def _free(self) -> None:
         lib = self._lib

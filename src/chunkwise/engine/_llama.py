@@ -50,7 +50,7 @@ from ._requests import DecodePlan, plan_chat, plan_completion
 from ._sampling import check_grammar
 from ._tokens import detokenize_request, tokenize_request
 
-__all__ = ["LlamaCppEngine", "init_backend", "prefer_spinning_openmp"]
+__all__ = ["LlamaCppEngine", "load_model", "model_metadata", "prefer_spinning_openmp"]
 
 logger = logging.getLogger("chunkwise.engine")
 
@@ -83,6 +83,30 @@ def init_backend(lib: Any) -> None:
         if not _backend_ready:
             lib.llama_backend_init()
             _backend_ready = True
+
+
+def load_model(lib: Any, path: Path, *, n_gpu_layers: int, verbose: bool) -> Any:
+    """A llama.cpp model loaded from ``path`` (the backend set up first); the caller frees it."""
+    logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    init_backend(lib)
+    model_params = lib.llama_model_default_params()
+    model_params.n_gpu_layers = n_gpu_layers
+    model = lib.llama_model_load_from_file(str(path).encode(), model_params)
+    if not model:
+        raise EngineError(f"llama.cpp could not load the model file {path}")
+    return model
+
+
+def model_metadata(lib: Any, model: Any, key: str) -> str | None:
+    """A GGUF metadata value as text, or None when the file has no such key."""
+    buffer = ctypes.create_string_buffer(4096)
+    size = lib.llama_model_meta_val_str(model, key.encode(), buffer, len(buffer))
+    if size < 0:
+        return None
+    if size >= len(buffer):
+        buffer = ctypes.create_string_buffer(size + 1)
+        lib.llama_model_meta_val_str(model, key.encode(), buffer, len(buffer))
+    return buffer.value.decode("utf-8", errors="replace")
 
 
 class LlamaCppEngine:
@@ -124,14 +148,7 @@ class LlamaCppEngine:
         self._model_path = path
         self._lib: Any = llama_cpp
         self._closed = False
-        logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG if verbose else logging.ERROR)
-        init_backend(llama_cpp)
-
-        model_params = llama_cpp.llama_model_default_params()
-        model_params.n_gpu_layers = n_gpu_layers
-        self._model: Any = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
-        if not self._model:
-            raise EngineError(f"llama.cpp could not load the model file {path}")
+        self._model: Any = load_model(llama_cpp, path, n_gpu_layers=n_gpu_layers, verbose=verbose)
         self._ctx: Any = None
         self._loop: StepLoop | None = None
         try:
@@ -161,7 +178,7 @@ class LlamaCppEngine:
             self._bos: int = llama_cpp.llama_vocab_bos(self._vocab)
             self._add_bos: bool = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab)) and self._bos >= 0
             self._template = ChatTemplate(
-                self._metadata("tokenizer.chat_template") or CHATML_TEMPLATE,
+                model_metadata(llama_cpp, self._model, "tokenizer.chat_template") or CHATML_TEMPLATE,
                 bos_token=self._token_text(self._bos),
                 eos_token=self._token_text(llama_cpp.llama_vocab_eos(self._vocab)),
             )
@@ -318,16 +335,6 @@ class LlamaCppEngine:
         return self._loop.submit(plan, emit, cancel)
 
     # --- loading ------------------------------------------------------------------------------------
-
-    def _metadata(self, key: str) -> str | None:
-        buffer = ctypes.create_string_buffer(4096)
-        size = self._lib.llama_model_meta_val_str(self._model, key.encode(), buffer, len(buffer))
-        if size < 0:
-            return None
-        if size >= len(buffer):
-            buffer = ctypes.create_string_buffer(size + 1)
-            self._lib.llama_model_meta_val_str(self._model, key.encode(), buffer, len(buffer))
-        return buffer.value.decode("utf-8", errors="replace")
 
     def _token_text(self, token: int) -> str:
         if token < 0:
