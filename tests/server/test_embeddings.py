@@ -87,6 +87,14 @@ def test_refusals_are_openai_errors(
         assert "input 1" in response.json()["error"]["message"]
 
 
+def test_a_large_body_is_checked_too(http: httpx.Client) -> None:
+    """Over 64 KiB, inputs are tokenized off the event loop; the checks are the same."""
+    inputs = ["word " * 80] * 200 + ["word " * 600]
+    response = http.post("/v1/embeddings", json={"model": MODEL, "input": inputs})
+    assert_error_shape(response, 400, param="input", code="context_length_exceeded")
+    assert "input 200 has" in response.json()["error"]["message"]
+
+
 def test_openai_client_raises_its_own_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.embeddings.create(model=MODEL, input="x", dimensions=32)

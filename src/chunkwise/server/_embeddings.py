@@ -7,6 +7,7 @@ The answer is one JSON body, signed and chained with a signing key, or sealed fo
 
 from __future__ import annotations
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,6 +23,9 @@ from ._settings import ServerSettings
 __all__ = ["EmbeddingEndpoints"]
 
 _ENDPOINT = "embeddings"
+#: Bodies up to this size are tokenized on the event loop; a larger one (up to 2048 inputs) could hold the
+#: loop long enough to delay every stream, so it is tokenized in a worker thread instead.
+_INLINE_PREPARE_LIMIT = 64 * 1024
 
 
 class EmbeddingEndpoints:
@@ -42,22 +46,26 @@ class EmbeddingEndpoints:
 
     async def embeddings(self, request: Request) -> Response:
         body, raw = await read_json(request, EmbeddingRequest, limit=self._settings.max_body_size)
-        return await self._answer(body, answer_encoding(self._settings.signer, raw))
+        return await self._answer(body, len(raw), answer_encoding(self._settings.signer, raw))
 
     async def confidential_embeddings(self, request: Request, plaintext: bytes, framer: Framer) -> Response:
         """An embedding request opened from a confidential envelope, its answer sealed by ``framer``."""
         limit = self._settings.max_body_size
         if len(plaintext) > limit:
             raise BodyTooLargeError(limit)
-        return await self._answer(decode_json(plaintext, EmbeddingRequest), FramedEncoding(framer))
+        body = decode_json(plaintext, EmbeddingRequest)
+        return await self._answer(body, len(plaintext), FramedEncoding(framer))
 
-    async def _answer(self, body: EmbeddingRequest, encoding: AnswerEncoding) -> Response:
+    async def _answer(self, body: EmbeddingRequest, size: int, encoding: AnswerEncoding) -> Response:
         embedder = self._embedder
         if embedder is None:
             raise NoEmbeddingModelError()
         if body.model != embedder.model_id:
             raise ModelNotFoundError(body.model, embedder.model_id)
-        job = embedder.prepare(body)
+        if size <= _INLINE_PREPARE_LIMIT:
+            job = embedder.prepare(body)
+        else:
+            job = await anyio.to_thread.run_sync(embedder.prepare, body)
         result = await embedder.embed(job)
         self._metrics.prompt_tokens.labels(_ENDPOINT).inc(job.prompt_tokens)
         return JSONResponse(encoding.body(result))
