@@ -28,7 +28,7 @@ import httpx
 import pytest
 import uvicorn
 
-from chunkwise.engine._protocol import Engine
+from chunkwise.engine import Embedder, Engine
 from chunkwise.gateway import Gateway, GatewayConfig, Store, UpstreamConfig, create_gateway_app, open_store
 from chunkwise.gateway._config import DatabaseConfig, GatewaySettings
 from chunkwise.gateway._http import GatewayHttpProtocol
@@ -48,8 +48,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def upstream(engine: Engine) -> Iterator[RunningServer]:
-    with serve(create_app(engine, ServerSettings(keepalive_interval=0.2))) as running:
+def upstream(engine: Engine, embedder: Embedder) -> Iterator[RunningServer]:
+    with serve(create_app(engine, ServerSettings(keepalive_interval=0.2), embedder=embedder)) as running:
         yield running
 
 

@@ -52,6 +52,42 @@ def test_openai_client_streams_through_the_gateway_and_the_ledger_bills_the_upst
     assert rows[0]["ttft_ms"] is not None and 0 < rows[0]["ttft_ms"] <= rows[0]["duration_ms"]
 
 
+def test_embeddings_pass_through_the_gateway_and_are_billed_by_their_prompt_tokens(
+    upstream: RunningServer, sqlite_url: str
+) -> None:
+    config = make_config(sqlite_url, [("a", f"{upstream.url}/v1", [MODEL])])
+    key = create_key(config, "alice")
+    texts = ["one sentence", "and another one"]
+    with run_gateway(config) as gateway:
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0, timeout=60)
+        direct = openai.OpenAI(base_url=f"{upstream.url}/v1", api_key="unused", max_retries=0, timeout=60)
+        through = client.embeddings.create(model=MODEL, input=texts)
+        assert [item.embedding for item in through.data] == [
+            item.embedding for item in direct.embeddings.create(model=MODEL, input=texts).data
+        ]
+        with pytest.raises(openai.BadRequestError):
+            client.embeddings.create(model=MODEL, input=texts, dimensions=3)
+        rows = gateway.usage_rows(2)
+    assert [(row["status"], row["prompt_tokens"], row["completion_tokens"]) for row in rows] == [
+        (200, through.usage.prompt_tokens, 0),
+        (400, 0, 0),
+    ]
+
+
+def test_atoma_python_sdk_embeddings_through_the_gateway(upstream: RunningServer, sqlite_url: str) -> None:
+    from tests.secure.test_atoma_sdks import ATOMA_PYTHON, missing, run_driver
+
+    if not ATOMA_PYTHON.exists():
+        missing("the Atoma Python SDK is not installed: run scripts/setup --test")
+    config = make_config(sqlite_url, [("a", f"{upstream.url}/v1", [MODEL])])
+    key = create_key(config)
+    drive = str(Path(__file__).parents[1] / "secure" / "atoma_py" / "drive.py")
+    with run_gateway(config) as gateway:
+        through = run_driver([str(ATOMA_PYTHON), drive, f"{gateway.url}", MODEL, "embeddings", key])
+    direct = run_driver([str(ATOMA_PYTHON), drive, upstream.url, MODEL, "embeddings"])
+    assert through == direct and len(through["embeddings"]) == 2
+
+
 def test_usage_asked_for_on_behalf_of_the_client_is_removed_but_still_billed(
     upstream: RunningServer, sqlite_url: str
 ) -> None:

@@ -98,6 +98,11 @@ class Gateway:
         admitted = await self.admission.admit(request, time.time())
         return await self.forwarder.forward(admitted, "/completions", arrived)
 
+    async def embeddings(self, request: Request) -> Response:
+        arrived = time.perf_counter()
+        admitted = await self.admission.admit(request, time.time())
+        return await self.forwarder.forward(admitted, "/embeddings", arrived)
+
     async def models(self, request: Request) -> Response:
         key = await self.admission.listing_key(request)
         # Which upstreams serve a model is the gateway's business, not the client's.
@@ -120,6 +125,7 @@ class Gateway:
         return [
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
+            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -127,7 +133,7 @@ class Gateway:
 
 
 class GatewayApp:
-    """The ASGI app: the two proxy routes are called directly, everything else goes through Starlette.
+    """The ASGI app: the proxied routes are called directly, everything else goes through Starlette.
 
     Starlette wraps ``send`` in two middleware closures per message; on a stream of thousands of chunks
     that is measurable, so the streaming routes skip them. Both ways run behind the edge's error choke
@@ -142,6 +148,7 @@ class GatewayApp:
         self._proxied: dict[str, Handler] = {
             "/v1/chat/completions": gateway.chat_completions,
             "/v1/completions": gateway.completions,
+            "/v1/embeddings": gateway.embeddings,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,4 +1,4 @@
-"""Drives the official Atoma Python SDK, unmodified, in its own venv (.venv-atoma): drive.py URL MODEL MODE.
+"""Drives the official Atoma Python SDK, unmodified, in its own venv (.venv-atoma): drive.py URL MODEL MODE [KEY].
 
 MODE is create, create_async, stream or stream_async (confidential chat), or embeddings or
 confidential_embeddings. Prints one JSON line: {"content": ..., "usage": ...} for the creates, {"chunks": [...]}
@@ -13,6 +13,7 @@ from typing import Any
 from atoma_sdk import AtomaSDK
 
 URL, MODEL, MODE = sys.argv[1:4]
+KEY = sys.argv[4] if len(sys.argv) > 4 else "not-checked"
 REQUEST = {
     "model": MODEL,
     "messages": [{"role": "user", "content": "Say hello in five words."}],
@@ -34,7 +35,7 @@ def embeddings(result: Any) -> dict[str, Any]:
 
 
 def run() -> dict[str, Any]:
-    with AtomaSDK(bearer_auth="not-checked", server_url=URL) as sdk:
+    with AtomaSDK(bearer_auth=KEY, server_url=URL) as sdk:
         if MODE == "embeddings":
             return embeddings(sdk.embeddings.create(model=MODEL, input_=EMBEDDING_INPUT))
         if MODE == "confidential_embeddings":
@@ -46,7 +47,7 @@ def run() -> dict[str, Any]:
 
 
 async def run_async() -> dict[str, Any]:
-    async with AtomaSDK(bearer_auth="not-checked", server_url=URL) as sdk:
+    async with AtomaSDK(bearer_auth=KEY, server_url=URL) as sdk:
         if MODE == "create_async":
             return completion(await sdk.confidential_chat.create_async(**REQUEST))
         stream = await sdk.confidential_chat.create_stream_async(**REQUEST)
