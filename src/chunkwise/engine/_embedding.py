@@ -7,10 +7,11 @@ again (llama.cpp maps it, so the page cache holds the weights once) and creates 
 The inputs of all requests wait in one queue, in arrival order, and the embedder's worker evaluates them
 one sequence per decode, clearing the memory before each. So a vector never depends on its company: the
 same input gives the same bits alone, in a batch, or beside other requests (tests/engine/test_embeddings.py).
-Putting several sequences into one decode would not keep that: llama.cpp's pooled vectors then change with
-the other sequences of the decode (by about 1e-3 on this build, with a unified cache; with one KV stream per
-sequence, llama.cpp splits sequences across micro-batches, and pooling then sees only a part of each).
-llama.cpp evaluates a pooled sequence in a micro-batch of its own either way, so little is lost.
+Putting several sequences into one decode would not keep that: on this build llama.cpp's pooled vectors
+then change with the other sequences of the decode, far beyond rounding, with flash attention or without
+and with a unified cache (with one KV stream per sequence, llama.cpp splits sequences across micro-batches
+and pooling sees only a part of each). Nor was such a decode faster on CPU: llama.cpp evaluates a pooled
+sequence in a micro-batch of its own either way (see git history for the measurement).
 """
 
 from __future__ import annotations
