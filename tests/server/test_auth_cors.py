@@ -37,12 +37,18 @@ def test_missing_or_wrong_key_is_401(http: httpx.Client, authorization: str | No
     assert_error_shape(response, 401, code="invalid_api_key")
     assert response.headers["www-authenticate"] == "Bearer"
     assert_error_shape(http.get("/v1/models", headers=headers), 401, code="invalid_api_key")
+    for path, body in [("/v1/embeddings", {"model": MODEL, "input": "x"}), ("/tokenize", {"content": "x"})]:
+        assert_error_shape(http.post(path, json=body, headers=headers), 401, code="invalid_api_key")
 
 
 def test_the_right_key_works(locked_server: RunningServer) -> None:
     with openai.OpenAI(base_url=f"{locked_server.url}/v1", api_key=KEY, max_retries=0) as client:
         assert client.chat.completions.create(**BODY).choices[0].message.content is not None  # type: ignore[call-overload]
         assert [model.id for model in client.models.list()] == [MODEL]
+    tokens = httpx.post(
+        f"{locked_server.url}/tokenize", json={"content": "x"}, headers={"authorization": f"Bearer {KEY}"}
+    )
+    assert tokens.status_code == 200 and tokens.json()["count"] >= 1
     with (
         openai.OpenAI(base_url=f"{locked_server.url}/v1", api_key="nope", max_retries=0) as client,
         pytest.raises(openai.AuthenticationError),
