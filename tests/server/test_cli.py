@@ -9,11 +9,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
 from chunkwise.cli import main
+from chunkwise.engine import default_model_path
+from tests.client.servers import free_port, subprocess_server
 
 from .conftest import MODEL
 
@@ -35,6 +39,8 @@ def test_help_lists_every_option() -> None:
         "--cors-origin",
         "--log-level",
         "--access-log",
+        "--embedding-model",
+        "--embeddings",
     ]:
         assert option in result.output
     assert "CHUNKWISE_API_KEY" in result.output
@@ -45,6 +51,27 @@ def test_a_missing_model_file_is_a_clear_error() -> None:
     result = CliRunner().invoke(main, ["serve", "--model", "/nonexistent/model.gguf"])
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+def test_an_embedding_model_needs_the_embeddings_route_and_no_ray(tmp_path: Path) -> None:
+    model = tmp_path / "e.gguf"
+    model.write_bytes(b"")
+    for extra in (["--no-embeddings"], ["--ray", "auto"]):
+        result = CliRunner().invoke(main, ["serve", "--embedding-model", str(model), *extra])
+        assert result.exit_code == 2, result.output
+        assert "--embedding-model is served only" in result.output
+
+
+@pytest.mark.engine
+def test_serve_with_an_embedding_model_of_its_own(tmp_path: Path) -> None:
+    model = tmp_path / "my-embedder.gguf"
+    model.symlink_to(default_model_path())
+    port = free_port()
+    args = ["-m", "chunkwise", "serve", "--port", str(port), "--n-ctx", "256", "--n-threads", "1"]
+    with subprocess_server([*args, "--embedding-model", str(model)], port=port, health_path="/health") as url:
+        assert [entry["id"] for entry in httpx.get(f"{url}/v1/models").json()["data"]] == [MODEL, "my-embedder"]
+        answer = httpx.post(f"{url}/v1/embeddings", json={"model": "my-embedder", "input": ["a", "b"]}, timeout=60)
+        assert answer.status_code == 200 and len(answer.json()["data"]) == 2
 
 
 @pytest.mark.engine
