@@ -62,6 +62,22 @@ def test_the_same_bits_alone_in_a_batch_and_beside_other_requests(embedder: Llam
         assert vectors(response) == [alone[index % len(TEXTS)], alone[0]]
 
 
+def test_requests_take_turns_so_a_small_one_does_not_wait_for_a_big_one(embedder: LlamaEmbedder) -> None:
+    finished: list[str] = []
+
+    async def run(name: str, inputs: list[str]) -> None:
+        await embedder.embed(embedder.prepare(EmbeddingRequest(model=MODEL, input=inputs)))
+        finished.append(name)
+
+    async def both() -> None:
+        big = asyncio.create_task(run("big", [f"sentence number {index}" for index in range(24)]))
+        await asyncio.sleep(0)  # the big request is queued first
+        await asyncio.gather(run("small", ["just one"]), big)
+
+    asyncio.run(both())
+    assert finished == ["small", "big"]
+
+
 def test_token_ids_give_the_vector_of_their_text(embedder: LlamaEmbedder) -> None:
     tokens = embedder.tokenize(TEXTS[3])
     by_text = vectors(embed(embedder, input=TEXTS[3]))

@@ -4,9 +4,12 @@ The chat engine's context and step loop are never touched: an :class:`LlamaEmbed
 again (llama.cpp maps it, so the page cache holds the weights once) and creates a context with
 ``embeddings`` on and a pooling type: the GGUF's own, or mean pooling when the file names none.
 
-The inputs of all requests wait in one queue, in arrival order, and the embedder's worker evaluates them
-one sequence per decode, clearing the memory before each. So a vector never depends on its company: the
-same input gives the same bits alone, in a batch, or beside other requests (tests/engine/test_embeddings.py).
+The waiting requests take turns, one input each (so a request of a thousand inputs does not hold up a
+request of one), and the embedder's worker evaluates each input as one sequence per decode, clearing the
+memory before each; what remains of a request whose client went away is dropped. So a vector never
+depends on its company: the same input gives the same bits alone, in a batch, or beside other requests
+(tests/engine/test_embeddings.py).
+
 Putting several sequences into one decode would not keep that: on this build llama.cpp's pooled vectors
 then change with the other sequences of the decode, far beyond rounding, with flash attention or without
 and with a unified cache (with one KV stream per sequence, llama.cpp splits sequences across micro-batches
@@ -46,6 +49,14 @@ MAX_WAITING_INPUTS = 16384
 class _Input:
     tokens: tuple[int, ...]
     deliver: Callable[[array[float] | BaseException], None]
+
+
+@dataclass(slots=True)
+class _Request:
+    """A request's inputs still to decode; ``cancelled`` once nobody waits for them any more."""
+
+    inputs: deque[_Input]
+    cancelled: bool = False
 
 
 def _deliverer(
@@ -133,7 +144,9 @@ class LlamaEmbedder:
             self._free()
             raise
         self._wakeup = threading.Condition()
-        self._queue: deque[_Input] = deque()
+        #: The requests with inputs still to decode, in turn order; guarded by ``_wakeup``.
+        self._requests: deque[_Request] = deque()
+        self._waiting_inputs = 0
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="chunkwise-embeddings", daemon=True)
         self._thread.start()
@@ -181,19 +194,24 @@ class LlamaEmbedder:
         with self._wakeup:
             if self._closing:
                 raise EngineError("The embedding model is closed")
-            if len(self._queue) + len(plan.inputs) > MAX_WAITING_INPUTS:
+            if self._waiting_inputs + len(plan.inputs) > MAX_WAITING_INPUTS:
                 raise RateLimitError(
-                    f"The server is busy: {len(self._queue)} embedding inputs are already waiting.",
+                    f"The server is busy: {self._waiting_inputs} embedding inputs are already waiting.",
                     code="queue_full",
                     headers={"Retry-After": "1"},
                 )
-            self._queue.extend(
+            inputs = (
                 _Input(tokens, _deliverer(loop, future)) for tokens, future in zip(plan.inputs, futures, strict=True)
             )
+            request = _Request(deque(inputs))
+            self._requests.append(request)
+            self._waiting_inputs += len(plan.inputs)
             self._wakeup.notify()
         try:
             vectors = await asyncio.gather(*futures)
         finally:
+            with self._wakeup:
+                request.cancelled = True  # done, or cancelled: nothing of it is decoded any more
             for future in futures:
                 future.cancel()
         return embedding_response(plan, vectors, model=self._model_id)
@@ -219,13 +237,20 @@ class LlamaEmbedder:
     def _run(self) -> None:
         while True:
             with self._wakeup:
-                while not self._queue and not self._closing:
+                while not self._requests and not self._closing:
                     self._wakeup.wait()
                 if self._closing:
-                    waiting = list(self._queue)
-                    self._queue.clear()
+                    waiting = [item for request in self._requests for item in request.inputs]
+                    self._requests.clear()
                     break
-                item = self._queue.popleft()
+                request = self._requests.popleft()
+                if request.cancelled:
+                    self._waiting_inputs -= len(request.inputs)
+                    continue
+                item = request.inputs.popleft()
+                self._waiting_inputs -= 1
+                if request.inputs:
+                    self._requests.append(request)
             try:
                 vector = self._embed(item.tokens)
             except Exception as exc:  # a failed decode fails its input, not the worker
