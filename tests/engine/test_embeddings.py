@@ -65,7 +65,7 @@ def test_the_same_bits_alone_in_a_batch_and_beside_other_requests(embedder: Llam
 def test_requests_take_turns_so_a_small_one_does_not_wait_for_a_big_one(embedder: LlamaEmbedder) -> None:
     finished: list[str] = []
 
-    async def run(name: str, inputs: list[str]) -> None:
+    async def run(name: str, inputs: list[str | int | list[int]]) -> None:
         await embedder.embed(embedder.prepare(EmbeddingRequest(model=MODEL, input=inputs)))
         finished.append(name)
 
