@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,18 +75,23 @@ def test_embeddings_pass_through_the_gateway_and_are_billed_by_their_prompt_toke
     ]
 
 
-def test_atoma_python_sdk_embeddings_through_the_gateway(upstream: RunningServer, sqlite_url: str) -> None:
-    from tests.secure.test_atoma_sdks import ATOMA_PYTHON, missing, run_driver
+def test_atoma_sdks_embeddings_through_the_gateway(upstream: RunningServer, sqlite_url: str) -> None:
+    """The Atoma Python and TypeScript SDKs' ``embeddings.create``, through the gateway with a gateway key."""
+    from tests.secure.test_atoma_sdks import ATOMA_PYTHON, TS_DIR, missing, run_driver
 
-    if not ATOMA_PYTHON.exists():
-        missing("the Atoma Python SDK is not installed: run scripts/setup --test")
+    node = shutil.which("node")
+    if not ATOMA_PYTHON.exists() or node is None or not (TS_DIR / "node_modules" / "atoma-sdk").exists():
+        missing("the Atoma SDKs are not installed: run scripts/setup --test")
     config = make_config(sqlite_url, [("a", f"{upstream.url}/v1", [MODEL])])
     key = create_key(config)
-    drive = str(Path(__file__).parents[1] / "secure" / "atoma_py" / "drive.py")
+    python_driver = [str(ATOMA_PYTHON), str(Path(__file__).parents[1] / "secure" / "atoma_py" / "drive.py")]
+    ts_driver = [node, str(TS_DIR / "drive.js")]
     with run_gateway(config) as gateway:
-        through = run_driver([str(ATOMA_PYTHON), drive, f"{gateway.url}", MODEL, "embeddings", key])
-    direct = run_driver([str(ATOMA_PYTHON), drive, upstream.url, MODEL, "embeddings"])
-    assert through == direct and len(through["embeddings"]) == 2
+        through_python = run_driver([*python_driver, gateway.url, MODEL, "embeddings", key])
+        through_ts = run_driver([*ts_driver, gateway.url, MODEL, "embeddings", key])
+    direct = run_driver([*python_driver, upstream.url, MODEL, "embeddings"])
+    assert through_python == direct and len(direct["embeddings"]) == 2
+    assert through_ts["embeddings"] == direct["embeddings"]
 
 
 def test_usage_asked_for_on_behalf_of_the_client_is_removed_but_still_billed(

@@ -107,6 +107,17 @@ def test_atoma_python_sdk_embeddings_plain_and_confidential(chunkwise_serve: str
     assert confidential["usage"]["total_tokens"] == plain["usage"]["total_tokens"]
 
 
+def test_atoma_typescript_sdk_embeddings_plain_and_confidential(chunkwise_serve: str) -> None:
+    node = shutil.which("node")
+    if node is None or not (TS_DIR / "node_modules" / "atoma-sdk").exists():
+        missing("node or the Atoma TypeScript SDK is not installed: run scripts/setup --test")
+    plain = run_driver([node, str(TS_DIR / "drive.js"), chunkwise_serve, MODEL, "embeddings"])
+    confidential = run_driver([node, str(TS_DIR / "drive.js"), chunkwise_serve, MODEL, "confidential_embeddings"])
+    assert len(plain["embeddings"]) == 2 and len(plain["embeddings"][0]) == 576
+    assert confidential["embeddings"] == plain["embeddings"]
+    assert plain["usage"]["promptTokens"] == plain["usage"]["totalTokens"] > 2
+
+
 def locked_key(url: str) -> str:
     key: str = httpx.post(f"{url}/v1/nodes/lock", json={"model": MODEL}, timeout=30).json()["public_key"]
     return key
