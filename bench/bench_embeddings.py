@@ -25,8 +25,6 @@ import math
 import os
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +33,7 @@ import httpx
 from bench_batching import build_llama_server
 from bench_server import free_port, load, machine, median, running
 from chunkwise.engine import DEFAULT_MODEL_ID, default_model_path
+from running import at_once
 from sections import write_section  # bench/ is on sys.path when this file runs as a script
 
 SECTION = "## Embeddings"
@@ -87,13 +86,7 @@ def one_round(url: str, inputs: int, concurrent: int, tag: str) -> float:
         except BaseException as exc:  # reported after the round
             failures.append(exc)
 
-    threads = [threading.Thread(target=work, args=(index,)) for index in range(concurrent)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = at_once(concurrent, work)
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed: {failures[0]!r}")
     return inputs * concurrent / elapsed

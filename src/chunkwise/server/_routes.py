@@ -120,29 +120,17 @@ class Endpoints:
     async def confidential_chat(self, request: Request, plaintext: bytes, framer: Framer) -> Response:
         """A chat request opened from a confidential envelope, its answer sealed by ``framer``."""
         body = self._confidential_body(plaintext, ChatCompletionRequest)
+        prepare = self._engine.prepare_chat
         return await self._generate(
-            request,
-            body,
-            len(plaintext),
-            self._engine.prepare_chat,
-            CHAT,
-            "chatcmpl",
-            FramedEncoding(framer),
-            time.perf_counter(),
+            request, body, len(plaintext), prepare, CHAT, "chatcmpl", FramedEncoding(framer), time.perf_counter()
         )
 
     async def confidential_completions(self, request: Request, plaintext: bytes, framer: Framer) -> Response:
         """A legacy completions request opened from a confidential envelope, its answer sealed by ``framer``."""
         body = self._confidential_body(plaintext, CompletionRequest)
+        prepare = self._engine.prepare_completion
         return await self._generate(
-            request,
-            body,
-            len(plaintext),
-            self._engine.prepare_completion,
-            TEXT,
-            "cmpl",
-            FramedEncoding(framer),
-            time.perf_counter(),
+            request, body, len(plaintext), prepare, TEXT, "cmpl", FramedEncoding(framer), time.perf_counter()
         )
 
     def _confidential_body(self, plaintext: bytes, kind: type[RequestT]) -> RequestT:
