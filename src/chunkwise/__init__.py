@@ -10,49 +10,83 @@ import importlib
 import typing
 
 from ._errors import (
-    APIConnectionError,
     APIError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
     BrokenChainError,
     ChunkwiseError,
     ClientClosedError,
     ClientStateError,
-    ConflictError,
-    ConnectTimeoutError,
     DecryptionError,
     EngineError,
     EnvelopeError,
     EventTooLargeError,
-    FirstChunkTimeoutError,
-    IdleTimeoutError,
     IncompleteStreamError,
-    InternalServerError,
-    NotFoundError,
-    PaymentRequiredError,
-    PermissionDeniedError,
-    RateLimitError,
-    RequestTooLargeError,
     RequestValidationError,
     SignatureError,
     SSEError,
     StreamConsumedError,
     StreamError,
-    TotalTimeoutError,
-    UnexpectedResponseError,
-    UnprocessableEntityError,
     VerificationError,
 )
 from ._version import __version__
 from .types import ChatCompletion, ChatCompletionChunk
 
 if typing.TYPE_CHECKING:  # for type checkers; at run time __getattr__ loads them
-    from .client import AsyncClient, AsyncStream, Backoff, Client, Stream, Timeouts
+    from .client import (
+        APIConnectionError,
+        APIStatusError,
+        APITimeoutError,
+        AsyncClient,
+        AsyncStream,
+        AuthenticationError,
+        Backoff,
+        BadRequestError,
+        Client,
+        ConflictError,
+        ConnectTimeoutError,
+        FirstChunkTimeoutError,
+        IdleTimeoutError,
+        InternalServerError,
+        NotFoundError,
+        PaymentRequiredError,
+        PermissionDeniedError,
+        RateLimitError,
+        RequestTooLargeError,
+        Stream,
+        Timeouts,
+        TotalTimeoutError,
+        UnexpectedResponseError,
+        UnprocessableEntityError,
+    )
 
-#: Loaded on first use, from the client package.
-_CLIENT_NAMES = frozenset({"AsyncClient", "AsyncStream", "Backoff", "Client", "Stream", "Timeouts"})
+#: Loaded on first use, from the client package (its status errors carry the httpx response).
+_CLIENT_NAMES = frozenset(
+    {
+        "APIConnectionError",
+        "APIStatusError",
+        "APITimeoutError",
+        "AsyncClient",
+        "AsyncStream",
+        "AuthenticationError",
+        "Backoff",
+        "BadRequestError",
+        "Client",
+        "ConflictError",
+        "ConnectTimeoutError",
+        "FirstChunkTimeoutError",
+        "IdleTimeoutError",
+        "InternalServerError",
+        "NotFoundError",
+        "PaymentRequiredError",
+        "PermissionDeniedError",
+        "RateLimitError",
+        "RequestTooLargeError",
+        "Stream",
+        "Timeouts",
+        "TotalTimeoutError",
+        "UnexpectedResponseError",
+        "UnprocessableEntityError",
+    }
+)
 
 __all__ = [
     "APIConnectionError",

@@ -15,6 +15,7 @@ PUBLIC_MODULES = [
     "chunkwise.dialects",
     "chunkwise.confidential",
     "chunkwise.signing",
+    "chunkwise.edge",
     "chunkwise.gateway",
     "chunkwise.ray",
 ]

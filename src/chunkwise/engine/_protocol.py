@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from .._errors import ChunkwiseError
+from .._errors import APIStatusError
 from ..types import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest, CompletionUsage
 
 __all__ = [
@@ -27,24 +27,11 @@ __all__ = [
 ]
 
 
-class InvalidRequestError(ChunkwiseError):
+class InvalidRequestError(APIStatusError):
     """The request is well-formed JSON but cannot be served; the server answers ``status`` in the error shape."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        status: int = 400,
-        type: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
-        self.status = status
-        self.type = type
+    status = 400
+    type = "invalid_request_error"
 
 
 ChunkT = TypeVar("ChunkT", ChatCompletionChunk, Completion)

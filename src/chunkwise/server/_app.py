@@ -7,17 +7,13 @@ from collections.abc import AsyncIterator
 
 import msgspec
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
 
-from .._errors import ChunkwiseError
 from ..confidential import NodeKey
+from ..edge import exception_handlers
 from ..engine import BatchingEngine, Engine
 from ._admission import Admission
 from ._confidential import ConfidentialEndpoints
-from ._errors import MethodNotAllowedError, NotFoundError, error_response
 from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
 from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, CORSMiddleware, RequestContextMiddleware
@@ -25,25 +21,9 @@ from ._openapi import openapi_document
 from ._routes import Endpoints
 from ._scheduler import Scheduler
 from ._settings import ServerSettings
-from ._signing import SigningMiddleware, signing_key_route
+from ._signing import signing_key_route
 
 __all__ = ["create_app"]
-
-
-async def _chunkwise_error(request: Request, exc: Exception) -> Response:
-    return error_response(exc)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    # The router's own 404 and 405 answers, in the OpenAI error shape and wording.
-    if isinstance(exc, HTTPException) and exc.status_code == 404:
-        return error_response(NotFoundError(f"Invalid URL ({request.method} {request.url.path})."))
-    if isinstance(exc, HTTPException) and exc.status_code == 405:
-        error = MethodNotAllowedError(
-            f"Method {request.method} is not allowed on {request.url.path}.", headers=dict(exc.headers or {})
-        )
-        return error_response(error)
-    return error_response(exc)
 
 
 @contextlib.asynccontextmanager
@@ -86,7 +66,7 @@ def create_app(
         node_key=settings.node_key or NodeKey(),
         signer=settings.signer,
         max_body_size=settings.max_body_size,
-        chat=endpoints.chat_completions,
+        chat=endpoints.confidential_chat,
     )
     routes = [*endpoints.routes(), *confidential.routes(), signing_key_route(settings.signer)]
 
@@ -107,13 +87,11 @@ def create_app(
     ]
     if settings.api_key is not None:
         middleware.append(Middleware(BearerAuthMiddleware, api_key=settings.api_key))
-    if settings.signer is not None:
-        middleware.append(Middleware(SigningMiddleware, signer=settings.signer))
 
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={ChunkwiseError: _chunkwise_error, HTTPException: _http_error},
+        exception_handlers=exception_handlers(),
         lifespan=_lifespan,
     )
     app.state.engine = engine

@@ -1,7 +1,7 @@
 """Confidential chat in the Atoma shape: ``POST /v1/nodes/lock`` and ``POST /v1/confidential/chat/completions``.
 
 The confidential route opens the envelope, checks it, and hands the plaintext request to the ordinary chat
-route, whose answer goes out sealed by a :class:`~chunkwise.server._framing.ConfidentialFramer`: a fresh
+route, which seals each chunk as it encodes it with a :class:`~chunkwise.server._framing.ConfidentialFramer`: a fresh
 nonce for every envelope, a chain link in every plaintext chunk, usage in the clear for billing, and a
 signature when the server has a signing key. Streams always end with the usage chunk, as an Atoma node
 forces ``stream_options.include_usage``.
@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Message, Receive
 
-from .._errors import EnvelopeError
+from .._errors import BadRequestError, EnvelopeError
 from ..confidential import (
     ConfidentialComputeRequest,
     NodeKey,
@@ -28,11 +26,10 @@ from ..confidential import (
     OpenedRequest,
     open_request,
 )
+from ..edge import JSONResponse, read_json
 from ..signing import ChainSealer, Signer, blake2b256
-from ._body import read_json
-from ._errors import BadRequestError, ModelNotFoundError
-from ._framing import ConfidentialFramer, ReframedResponse
-from ._responses import MsgspecResponse
+from ._errors import ModelNotFoundError
+from ._framing import ConfidentialFramer, Framer
 
 __all__ = ["ConfidentialEndpoints"]
 
@@ -65,20 +62,6 @@ def _plaintext_request(opened: OpenedRequest) -> bytes:
     return _encoder.encode(fields)
 
 
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that first delivers ``body`` as the whole request, then listens to the real one."""
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
 class ConfidentialEndpoints:
     """The confidential routes of one app."""
 
@@ -89,7 +72,7 @@ class ConfidentialEndpoints:
         node_key: NodeKey,
         signer: Signer | None,
         max_body_size: int,
-        chat: Callable[[Request], Awaitable[Response]],
+        chat: Callable[[Request, bytes, Framer], Awaitable[Response]],
     ) -> None:
         self._model_id = model_id
         self._node_key = node_key
@@ -118,7 +101,7 @@ class ConfidentialEndpoints:
             # Signed like any answer (chained to the request), so a client pinning the signing key
             # detects a node key swapped in transit before it encrypts anything.
             answer = ChainSealer(blake2b256(_encoder.encode(body)), self._signer).seal(answer)
-        return MsgspecResponse(answer)
+        return JSONResponse(answer)
 
     async def chat_completions(self, request: Request) -> Response:
         envelope, _ = await read_json(request, ConfidentialComputeRequest, limit=self._max_body_size)
@@ -127,16 +110,5 @@ class ConfidentialEndpoints:
         except EnvelopeError as exc:
             raise BadRequestError(exc.message, param=exc.param, code=exc.code) from None
         plaintext = _plaintext_request(opened)
-        scope: dict[str, Any] = dict(request.scope)
-        scope["headers"] = [
-            *(
-                (name, value)
-                for name, value in request.scope["headers"]
-                if name not in (b"content-type", b"content-length")
-            ),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(plaintext)).encode()),
-        ]
-        inner = await self._chat(Request(scope, _replaying(plaintext, request.receive)))
         framer = ConfidentialFramer(ChainSealer(opened.plaintext_hash, self._signer), opened.sealer)
-        return ReframedResponse(inner, framer)
+        return await self._chat(request, plaintext, framer)
