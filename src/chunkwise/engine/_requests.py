@@ -309,6 +309,8 @@ def _sampling(model: PromptModel, request: _SamplingFields, max_new_tokens: int)
     return SamplingConfig(
         temperature=1.0 if request.temperature is None else request.temperature,
         top_p=1.0 if request.top_p is None else request.top_p,
+        # Only chat requests carry top_k (the dialects translate Anthropic's to it).
+        top_k=getattr(request, "top_k", None) or 0,
         seed=request.seed,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
