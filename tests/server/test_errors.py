@@ -218,7 +218,9 @@ def test_engine_failure_mid_stream_sends_an_error_frame_then_done(failing_server
 class _BuggyEngine(_FailingEngine):
     """An engine whose ``prepare_chat`` has a bug: the exception must come out as a JSON 500, not a crash."""
 
-    def prepare_chat(self, request: ChatCompletionRequest, *, request_id: str, created: int) -> Generation[ChatCompletionChunk]:
+    def prepare_chat(
+        self, request: ChatCompletionRequest, *, request_id: str, created: int
+    ) -> Generation[ChatCompletionChunk]:
         raise RuntimeError("a bug in a handler")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._body import decode_json, read_body, read_json, validation_param
 from ._boundary import ErrorBoundary, Handler, exception_handlers, respond
 from ._credentials import BEARER, X_API_KEY, Credential, find_credential
+from ._dialect_errors import MESSAGES_ERRORS, MessagesErrorShape
 from ._errors import (
     OPENAI_ERRORS,
     BodyTooLargeError,
@@ -37,6 +38,8 @@ __all__ = [
     "JSONResponse",
     "JSON_MEDIA_TYPE",
     "KEEPALIVE",
+    "MESSAGES_ERRORS",
+    "MessagesErrorShape",
     "OPENAI_ERRORS",
     "OpenAIErrorShape",
     "SSE_HEADERS",

@@ -18,6 +18,7 @@ from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
 from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, CORSMiddleware, RequestContextMiddleware
 from ._openapi import openapi_document
+from ._response_store import open_response_store
 from ._routes import Endpoints
 from ._scheduler import Scheduler
 from ._settings import ServerSettings
@@ -30,7 +31,10 @@ __all__ = ["create_app"]
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     # uvicorn's logger is the process's, not the app's: filtered only while the app runs.
     with quiet_stalled_responses():
-        yield
+        try:
+            yield
+        finally:
+            app.state.responses.close()
 
 
 def create_app(
@@ -60,7 +64,10 @@ def create_app(
     metrics.queue_depth.set_function(lambda: scheduler.queue_depth)
     metrics.watch_engine(engine)
     openapi = msgspec.json.encode(openapi_document(model_id=engine.model_id, requires_key=settings.api_key is not None))
-    endpoints = Endpoints(engine=engine, settings=settings, scheduler=scheduler, metrics=metrics, openapi=openapi)
+    responses = open_response_store(settings.response_store, settings.response_store_size)
+    endpoints = Endpoints(
+        engine=engine, settings=settings, scheduler=scheduler, metrics=metrics, openapi=openapi, responses=responses
+    )
     confidential = ConfidentialEndpoints(
         model_id=engine.model_id,
         node_key=settings.node_key or NodeKey(),
@@ -79,8 +86,17 @@ def create_app(
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            # Anthropic's SDKs send their key and version in headers of their own.
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-Request-Id",
+                "X-Api-Key",
+                "Anthropic-Version",
+                "Anthropic-Beta",
+                "Anthropic-Dangerous-Direct-Browser-Access",
+            ],
             expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
             max_age=600,
         ),
@@ -98,4 +114,5 @@ def create_app(
     app.state.settings = settings
     app.state.scheduler = scheduler
     app.state.metrics = metrics
+    app.state.responses = responses
     return app

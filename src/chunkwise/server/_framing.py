@@ -17,8 +17,9 @@ import msgspec
 
 from .. import sse
 from ..confidential import ResponseSealer
+from ..edge import KEEPALIVE, OPENAI_ERRORS, ErrorShape
 from ..signing import ChainSealer
-from ..types import CompletionUsage
+from ..types import CompletionUsage, ErrorDetail
 
 __all__ = ["PLAIN", "AnswerEncoding", "ConfidentialFramer", "FramedEncoding", "Framer", "SignedFramer"]
 
@@ -85,16 +86,50 @@ class ConfidentialFramer:
 
 
 class AnswerEncoding(Protocol):
-    """The bytes of a 200 answer: each chunk as an event, the stream's end, or the whole JSON answer."""
+    """The bytes of an answer: each chunk as an event, the stream's end, or the whole JSON answer.
+
+    A dialect (:mod:`._dialect_answers`) is an encoding too: it writes the same chunks as its own events.
+    """
+
+    #: The shape of an error answered before anything was sent (a non-stream answer's engine failure).
+    errors: ErrorShape
+
+    def opening(self) -> bytes:
+        """What a stream sends at once, before the request is let into the engine."""
+        ...
+
+    def keepalive(self) -> bytes:
+        """What a stream sends every interval while the request waits for the engine."""
+        ...
 
     def event(self, value: msgspec.Struct, /) -> bytes: ...
+
+    def failure(self, status: int, detail: ErrorDetail) -> bytes:
+        """The in-stream error once the engine failed mid-stream (the end follows)."""
+        ...
 
     def end(self) -> bytes: ...
 
     def body(self, value: msgspec.Struct, /) -> bytes: ...
 
 
-class _PlainEncoding:
+class _ChatEvents:
+    """What chat streams send besides their chunks, plain or framed alike."""
+
+    __slots__ = ()
+    errors: ErrorShape = OPENAI_ERRORS
+
+    def opening(self) -> bytes:
+        return b""
+
+    def keepalive(self) -> bytes:
+        return KEEPALIVE
+
+    def failure(self, status: int, detail: ErrorDetail) -> bytes:
+        return OPENAI_ERRORS.event(status, detail)
+
+
+class _PlainEncoding(_ChatEvents):
     __slots__ = ()
 
     def event(self, value: msgspec.Struct, /) -> bytes:
@@ -111,7 +146,7 @@ class _PlainEncoding:
 PLAIN: AnswerEncoding = _PlainEncoding()
 
 
-class FramedEncoding:
+class FramedEncoding(_ChatEvents):
     """Answers whose every payload goes through ``framer`` as it is encoded."""
 
     __slots__ = ("_framer",)

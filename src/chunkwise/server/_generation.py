@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import enum
 import logging
 import threading
@@ -33,22 +34,14 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from ..accumulate import ChatCompletionAccumulator, CompletionAccumulator
-from ..edge import (
-    KEEPALIVE,
-    OPENAI_ERRORS,
-    SSE_HEADERS,
-    JSONResponse,
-    describe_error,
-    error_response,
-    wait_for_disconnect,
-)
+from ..edge import SSE_HEADERS, JSONResponse, describe_error, error_response, wait_for_disconnect
 from ..engine import Generation, generation_usage, usage_chunk
 from ..types import ChatCompletion, ChatCompletionChunk, Completion
 from ._admission import Ticket
 from ._framing import PLAIN, AnswerEncoding
 from ._metrics import ServerMetrics
 
-__all__ = ["CHAT", "TEXT", "GenerationResponse", "StreamKind", "quiet_stalled_responses"]
+__all__ = ["CHAT", "MESSAGES", "RESPONSES", "TEXT", "GenerationResponse", "StreamKind", "quiet_stalled_responses"]
 
 logger = logging.getLogger("chunkwise.server")
 
@@ -128,6 +121,9 @@ def _text_has_output(piece: Completion) -> bool:
 CHAT: StreamKind[ChatCompletionChunk, ChatCompletion] = StreamKind(
     "chat", ChatCompletionAccumulator, ChatCompletionChunk, _chat_has_output
 )
+#: The Responses API and Anthropic Messages: chat underneath, counted under their own endpoint label.
+RESPONSES = dataclasses.replace(CHAT, endpoint="responses")
+MESSAGES = dataclasses.replace(CHAT, endpoint="messages")
 TEXT: StreamKind[Completion, Completion] = StreamKind(
     "completions", CompletionAccumulator, Completion, _text_has_output
 )
@@ -262,7 +258,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
             with anyio.move_on_after(self._keepalive_interval):
                 await ticket.wait()
             if not ticket.granted:
-                await self._send_body(send, KEEPALIVE)
+                await self._send_body(send, self._encoding.keepalive())
         self._stage = _Stage.GENERATING
 
     async def _generate(self, on_chunk: Callable[[ChunkT], Awaitable[None]]) -> BaseException | None:
@@ -306,6 +302,9 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
 
     async def _send_stream(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        opening = self._encoding.opening()
+        if opening:
+            await self._send_body(send, opening)
         await self._wait_for_engine(send)
         model = self._model
         encode = self._encoding.event
@@ -313,12 +312,14 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         async def send_chunk(chunk: ChunkT) -> None:
             nonlocal model
             model = chunk.model or model
-            await self._send_body(send, encode(chunk))
+            data = encode(chunk)
+            if data:  # a dialect may write nothing for a chunk (an empty role-only delta)
+                await self._send_body(send, data)
 
         failure = await self._generate(send_chunk)
         if failure is not None:
             status, detail, _ = describe_error(failure)
-            await self._send_body(send, OPENAI_ERRORS.event(status, detail))
+            await self._send_body(send, self._encoding.failure(status, detail))
         elif self._include_usage:
             last = usage_chunk(
                 self._kind.chunk_type, self._job, id=self._completion_id, created=self._created, model=model
@@ -336,7 +337,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         failure = await self._generate(add)
         response: Response
         if failure is not None:
-            response = error_response(failure)
+            response = error_response(failure, self._encoding.errors)
         else:
             result = accumulator.result()
             result = msgspec.structs.replace(

@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..edge import JSON_MEDIA_TYPE, BodyTooLargeError, JSONResponse, decode_json, model_list_response, read_json
-from ..engine import Engine
+from .._errors import NotFoundError
+from ..dialects import (
+    MessagesRequest,
+    MessageTokensCount,
+    ResponseObject,
+    ResponsesRequest,
+    messages_request_to_chat,
+    new_response,
+    responses_request_to_chat,
+)
+from ..edge import (
+    JSON_MEDIA_TYPE,
+    MESSAGES_ERRORS,
+    BodyTooLargeError,
+    JSONResponse,
+    decode_json,
+    error_response,
+    model_list_response,
+    read_json,
+)
+from ..engine import Engine, Generation
 from ..signing import ChainSealer, blake2b256
 from ..types import (
     ChatCompletionRequest,
@@ -23,12 +43,14 @@ from ..types import (
     ResponseFormatJSONSchema,
 )
 from ._admission import Admission
+from ._dialect_answers import MessagesAnswer, ResponsesAnswer
 from ._errors import ModelNotFoundError
 from ._framing import PLAIN, AnswerEncoding, FramedEncoding, Framer, SignedFramer
-from ._generation import CHAT, TEXT, GenerationResponse, StreamKind
+from ._generation import CHAT, MESSAGES, RESPONSES, TEXT, GenerationResponse, StreamKind
 from ._metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from ._playground import playground
-from ._responses import HealthStatus
+from ._response_store import ResponseStore, StoredResponse
+from ._responses import HealthStatus, ResponseDeleted
 from ._settings import ServerSettings
 
 __all__ = ["Endpoints"]
@@ -49,6 +71,18 @@ async def _prepare(prepare: Callable[[], PreparedT], body_size: int, *, builds_g
     return await anyio.to_thread.run_sync(prepare)
 
 
+def _in_messages_shape(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Every error of a Messages endpoint, whatever raised it, answered in Anthropic's shape."""
+
+    async def shaped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return error_response(exc, MESSAGES_ERRORS)
+
+    return shaped
+
+
 def _builds_grammar(body: ChatCompletionRequest | CompletionRequest) -> bool:
     if not isinstance(body, ChatCompletionRequest):
         return False
@@ -66,8 +100,10 @@ class Endpoints:
         scheduler: Admission,
         metrics: ServerMetrics,
         openapi: bytes,
+        responses: ResponseStore,
     ) -> None:
         self._engine = engine
+        self._responses = responses
         self._settings = settings
         self._scheduler = scheduler
         self._metrics = metrics
@@ -78,6 +114,11 @@ class Endpoints:
         return [
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
+            Route("/v1/responses", self.create_response, methods=["POST"]),
+            Route("/v1/responses/{response_id}", self.retrieve_response, methods=["GET"]),
+            Route("/v1/responses/{response_id}", self.delete_response, methods=["DELETE"]),
+            Route("/v1/messages", _in_messages_shape(self.create_message), methods=["POST"]),
+            Route("/v1/messages/count_tokens", _in_messages_shape(self.count_message_tokens), methods=["POST"]),
             Route("/v1/models", self.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", self.retrieve_model, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
@@ -122,6 +163,72 @@ class Endpoints:
             return PLAIN
         return FramedEncoding(SignedFramer(ChainSealer(blake2b256(request_body), signer)))
 
+    async def create_response(self, request: Request) -> Response:
+        received_at = time.perf_counter()
+        body, raw = await read_json(request, ResponsesRequest, limit=self._settings.max_body_size)
+        conversation = self._conversation(body)
+        chat = responses_request_to_chat(msgspec.structs.replace(body, input=conversation))
+        generation, response_id, created = await self._prepared(
+            request, chat, len(raw), self._engine.prepare_chat, "resp_"
+        )
+        template = new_response(body, response_id=response_id, created_at=created, model=self._engine.model_id)
+        keep = None
+        if body.store is not False:
+
+            def keep(response: ResponseObject) -> None:
+                self._responses.put(StoredResponse(response=response, input=conversation))
+
+        encoding = ResponsesAnswer(template, keep)
+        return self._respond(chat, generation, RESPONSES, encoding, response_id, created, received_at)
+
+    def _conversation(self, body: ResponsesRequest) -> list[Any]:
+        """The request's input items, after the stored turns that ``previous_response_id`` names."""
+        items: list[Any] = (
+            body.input or [] if not isinstance(body.input, str) else [{"role": "user", "content": body.input}]
+        )
+        if body.previous_response_id is None:
+            return items
+        stored = self._responses.get(body.previous_response_id)
+        if stored is None:
+            raise NotFoundError(
+                f"Previous response with id '{body.previous_response_id}' not found.", param="previous_response_id"
+            )
+        return [*stored.input, *msgspec.to_builtins(stored.response.output), *items]
+
+    def _stored_response(self, request: Request) -> StoredResponse:
+        response_id = request.path_params["response_id"]
+        stored = self._responses.get(response_id)
+        if stored is None:
+            raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
+        return stored
+
+    async def retrieve_response(self, request: Request) -> Response:
+        return JSONResponse(self._stored_response(request).response)
+
+    async def delete_response(self, request: Request) -> Response:
+        response_id = self._stored_response(request).response.id
+        self._responses.delete(response_id)
+        return JSONResponse(ResponseDeleted(id=response_id))
+
+    async def create_message(self, request: Request) -> Response:
+        received_at = time.perf_counter()
+        body, raw = await read_json(request, MessagesRequest, limit=self._settings.max_body_size)
+        chat = messages_request_to_chat(body)
+        generation, message_id, created = await self._prepared(
+            request, chat, len(raw), self._engine.prepare_chat, "msg_"
+        )
+        model = self._engine.model_id
+        encoding = MessagesAnswer(message_id=message_id, model=model, input_tokens=generation.prompt_tokens)
+        return self._respond(chat, generation, MESSAGES, encoding, message_id, created, received_at)
+
+    async def count_message_tokens(self, request: Request) -> Response:
+        body, raw = await read_json(request, MessagesRequest, limit=self._settings.max_body_size)
+        chat = messages_request_to_chat(body, count_only=True)
+        generation, _, _ = await self._prepared(request, chat, len(raw), self._engine.prepare_chat, "msg_")
+        # Preparing is what counts the prompt (template and tokenizer); the generation never runs.
+        await generation.aclose()
+        return JSONResponse(MessageTokensCount(input_tokens=generation.prompt_tokens))
+
     async def _generate(
         self,
         request: Request,
@@ -133,14 +240,38 @@ class Endpoints:
         encoding: AnswerEncoding,
         received_at: float,
     ) -> Response:
+        generation, completion_id, created = await self._prepared(request, body, size, prepare, f"{id_prefix}-")
+        return self._respond(body, generation, kind, encoding, completion_id, created, received_at)
+
+    async def _prepared(
+        self,
+        request: Request,
+        body: ChatCompletionRequest | CompletionRequest,
+        size: int,
+        prepare: Callable[..., Any],
+        id_prefix: str,
+    ) -> tuple[Generation[Any], str, int]:
+        """The engine's generation for ``body``, its answer's id and creation time."""
         self._check_model(body.model)
-        completion_id = f"{id_prefix}-{request.state.request_id}"
+        completion_id = f"{id_prefix}{request.state.request_id}"
         created = int(time.time())
         generation = await _prepare(
             partial(prepare, body, request_id=completion_id, created=created),
             size,
             builds_grammar=_builds_grammar(body),
         )
+        return generation, completion_id, created
+
+    def _respond(
+        self,
+        body: ChatCompletionRequest | CompletionRequest,
+        generation: Generation[Any],
+        kind: StreamKind[Any, Any],
+        encoding: AnswerEncoding,
+        completion_id: str,
+        created: int,
+        received_at: float,
+    ) -> Response:
         return GenerationResponse(
             kind=kind,
             job=generation,

@@ -42,6 +42,11 @@ class ServerSettings:
     node_key: NodeKey | None = None
     #: When set, every chunk and every non-stream answer is signed and chained (``GET /signing-key``).
     signer: Signer | None = None
+    #: Where stored Responses (``store``, ``previous_response_id``) live: ``None`` keeps them in memory, a
+    #: path keeps them in that SQLite file across restarts.
+    response_store: str | None = None
+    #: How many stored Responses are kept; the least recently used go first.
+    response_store_size: int = 1000
 
     def __post_init__(self) -> None:
         if self.queue_size < 0:
@@ -56,6 +61,8 @@ class ServerSettings:
             raise ValueError(f"header_timeout must be > 0, not {self.header_timeout}")
         if self.max_body_size < 1:
             raise ValueError(f"max_body_size must be >= 1, not {self.max_body_size}")
+        if self.response_store_size < 1:
+            raise ValueError(f"response_store_size must be >= 1, not {self.response_store_size}")
         if self.retry_after < 0:
             raise ValueError(f"retry_after must be >= 0, not {self.retry_after}")
         if self.api_key == "":

@@ -1,0 +1,119 @@
+"""Stored Responses: what ``GET``/``DELETE /v1/responses/{id}`` and ``previous_response_id`` read.
+
+Each stored response keeps the conversation that led to it (its input items, the earlier turns included)
+beside the ``response`` itself, so a follow-up names only its own new input. The store is bounded: the
+least recently used response goes when a new one would pass ``capacity``. :class:`MemoryResponseStore` is
+the default; :class:`SQLiteResponseStore` keeps them in a file across restarts. Both are called on the
+event loop: one small row per answer, written as the answer ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+import threading
+from typing import Any, Protocol
+
+import msgspec
+
+from ..dialects import ResponseObject
+
+__all__ = ["MemoryResponseStore", "ResponseStore", "SQLiteResponseStore", "StoredResponse", "open_response_store"]
+
+
+class StoredResponse(msgspec.Struct, kw_only=True, gc=False):
+    response: ResponseObject
+    #: The input items that produced ``response``, the stored turns before it included.
+    input: list[Any]
+
+
+class ResponseStore(Protocol):
+    def get(self, response_id: str) -> StoredResponse | None: ...
+
+    def put(self, stored: StoredResponse) -> None: ...
+
+    def delete(self, response_id: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryResponseStore:
+    """The last ``capacity`` responses, in this process."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: collections.OrderedDict[str, StoredResponse] = collections.OrderedDict()
+
+    def get(self, response_id: str) -> StoredResponse | None:
+        stored = self._entries.get(response_id)
+        if stored is not None:
+            self._entries.move_to_end(response_id)
+        return stored
+
+    def put(self, stored: StoredResponse) -> None:
+        self._entries[stored.response.id] = stored
+        self._entries.move_to_end(stored.response.id)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def delete(self, response_id: str) -> bool:
+        return self._entries.pop(response_id, None) is not None
+
+    def close(self) -> None:
+        self._entries.clear()
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(StoredResponse)
+
+
+class SQLiteResponseStore:
+    """The last ``capacity`` responses, in a SQLite file (created if missing)."""
+
+    def __init__(self, path: str, capacity: int) -> None:
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, used INTEGER NOT NULL, body BLOB NOT NULL)"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS responses_used ON responses (used)")
+        row = self._db.execute("SELECT COALESCE(MAX(used), 0) FROM responses").fetchone()
+        self._clock: int = row[0]
+
+    def _tick(self) -> int:
+        self._clock += 1
+        return self._clock
+
+    def get(self, response_id: str) -> StoredResponse | None:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM responses WHERE id = ?", (response_id,)).fetchone()
+            if row is None:
+                return None
+            self._db.execute("UPDATE responses SET used = ? WHERE id = ?", (self._tick(), response_id))
+        return _decoder.decode(row[0])
+
+    def put(self, stored: StoredResponse) -> None:
+        body = _encoder.encode(stored)
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses (id, used, body) VALUES (?, ?, ?)",
+                (stored.response.id, self._tick(), body),
+            )
+            self._db.execute(
+                "DELETE FROM responses WHERE id NOT IN (SELECT id FROM responses ORDER BY used DESC LIMIT ?)",
+                (self._capacity,),
+            )
+
+    def delete(self, response_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM responses WHERE id = ?", (response_id,)).rowcount > 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_response_store(path: str | None, capacity: int) -> ResponseStore:
+    return MemoryResponseStore(capacity) if path is None else SQLiteResponseStore(path, capacity)
