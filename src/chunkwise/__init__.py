@@ -1,7 +1,7 @@
 """chunkwise: streaming chat completions in the OpenAI/Atoma wire format.
 
 The client's names load on first use: ``import chunkwise.server`` or ``chunkwise.engine`` runs this module, and
-must not pull in the client (and httpx) that only a client process needs. The errors and types cost nothing.
+must not pull in the client (and httpx) that only a client process needs. The root's errors and the types cost nothing.
 """
 
 from __future__ import annotations
@@ -58,36 +58,6 @@ if typing.TYPE_CHECKING:  # for type checkers; at run time __getattr__ loads the
         UnprocessableEntityError,
     )
 
-#: Loaded on first use, from the client package (its status errors carry the httpx response).
-_CLIENT_NAMES = frozenset(
-    {
-        "APIConnectionError",
-        "APIStatusError",
-        "APITimeoutError",
-        "AsyncClient",
-        "AsyncStream",
-        "AuthenticationError",
-        "Backoff",
-        "BadRequestError",
-        "Client",
-        "ConflictError",
-        "ConnectTimeoutError",
-        "FirstChunkTimeoutError",
-        "IdleTimeoutError",
-        "InternalServerError",
-        "NotFoundError",
-        "PaymentRequiredError",
-        "PermissionDeniedError",
-        "RateLimitError",
-        "RequestTooLargeError",
-        "Stream",
-        "Timeouts",
-        "TotalTimeoutError",
-        "UnexpectedResponseError",
-        "UnprocessableEntityError",
-    }
-)
-
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -136,7 +106,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    if name not in _CLIENT_NAMES:
+    # Every exported name not bound above is one of the client's (the TYPE_CHECKING import lists them):
+    # the client, and the errors built from its responses.
+    if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     # Imported by name, not by an import statement, so that import-linter's graph does not see the root
     # depending on the client: only code that asks for a client name loads it.

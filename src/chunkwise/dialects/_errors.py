@@ -11,8 +11,8 @@ class DialectRequestError(BadRequestError, ValueError):
     """A Responses or Messages request holds something the chat engine cannot be asked for.
 
     ``param`` names the offending field as a path into the dialect's request (``input[2].content[0]``,
-    ``messages[0].content[1]``). It is a 400 :class:`~chunkwise.BadRequestError`, so the edge answers it
-    in the dialect's own error shape like any other refusal.
+    ``messages[0].content[1]``), so the edge can answer 400 in the dialect's own error shape: it is a
+    :class:`~chunkwise._errors.BadRequestError` like every other 400.
     """
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
