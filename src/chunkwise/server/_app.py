@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from ..confidential import NodeKey
-from ..edge import exception_handlers
+from ..edge import exception_handlers, open_response_store
 from ..engine import BatchingEngine, Engine
 from ._admission import Admission
 from ._confidential import ConfidentialEndpoints
@@ -18,7 +18,6 @@ from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
 from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, CORSMiddleware, RequestContextMiddleware
 from ._openapi import openapi_document
-from ._response_store import open_response_store
 from ._routes import Endpoints
 from ._scheduler import Scheduler
 from ._settings import ServerSettings

@@ -8,30 +8,24 @@ from functools import partial
 from typing import Any, TypeVar
 
 import anyio.to_thread
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .._errors import NotFoundError
-from ..dialects import (
-    MessagesRequest,
-    MessageTokensCount,
-    ResponseObject,
-    ResponsesRequest,
-    messages_request_to_chat,
-    new_response,
-    responses_request_to_chat,
-)
+from ..dialects import MessagesRequest, MessageTokensCount, ResponsesRequest, messages_request_to_chat
 from ..edge import (
     JSON_MEDIA_TYPE,
     MESSAGES_ERRORS,
     BodyTooLargeError,
     JSONResponse,
+    MessagesAnswer,
+    ResponseStore,
     decode_json,
     error_response,
     model_list_response,
     read_json,
+    responses_answer,
+    stored_response,
 )
 from ..engine import Engine, Generation
 from ..signing import ChainSealer, blake2b256
@@ -43,13 +37,11 @@ from ..types import (
     ResponseFormatJSONSchema,
 )
 from ._admission import Admission
-from ._dialect_answers import MessagesAnswer, ResponsesAnswer
 from ._errors import ModelNotFoundError
 from ._framing import PLAIN, AnswerEncoding, FramedEncoding, Framer, SignedFramer
 from ._generation import CHAT, MESSAGES, RESPONSES, TEXT, GenerationResponse, StreamKind
 from ._metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from ._playground import playground
-from ._response_store import ResponseStore, StoredResponse
 from ._responses import HealthStatus, ResponseDeleted
 from ._settings import ServerSettings
 
@@ -166,65 +158,39 @@ class Endpoints:
     async def create_response(self, request: Request) -> Response:
         received_at = time.perf_counter()
         body, raw = await read_json(request, ResponsesRequest, limit=self._settings.max_body_size)
-        conversation = self._conversation(body)
-        chat = responses_request_to_chat(msgspec.structs.replace(body, input=conversation))
-        generation, response_id, created = await self._prepared(
-            request, chat, len(raw), self._engine.prepare_chat, "resp_"
+        response_id = f"resp_{request.state.request_id}"
+        created = int(time.time())
+        chat, answer = responses_answer(
+            body, self._responses, response_id=response_id, created_at=created, model=self._engine.model_id
         )
-        template = new_response(body, response_id=response_id, created_at=created, model=self._engine.model_id)
-        keep = None
-        if body.store is not False:
-
-            def keep(response: ResponseObject) -> None:
-                self._responses.put(StoredResponse(response=response, input=conversation))
-
-        encoding = ResponsesAnswer(template, keep)
-        return self._respond(chat, generation, RESPONSES, encoding, response_id, created, received_at)
-
-    def _conversation(self, body: ResponsesRequest) -> list[Any]:
-        """The request's input items, after the stored turns that ``previous_response_id`` names."""
-        items: list[Any] = (
-            body.input or [] if not isinstance(body.input, str) else [{"role": "user", "content": body.input}]
-        )
-        if body.previous_response_id is None:
-            return items
-        stored = self._responses.get(body.previous_response_id)
-        if stored is None:
-            raise NotFoundError(
-                f"Previous response with id '{body.previous_response_id}' not found.", param="previous_response_id"
-            )
-        return [*stored.input, *msgspec.to_builtins(stored.response.output), *items]
-
-    def _stored_response(self, request: Request) -> StoredResponse:
-        response_id = request.path_params["response_id"]
-        stored = self._responses.get(response_id)
-        if stored is None:
-            raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
-        return stored
+        generation = await self._prepared(chat, len(raw), self._engine.prepare_chat, response_id, created)
+        return self._respond(chat, generation, RESPONSES, answer, response_id, created, received_at)
 
     async def retrieve_response(self, request: Request) -> Response:
-        return JSONResponse(self._stored_response(request).response)
+        return JSONResponse(stored_response(self._responses, request.path_params["response_id"]).response)
 
     async def delete_response(self, request: Request) -> Response:
-        response_id = self._stored_response(request).response.id
+        response_id = stored_response(self._responses, request.path_params["response_id"]).response.id
         self._responses.delete(response_id)
         return JSONResponse(ResponseDeleted(id=response_id))
 
     async def create_message(self, request: Request) -> Response:
         received_at = time.perf_counter()
         body, raw = await read_json(request, MessagesRequest, limit=self._settings.max_body_size)
+        message_id = f"msg_{request.state.request_id}"
+        created = int(time.time())
         chat = messages_request_to_chat(body)
-        generation, message_id, created = await self._prepared(
-            request, chat, len(raw), self._engine.prepare_chat, "msg_"
-        )
+        generation = await self._prepared(chat, len(raw), self._engine.prepare_chat, message_id, created)
+        # The prompt's size is known once it is prepared, in time for `message_start`.
         model = self._engine.model_id
-        encoding = MessagesAnswer(message_id=message_id, model=model, input_tokens=generation.prompt_tokens)
-        return self._respond(chat, generation, MESSAGES, encoding, message_id, created, received_at)
+        answer = MessagesAnswer(message_id=message_id, model=model, input_tokens=generation.prompt_tokens)
+        return self._respond(chat, generation, MESSAGES, answer, message_id, created, received_at)
 
     async def count_message_tokens(self, request: Request) -> Response:
         body, raw = await read_json(request, MessagesRequest, limit=self._settings.max_body_size)
         chat = messages_request_to_chat(body, count_only=True)
-        generation, _, _ = await self._prepared(request, chat, len(raw), self._engine.prepare_chat, "msg_")
+        request_id = f"msg_{request.state.request_id}"
+        generation = await self._prepared(chat, len(raw), self._engine.prepare_chat, request_id, int(time.time()))
         # Preparing is what counts the prompt (template and tokenizer); the generation never runs.
         await generation.aclose()
         return JSONResponse(MessageTokensCount(input_tokens=generation.prompt_tokens))
@@ -240,27 +206,26 @@ class Endpoints:
         encoding: AnswerEncoding,
         received_at: float,
     ) -> Response:
-        generation, completion_id, created = await self._prepared(request, body, size, prepare, f"{id_prefix}-")
+        completion_id = f"{id_prefix}-{request.state.request_id}"
+        created = int(time.time())
+        generation = await self._prepared(body, size, prepare, completion_id, created)
         return self._respond(body, generation, kind, encoding, completion_id, created, received_at)
 
     async def _prepared(
         self,
-        request: Request,
         body: ChatCompletionRequest | CompletionRequest,
         size: int,
         prepare: Callable[..., Any],
-        id_prefix: str,
-    ) -> tuple[Generation[Any], str, int]:
-        """The engine's generation for ``body``, its answer's id and creation time."""
+        completion_id: str,
+        created: int,
+    ) -> Generation[Any]:
+        """The engine's generation for ``body``."""
         self._check_model(body.model)
-        completion_id = f"{id_prefix}{request.state.request_id}"
-        created = int(time.time())
-        generation = await _prepare(
+        return await _prepare(
             partial(prepare, body, request_id=completion_id, created=created),
             size,
             builds_grammar=_builds_grammar(body),
         )
-        return generation, completion_id, created
 
     def _respond(
         self,

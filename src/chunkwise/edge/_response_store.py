@@ -1,4 +1,4 @@
-"""Stored Responses: what ``GET``/``DELETE /v1/responses/{id}`` and ``previous_response_id`` read.
+"""Stored Responses: what ``GET``/``DELETE /v1/responses/{id}`` and ``previous_response_id`` read, in both apps.
 
 Each stored response keeps the conversation that led to it (its input items, the earlier turns included)
 beside the ``response`` itself, so a follow-up names only its own new input. The store is bounded: the
@@ -16,9 +16,18 @@ from typing import Any, Protocol
 
 import msgspec
 
-from ..dialects import ResponseObject
+from .._errors import NotFoundError
+from ..dialects import ResponseObject, ResponsesRequest
 
-__all__ = ["MemoryResponseStore", "ResponseStore", "SQLiteResponseStore", "StoredResponse", "open_response_store"]
+__all__ = [
+    "MemoryResponseStore",
+    "ResponseStore",
+    "SQLiteResponseStore",
+    "StoredResponse",
+    "conversation",
+    "open_response_store",
+    "stored_response",
+]
 
 
 class StoredResponse(msgspec.Struct, kw_only=True, gc=False):
@@ -117,3 +126,24 @@ class SQLiteResponseStore:
 
 def open_response_store(path: str | None, capacity: int) -> ResponseStore:
     return MemoryResponseStore(capacity) if path is None else SQLiteResponseStore(path, capacity)
+
+
+def conversation(request: ResponsesRequest, store: ResponseStore) -> list[Any]:
+    """The request's input items, after the stored turns that ``previous_response_id`` names (404 if none)."""
+    text = request.input
+    items: list[Any] = [{"role": "user", "content": text}] if isinstance(text, str) else text or []
+    previous = request.previous_response_id
+    if previous is None:
+        return items
+    stored = store.get(previous)
+    if stored is None:
+        raise NotFoundError(f"Previous response with id '{previous}' not found.", param="previous_response_id")
+    return [*stored.input, *msgspec.to_builtins(stored.response.output), *items]
+
+
+def stored_response(store: ResponseStore, response_id: str) -> StoredResponse:
+    """The stored response ``response_id``, or a 404."""
+    stored = store.get(response_id)
+    if stored is None:
+        raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
+    return stored

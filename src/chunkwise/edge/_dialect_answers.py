@@ -1,14 +1,17 @@
-"""The Responses API and Anthropic Messages as answer encodings: the chat chunks, written as each dialect's events.
+"""The Responses API and Anthropic Messages as answers: chat chunks in, each dialect's bytes out.
 
-A :class:`~chunkwise.server._generation.GenerationResponse` runs every dialect's generation the same way;
-only its :class:`~chunkwise.server._framing.AnswerEncoding` differs. These encodings hand the chunks to the
-writers of :mod:`chunkwise.dialects` and the whole answer to its final-object translation, so a streamed
-and a whole answer are the same object.
+Both apps answer a dialect request the same way: translate it to a chat request (:func:`responses_answer`;
+``messages_request_to_chat`` and a :class:`MessagesAnswer`), get chat chunks or a chat completion for it
+(from the engine, or from an upstream), and write them through the answer. An answer hands the chunks to
+the writers of :mod:`chunkwise.dialects` and a whole completion to its final-object translation, so a
+streamed and a whole answer are the same object. In the server an answer is its generation's
+``AnswerEncoding``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import msgspec
 
@@ -17,18 +20,72 @@ from ..dialects import (
     ChatToResponses,
     PingEvent,
     ResponseObject,
+    ResponsesRequest,
     completion_to_message,
     completion_to_response,
     encode_dialect_event,
     messages_error_type,
+    new_response,
+    responses_request_to_chat,
 )
-from ..edge import KEEPALIVE, MESSAGES_ERRORS, OPENAI_ERRORS, ErrorShape
-from ..types import ChatCompletion, ChatCompletionChunk, ErrorDetail
+from ..types import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ErrorDetail
+from ._dialect_errors import MESSAGES_ERRORS
+from ._errors import OPENAI_ERRORS, ErrorShape
+from ._response_store import ResponseStore, StoredResponse, conversation
+from ._sse import KEEPALIVE
 
-__all__ = ["MessagesAnswer", "ResponsesAnswer"]
+__all__ = ["DialectAnswer", "MessagesAnswer", "ResponsesAnswer", "responses_answer"]
 
 _encoder = msgspec.json.Encoder()
 _PING = encode_dialect_event(PingEvent())
+
+
+class DialectAnswer(Protocol):
+    """What each dialect writes for one answer, from chat chunks (streamed) or a chat completion (whole)."""
+
+    #: The shape of an error answered before anything was sent.
+    errors: ErrorShape
+
+    def opening(self) -> bytes:
+        """The events a stream starts with, sent at once."""
+        ...
+
+    def keepalive(self) -> bytes:
+        """What a stream sends while nothing else comes."""
+        ...
+
+    def event(self, value: msgspec.Struct, /) -> bytes:
+        """The events for one chat chunk (maybe none)."""
+        ...
+
+    def failure(self, status: int, detail: ErrorDetail) -> bytes:
+        """The stream's error events, the chat stream having broken."""
+        ...
+
+    def end(self) -> bytes:
+        """The stream's last events."""
+        ...
+
+    def body(self, value: msgspec.Struct, /) -> bytes:
+        """The whole answer for a chat completion."""
+        ...
+
+
+def responses_answer(
+    request: ResponsesRequest, store: ResponseStore, *, response_id: str, created_at: int, model: str
+) -> tuple[ChatCompletionRequest, ResponsesAnswer]:
+    """The chat request for a Responses request (the stored turns it continues first) and its answer, which
+    stores the final response unless ``store`` is false."""
+    items = conversation(request, store)
+    chat = responses_request_to_chat(msgspec.structs.replace(request, input=items))
+    template = new_response(request, response_id=response_id, created_at=created_at, model=model)
+    keep = None
+    if request.store is not False:
+
+        def keep(response: ResponseObject) -> None:
+            store.put(StoredResponse(response=response, input=items))
+
+    return chat, ResponsesAnswer(template, keep)
 
 
 def _events(events: Iterable[msgspec.Struct]) -> bytes:
