@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 
 from .._errors import APIStatusError, BadRequestError
-from ..edge import BEARER, decode_json, find_credential, read_body
+from ..edge import decode_json, find_credential, read_body
 from ._config import GatewaySettings
 from ._keys import KeyRecord
 from ._ledger import Admitted, Store
@@ -22,7 +22,10 @@ from ._metrics import GatewayMetrics
 __all__ = ["Admission", "AdmittedRequest"]
 
 _MISSING_KEY = Refusal(
-    401, "invalid_api_key", "Missing API key: send Authorization: Bearer KEY.", "invalid_request_error"
+    401,
+    "invalid_api_key",
+    "Missing API key: send Authorization: Bearer KEY, or x-api-key: KEY.",
+    "invalid_request_error",
 )
 _INVALID_KEY = Refusal(401, "invalid_api_key", "Incorrect or revoked API key.", "invalid_request_error")
 # A limit that no longer holds (the window turned) or a race with another request: say "retry".
@@ -30,8 +33,9 @@ _RETRY = Refusal(429, "rate_limit_exceeded", "Rate limit reached; retry shortly.
 
 
 def _reserve(payload: dict[str, Any]) -> int:
-    """Tokens to hold against the key's budget while the request runs: its own ``max_tokens``, if any."""
-    for name in ("max_completion_tokens", "max_tokens"):
+    """Tokens to hold against the key's budget while the request runs: its own ``max_tokens``, if any
+    (``max_output_tokens`` in the Responses API)."""
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = payload.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
@@ -62,7 +66,7 @@ class Admission:
 
     async def admit(self, request: Request, started_at: float) -> AdmittedRequest:
         credential = find_credential(request.scope["headers"])
-        if credential is None or credential.scheme != BEARER:
+        if credential is None:
             raise self._refused(_MISSING_KEY)
         secret = credential.text
         body = await read_body(request, self._max_body_size)
@@ -80,7 +84,7 @@ class Admission:
     async def listing_key(self, request: Request) -> KeyRecord:
         """The key of a ``GET /v1/models``, which needs a valid key but counts against no limit."""
         credential = find_credential(request.scope["headers"])
-        key = None if credential is None or credential.scheme != BEARER else await self._store.find_key(credential.text)
+        key = None if credential is None else await self._store.find_key(credential.text)
         if key is None or key.revoked_at is not None:
             raise self._refused(_INVALID_KEY)
         return key

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -19,9 +22,26 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..edge import ErrorBoundary, Handler, JSONResponse, exception_handlers, model_list_response, respond
-from ..types import Model
-from ._admission import Admission
+from .._errors import APIStatusError
+from ..dialects import MessagesRequest, MessageTokensCount, ResponsesRequest, messages_request_to_chat
+from ..edge import (
+    MESSAGES_ERRORS,
+    OPENAI_ERRORS,
+    ErrorBoundary,
+    ErrorShape,
+    Handler,
+    JSONResponse,
+    MessagesAnswer,
+    decode_json,
+    exception_handlers,
+    model_list_response,
+    open_response_store,
+    respond,
+    responses_answer,
+    stored_response,
+)
+from ..types import ChatCompletion, ChatCompletionRequest, Model
+from ._admission import Admission, AdmittedRequest
 from ._config import GatewayConfig
 from ._forwarding import Forwarder
 from ._health import HealthChecker
@@ -32,6 +52,10 @@ from ._routing import Router
 from ._upstream import UpstreamClient
 
 __all__ = ["Gateway", "GatewayApp", "create_gateway_app"]
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
 
 
 class Gateway:
@@ -51,6 +75,7 @@ class Gateway:
         )
         self.forwarder = Forwarder(self.router, self.metrics, self.ledger, self._upstream_client)
         self._admission: Admission | None = None
+        self.responses = open_response_store(self.settings.response_store, self.settings.response_store_size)
 
     @property
     def store(self) -> Store:
@@ -78,6 +103,7 @@ class Gateway:
         await self._upstream_client.aclose()
         if self._store is not None and self._owns_store:
             await self._store.close()
+        self.responses.close()
 
     async def flush_ledger(self) -> None:
         """Waits until every finished request's row is in the database."""
@@ -97,6 +123,69 @@ class Gateway:
         arrived = time.perf_counter()
         admitted = await self.admission.admit(request, time.time())
         return await self.forwarder.forward(admitted, "/completions", arrived)
+
+    async def create_response(self, request: Request) -> Response:
+        """The Responses API, translated to chat for the upstream."""
+        arrived = time.perf_counter()
+        admitted = await self.admission.admit(request, time.time())
+        body = self._translated(admitted, arrived, lambda: decode_json(admitted.body, ResponsesRequest))
+        chat, answer = self._translated(
+            admitted,
+            arrived,
+            lambda: responses_answer(
+                body,
+                self.responses,
+                response_id=f"resp_{uuid.uuid4().hex}",
+                created_at=int(time.time()),
+                model=body.model,
+            ),
+        )
+        return await self.forwarder.translate(admitted, chat, answer, arrived)
+
+    async def create_message(self, request: Request) -> Response:
+        """Anthropic Messages, translated to chat for the upstream."""
+        arrived = time.perf_counter()
+        admitted = await self.admission.admit(request, time.time())
+        chat = self._translated(
+            admitted, arrived, lambda: messages_request_to_chat(decode_json(admitted.body, MessagesRequest))
+        )
+        answer = MessagesAnswer(message_id=f"msg_{uuid.uuid4().hex}", model=admitted.model, input_tokens=0)
+        return await self.forwarder.translate(admitted, chat, answer, arrived)
+
+    async def count_message_tokens(self, request: Request) -> Response:
+        """``count_tokens`` from any chat upstream: a one-token chat request, of which only the usage is read."""
+        arrived = time.perf_counter()
+        admitted = await self.admission.admit(request, time.time())
+        body = self._translated(admitted, arrived, lambda: decode_json(admitted.body, MessagesRequest))
+        chat = self._translated(admitted, arrived, lambda: _counting(body))
+        answer = MessagesAnswer(message_id="", model=admitted.model, input_tokens=0)
+        return await self.forwarder.translate(admitted, chat, answer, arrived, render=_token_count)
+
+    def _translated(self, admitted: AdmittedRequest, arrived: float, translate: Callable[[], T]) -> T:
+        """``translate()``; a request it refuses is settled in the ledger (its reservation freed) as it fails."""
+        try:
+            return translate()
+        except APIStatusError as exc:
+            self.ledger.record(
+                admitted.admitted,
+                admitted.model,
+                None,
+                started_at=admitted.started_at,
+                arrived=arrived,
+                status=exc.status,
+                outcome="bad_request",
+            )
+            raise
+
+    async def retrieve_response(self, request: Request) -> Response:
+        await self.admission.listing_key(request)
+        return JSONResponse(stored_response(self.responses, request.path_params["response_id"]).response)
+
+    async def delete_response(self, request: Request) -> Response:
+        await self.admission.listing_key(request)
+        response_id = stored_response(self.responses, request.path_params["response_id"]).response.id
+        self.responses.delete(response_id)
+        return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
     async def models(self, request: Request) -> Response:
         key = await self.admission.listing_key(request)
@@ -121,6 +210,8 @@ class Gateway:
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/responses/{response_id}", self.retrieve_response, methods=["GET"]),
+            Route("/v1/responses/{response_id}", self.delete_response, methods=["DELETE"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
         ]
@@ -139,16 +230,20 @@ class GatewayApp:
         self.gateway = gateway
         self.starlette = starlette
         self.state = starlette.state
-        self._proxied: dict[str, Handler] = {
-            "/v1/chat/completions": gateway.chat_completions,
-            "/v1/completions": gateway.completions,
+        # Each proxied route with the error shape of its dialect.
+        self._proxied: dict[str, tuple[Handler, ErrorShape]] = {
+            "/v1/chat/completions": (gateway.chat_completions, OPENAI_ERRORS),
+            "/v1/completions": (gateway.completions, OPENAI_ERRORS),
+            "/v1/responses": (gateway.create_response, OPENAI_ERRORS),
+            "/v1/messages": (gateway.create_message, MESSAGES_ERRORS),
+            "/v1/messages/count_tokens": (gateway.count_message_tokens, MESSAGES_ERRORS),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            handler = self._proxied.get(scope["path"])
-            if handler is not None:
-                await respond(handler, scope, receive, send)
+            proxied = self._proxied.get(scope["path"])
+            if proxied is not None:
+                await respond(proxied[0], scope, receive, send, proxied[1])
                 return
         await self.starlette(scope, receive, send)
 
@@ -173,3 +268,14 @@ def create_gateway_app(config: GatewayConfig, store: Store | None = None) -> Gat
     )
     starlette.state.gateway = gateway
     return GatewayApp(gateway, starlette)
+
+
+def _counting(request: MessagesRequest) -> ChatCompletionRequest:
+    # One token is the least a chat upstream generates; only the prompt's count is read back.
+    chat = messages_request_to_chat(request, count_only=True)
+    return msgspec.structs.replace(chat, max_completion_tokens=1, stream=False, stream_options=None)
+
+
+def _token_count(completion: ChatCompletion) -> bytes:
+    tokens = completion.usage.prompt_tokens if completion.usage is not None else 0
+    return _encoder.encode(MessageTokensCount(input_tokens=tokens))

@@ -54,6 +54,11 @@ class GatewaySettings:
     max_body_size: int = 4 * 1024 * 1024
     #: Length of the window ``rpm``/``tpm`` count in; 60 s makes them per minute.
     limit_window: int = 60
+    #: Where stored Responses (``previous_response_id``, ``GET /v1/responses/{id}``) live: a SQLite file,
+    #: or ``None`` for memory.
+    response_store: str | None = None
+    #: How many stored Responses are kept; the least recently used go first.
+    response_store_size: int = 1000
 
 
 @dataclass(frozen=True)

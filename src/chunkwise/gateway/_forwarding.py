@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import msgspec
 from starlette.responses import Response
 
 from .._errors import APIStatusError, NotFoundError
+from ..edge import OPENAI_ERRORS, DialectAnswer, ErrorShape
+from ..types import ChatCompletion, ChatCompletionRequest
 from ._admission import AdmittedRequest
 from ._ledger_writer import LedgerWriter
 from ._metrics import GatewayMetrics
 from ._passthrough import BodyProbe
 from ._proxy import Attempt, Failure, Hooks, ProxyStream, StreamOutcome, send_with_failover
 from ._routing import Router, Upstream
+from ._translation import TranslatedOutcome, TranslatedStream, render_whole, reshaped_error
 from ._upstream import UpstreamClient, UpstreamError
 
 __all__ = ["Forwarder"]
@@ -53,12 +57,9 @@ class Forwarder:
             logger.warning("upstream %s ejected for %.0f s (%s)", upstream.name, self._router.ejection_cooldown, kind)
 
     async def forward(self, request: AdmittedRequest, path: str, arrived: float) -> Response:
-        admitted, model, payload, body = request.admitted, request.model, request.payload, request.body
-        started_at = request.started_at
-        record = self._ledger.record
-        if not self._router.serves(model):
-            record(admitted, model, None, started_at=started_at, arrived=arrived, status=404, outcome="no_upstream")
-            raise NotFoundError(f"The model {model!r} does not exist on this gateway.", code="model_not_found")
+        """The pass-through: the client's own body upstream, the upstream's bytes back unchanged."""
+        payload, body = request.payload, request.body
+        self._check_model(request, arrived)
         stream = payload.get("stream") is True
         strip_usage = False
         if stream:
@@ -68,27 +69,9 @@ class Forwarder:
                 payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
                 body = _encoder.encode(payload)
                 strip_usage = True
-        attempt = await send_with_failover(
-            self._client, self._router.candidates(model), path, body, model=model, stream=stream, hooks=self._hooks
-        )
-        if isinstance(attempt, Failure):
-            record(
-                admitted,
-                model,
-                attempt.upstream,
-                started_at=started_at,
-                arrived=arrived,
-                status=attempt.status,
-                outcome="upstream_error",
-            )
-            if attempt.body is not None:
-                headers = {"retry-after": attempt.retry_after} if attempt.retry_after else None
-                return Response(
-                    attempt.body, status_code=attempt.status, headers=headers, media_type="application/json"
-                )
-            raise APIStatusError(
-                attempt.message, status=attempt.status, type="upstream_error", code="upstream_unavailable"
-            )
+        attempt = await self._send(request, path, body, stream, arrived, OPENAI_ERRORS)
+        if not isinstance(attempt, Attempt):
+            return attempt
         if attempt.rest is not None:
             return ProxyStream(
                 attempt,
@@ -98,7 +81,81 @@ class Forwarder:
             )
         return await self._whole_answer(request, attempt, arrived)
 
-    async def _whole_answer(self, request: AdmittedRequest, attempt: Attempt, arrived: float) -> Response:
+    async def translate(
+        self,
+        request: AdmittedRequest,
+        chat: ChatCompletionRequest,
+        answer: DialectAnswer,
+        arrived: float,
+        render: Callable[[ChatCompletion], bytes] | None = None,
+    ) -> Response:
+        """A dialect's request as ``chat`` upstream, the upstream's chat answer back through ``answer``.
+
+        ``render`` writes a whole answer instead of ``answer.body`` (``count_tokens`` reads only the usage).
+        """
+        self._check_model(request, arrived)
+        stream = chat.stream is True
+        attempt = await self._send(request, "/chat/completions", _encoder.encode(chat), stream, arrived, answer.errors)
+        if not isinstance(attempt, Attempt):
+            return attempt
+        if attempt.rest is not None:
+            return TranslatedStream(
+                attempt,
+                answer,
+                arrived=arrived,
+                on_end=lambda outcome: self._translated_stream_ended(request, attempt, outcome, arrived),
+            )
+        return await self._whole_answer(request, attempt, arrived, answer.errors, render or answer.body)
+
+    def _check_model(self, request: AdmittedRequest, arrived: float) -> None:
+        if not self._router.serves(request.model):
+            self._ledger.record(
+                request.admitted,
+                request.model,
+                None,
+                started_at=request.started_at,
+                arrived=arrived,
+                status=404,
+                outcome="no_upstream",
+            )
+            raise NotFoundError(f"The model {request.model!r} does not exist on this gateway.", code="model_not_found")
+
+    async def _send(
+        self, request: AdmittedRequest, path: str, body: bytes, stream: bool, arrived: float, errors: ErrorShape
+    ) -> Attempt | Response:
+        """The upstream that answered (with failover), or the error answer when none did."""
+        model = request.model
+        attempt = await send_with_failover(
+            self._client, self._router.candidates(model), path, body, model=model, stream=stream, hooks=self._hooks
+        )
+        if not isinstance(attempt, Failure):
+            return attempt
+        self._ledger.record(
+            request.admitted,
+            model,
+            attempt.upstream,
+            started_at=request.started_at,
+            arrived=arrived,
+            status=attempt.status,
+            outcome="upstream_error",
+        )
+        if attempt.body is None:
+            raise APIStatusError(
+                attempt.message, status=attempt.status, type="upstream_error", code="upstream_unavailable"
+            )
+        headers = {"retry-after": attempt.retry_after} if attempt.retry_after else None
+        content = attempt.body if errors is OPENAI_ERRORS else reshaped_error(attempt.status, attempt.body, errors)
+        return Response(content, status_code=attempt.status, headers=headers, media_type="application/json")
+
+    async def _whole_answer(
+        self,
+        request: AdmittedRequest,
+        attempt: Attempt,
+        arrived: float,
+        errors: ErrorShape = OPENAI_ERRORS,
+        render: Callable[[ChatCompletion], bytes] | None = None,
+    ) -> Response:
+        """The upstream's whole answer: passed on as it is, or with ``render`` translated from chat."""
         admitted, model, started_at = request.admitted, request.model, request.started_at
         upstream = attempt.upstream
         response = attempt.response
@@ -135,25 +192,52 @@ class Forwarder:
             ttft=time.perf_counter() - arrived,
         )
         media_type = response.headers.get("content-type", "application/json")
+        if render is not None:
+            content = render_whole(response.status_code, content, render, errors)
+            media_type = "application/json"
         return Response(content, status_code=response.status_code, media_type=media_type)
 
     def _stream_ended(self, request: AdmittedRequest, attempt: Attempt, outcome: StreamOutcome, arrived: float) -> None:
+        inspector = outcome.inspector
+        if inspector.usage is not None:
+            tokens = (inspector.usage.prompt_tokens, inspector.usage.completion_tokens)
+        else:
+            # Cut short or cancelled: bill what was delivered (one token per chunk with output).
+            tokens = (0, inspector.delivered_tokens)
+        self._settle_stream(
+            request, attempt, arrived, tokens, outcome.ttft, outcome.cancelled, outcome.failure, inspector.error
+        )
+
+    def _translated_stream_ended(
+        self, request: AdmittedRequest, attempt: Attempt, outcome: TranslatedOutcome, arrived: float
+    ) -> None:
+        usage = outcome.usage
+        tokens = (usage.prompt_tokens, usage.completion_tokens) if usage is not None else (0, outcome.delivered_tokens)
+        error = outcome.upstream_error
+        self._settle_stream(request, attempt, arrived, tokens, outcome.ttft, outcome.cancelled, outcome.failure, error)
+
+    def _settle_stream(
+        self,
+        request: AdmittedRequest,
+        attempt: Attempt,
+        arrived: float,
+        tokens: tuple[int, int],
+        ttft: float | None,
+        cancelled: bool,
+        failure: str | None,
+        upstream_error: object | None,
+    ) -> None:
+        """A finished stream's ledger row and metrics, whichever dialect it was answered in."""
         admitted, model = request.admitted, request.model
         upstream = attempt.upstream
         self._on_release(upstream)
-        inspector = outcome.inspector
-        if inspector.usage is not None:
-            prompt, completion = inspector.usage.prompt_tokens, inspector.usage.completion_tokens
-        else:
-            # Cut short or cancelled: bill what was delivered (one token per chunk with output).
-            prompt, completion = 0, inspector.delivered_tokens
-        if outcome.cancelled:
+        if cancelled:
             result = "cancelled"
             self._metrics.cancelled.labels(upstream.name, model, admitted.key_name).inc()
-        elif outcome.failure is not None:
+        elif failure is not None:
             result = "cut_short"
             self._metrics.errors.labels(upstream.name, model, "mid_stream").inc()
-        elif inspector.error is not None:
+        elif upstream_error is not None:
             result = "upstream_error"
         else:
             result = "ok"
@@ -165,8 +249,8 @@ class Forwarder:
             arrived=arrived,
             status=200,
             outcome=result,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            ttft=outcome.ttft,
-            cancelled=outcome.cancelled,
+            prompt_tokens=tokens[0],
+            completion_tokens=tokens[1],
+            ttft=ttft,
+            cancelled=cancelled,
         )

@@ -117,7 +117,7 @@ class Admitted:
 
 @dataclass(frozen=True)
 class UsageRow:
-    """One request in the ledger. ``outcome``: ok, upstream_error, no_upstream, cut_short, cancelled."""
+    """One request in the ledger. ``outcome``: ok, upstream_error, no_upstream, cut_short, cancelled, bad_request."""
 
     key_id: str
     model: str
