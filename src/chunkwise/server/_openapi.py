@@ -6,6 +6,7 @@ adds the paths, their status codes and the security scheme around those componen
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import msgspec
@@ -17,6 +18,16 @@ from ..confidential import (
     NodesCreateLockRequest,
     NodesCreateLockResponse,
 )
+from ..dialects import (
+    MessagesErrorResponse,
+    MessagesRequest,
+    MessagesResponse,
+    MessagesStreamEvent,
+    MessageTokensCount,
+    ResponseObject,
+    ResponsesRequest,
+    ResponseStreamEvent,
+)
 from ..types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -27,7 +38,7 @@ from ..types import (
     Model,
     ModelList,
 )
-from ._responses import HealthStatus
+from ._responses import HealthStatus, ResponseDeleted
 from ._signing import SigningKeyInfo
 
 __all__ = ["openapi_document"]
@@ -36,7 +47,7 @@ _REF = "#/components/schemas/{name}"
 
 _ERROR_STATUSES = {
     "400": "Malformed JSON, a schema violation (`param` names the field) or a prompt over the context.",
-    "401": "Missing or wrong bearer key.",
+    "401": "Missing or wrong key (`Authorization: Bearer` or `x-api-key`).",
     "404": "Unknown model (`model_not_found`).",
     "413": "The body is over the server's limit.",
     "415": "The body is not JSON.",
@@ -55,6 +66,37 @@ def _json(struct: type[msgspec.Struct], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: str) -> dict[str, Any]:
     return {status: _json(ErrorResponse, _ERROR_STATUSES[status]) for status in statuses}
+
+
+def _messages_errors(*statuses: str) -> dict[str, Any]:
+    return {status: _json(MessagesErrorResponse, _ERROR_STATUSES[status]) for status in statuses}
+
+
+def _union(union: Any) -> dict[str, Any]:
+    """A schema for a union of Structs (a stream's events): one of their components."""
+    return {"oneOf": [_ref(member) for member in typing.get_args(union)]}
+
+
+def _dialect(
+    summary: str, request: type[msgspec.Struct], result: type[msgspec.Struct], events: Any, errors: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
+        "responses": {
+            "200": {
+                "description": (
+                    "With `stream: false`, the whole result. With `stream: true`, server-sent events, each an "
+                    "`event:` line naming its type and a `data:` line holding it."
+                ),
+                "content": {
+                    "application/json": {"schema": _ref(result)},
+                    "text/event-stream": {"schema": _union(events)},
+                },
+            },
+            **errors,
+        },
+    }
 
 
 def _generation(
@@ -93,6 +135,15 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
             Model,
             ErrorResponse,
             HealthStatus,
+            ResponsesRequest,
+            ResponseObject,
+            *typing.get_args(ResponseStreamEvent),
+            ResponseDeleted,
+            MessagesRequest,
+            MessagesResponse,
+            *typing.get_args(MessagesStreamEvent),
+            MessagesErrorResponse,
+            MessageTokensCount,
             NodesCreateLockRequest,
             NodesCreateLockResponse,
             ConfidentialComputeRequest,
@@ -101,7 +152,7 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
         ],
         ref_template=_REF,
     )
-    protected: dict[str, Any] = {"security": [{"bearerAuth": []}]} if requires_key else {}
+    protected: dict[str, Any] = {"security": [{"bearerAuth": []}, {"apiKeyHeader": []}]} if requires_key else {}
     paths: dict[str, Any] = {
         "/v1/chat/completions": {
             "post": {
@@ -114,6 +165,59 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
             "post": {
                 **_generation("Create a text completion (legacy)", CompletionRequest, Completion, Completion),
                 "operationId": "createCompletion",
+                **protected,
+            }
+        },
+        "/v1/responses": {
+            "post": {
+                **_dialect(
+                    "Create a response (OpenAI's Responses API)",
+                    ResponsesRequest,
+                    ResponseObject,
+                    ResponseStreamEvent,
+                    _errors("400", "401", "404", "413", "415", "429", "500"),
+                ),
+                "operationId": "createResponse",
+                **protected,
+            }
+        },
+        "/v1/responses/{response_id}": {
+            "parameters": [{"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {
+                "summary": "A stored response",
+                "operationId": "getResponse",
+                "responses": {"200": _json(ResponseObject, "The response."), **_errors("401", "404")},
+                **protected,
+            },
+            "delete": {
+                "summary": "Delete a stored response",
+                "operationId": "deleteResponse",
+                "responses": {"200": _json(ResponseDeleted, "Deleted."), **_errors("401", "404")},
+                **protected,
+            },
+        },
+        "/v1/messages": {
+            "post": {
+                **_dialect(
+                    "Create a message (Anthropic's Messages API)",
+                    MessagesRequest,
+                    MessagesResponse,
+                    MessagesStreamEvent,
+                    _messages_errors("400", "401", "404", "413", "415", "429", "500"),
+                ),
+                "operationId": "createMessage",
+                **protected,
+            }
+        },
+        "/v1/messages/count_tokens": {
+            "post": {
+                "summary": "Count a Messages request's input tokens",
+                "operationId": "countMessageTokens",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(MessagesRequest)}}},
+                "responses": {
+                    "200": _json(MessageTokensCount, "The prompt's tokens."),
+                    **_messages_errors("400", "401", "404", "413", "415"),
+                },
                 **protected,
             }
         },
@@ -208,13 +312,19 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
     }
     components: dict[str, Any] = {"schemas": schemas}
     if requires_key:
-        components["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+        components["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer"},
+            "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+        }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "chunkwise",
             "version": __version__,
-            "description": f"OpenAI-compatible streaming chat completions, serving `{model_id}`.",
+            "description": (
+                f"OpenAI-compatible streaming chat completions, the Responses API and Anthropic Messages, "
+                f"serving `{model_id}`."
+            ),
         },
         "paths": paths,
         "components": components,
