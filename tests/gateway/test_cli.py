@@ -101,6 +101,8 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
         load_config(path)
     path.write_text("[gateway]\nhealth_check_interval = 2\n[[upstreams]]\nname='a'\nurl='http://x/v1'\n")
     assert load_config(path).settings.health_check_interval == 2
+    path.write_text("[gateway]\nresponse_store = 'responses.db'\n[[upstreams]]\nname='a'\nurl='http://x/v1'\n")
+    assert load_config(path).settings.response_store == str(tmp_path / "responses.db")
     path.write_text("not toml [")
     result = CliRunner().invoke(main, ["keys", "list", "--config", str(path)])
     assert result.exit_code == 1 and "not valid TOML" in result.output

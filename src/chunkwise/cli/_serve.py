@@ -185,6 +185,20 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     "--rotate-signing-key", is_flag=True, help="Replace the key in --signing-key-file with a new one before serving."
 )
 @click.option(
+    "--response-store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite file that keeps stored Responses (previous_response_id, GET /v1/responses/{id}) across "
+    "restarts; created if missing. Default: in memory.",
+)
+@click.option(
+    "--response-store-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Stored Responses kept; the least recently used go first.",
+)
+@click.option(
     "--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True, help="Server log verbosity."
 )
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log every request.")
@@ -247,6 +261,8 @@ def serve(
     rotate_node_key: bool,
     signing_key_file: Path | None,
     rotate_signing_key: bool,
+    response_store: Path | None,
+    response_store_size: int,
     log_level: str,
     access_log: bool,
     ray_address: str | None,
@@ -259,7 +275,7 @@ def serve(
     autoscaling_options: tuple[str, ...],
     prefix_affinity: bool,
 ) -> None:
-    """Serve a GGUF model with the OpenAI chat-completions API (streaming and not).
+    """Serve a GGUF model with the OpenAI chat-completions API, the Responses API and Anthropic Messages.
 
     With --ray the same API is served from this process while the model runs in Ray Serve replicas.
     """
@@ -289,6 +305,8 @@ def serve(
             cors_origins=cors_origins,
             node_key=node_key,
             signer=signer,
+            response_store=str(response_store) if response_store is not None else None,
+            response_store_size=response_store_size,
         )
         deployment = None
         if ray_address is not None:
@@ -382,7 +400,8 @@ async def _serve_and_announce(server: Any, console: Console, model_id: str, *, w
         lines = [
             Text(),
             Text.assemble("chunkwise is serving ", (model_id, "bold green"), " at ", (url, "bold cyan")),
-            Text(f"  OpenAPI: {url}/openapi.json   metrics: {url}/metrics   Ctrl-C to stop"),
+            Text(f"  Playground: {url}/   OpenAPI: {url}/openapi.json   metrics: {url}/metrics   Ctrl-C to stop"),
+            Text(f"  Endpoints: {url}/v1/chat/completions, {url}/v1/responses, {url}/v1/messages"),
             *([Text(f"  Answers are signed; the public key: {url}/signing-key")] if signed else []),
             Text("  Try:"),
             Text("  " + curl_example(url, model_id, with_key=with_key)),

@@ -75,7 +75,9 @@ class Gateway:
         )
         self.forwarder = Forwarder(self.router, self.metrics, self.ledger, self._upstream_client)
         self._admission: Admission | None = None
-        self.responses = open_response_store(self.settings.response_store, self.settings.response_store_size)
+        self.responses = open_response_store(
+            self.settings.response_store or None, max(self.settings.response_store_size, 1)
+        )
 
     @property
     def store(self) -> Store:

@@ -54,9 +54,9 @@ class GatewaySettings:
     max_body_size: int = 4 * 1024 * 1024
     #: Length of the window ``rpm``/``tpm`` count in; 60 s makes them per minute.
     limit_window: int = 60
-    #: Where stored Responses (``previous_response_id``, ``GET /v1/responses/{id}``) live: a SQLite file,
-    #: or ``None`` for memory.
-    response_store: str | None = None
+    #: Where stored Responses (``previous_response_id``, ``GET /v1/responses/{id}``) live: a SQLite file
+    #: (relative to the config file), or ``""`` for memory.
+    response_store: str = ""
     #: How many stored Responses are kept; the least recently used go first.
     response_store_size: int = 1000
 
@@ -139,6 +139,8 @@ def parse_config(data: dict[str, Any], base: Path) -> GatewayConfig:
             raise ConfigError(f"[gateway] {name} must be {kind}")
         if expected is not str and value < 0:
             raise ConfigError(f"[gateway] {name} must not be negative")
+    if settings_table.get("response_store"):
+        settings_table = {**settings_table, "response_store": str(base / settings_table["response_store"])}
     settings = GatewaySettings(**settings_table)
     return GatewayConfig(DatabaseConfig(_database_url(url, base)), tuple(upstreams), settings)
 
