@@ -12,7 +12,16 @@ import httpx
 import openai
 import pytest
 
-from chunkwise.dialects import MessagesStreamDecoder, MessageStopEvent, ResponsesStreamDecoder
+from chunkwise.dialects import (
+    MessagesErrorEvent,
+    MessagesStreamDecoder,
+    MessageStartEvent,
+    MessageStopEvent,
+    ResponseErrorEvent,
+    ResponseFailedEvent,
+    ResponsesStreamDecoder,
+)
+from tests.client.fault_server import FaultServer
 from tests.sdk_dialects import MESSAGES_CHECKS, RESPONSES_CHECKS
 from tests.server.conftest import MODEL, RunningServer
 
@@ -114,3 +123,43 @@ def test_bad_dialect_input_is_a_400_in_the_dialects_shape_and_settles_the_reserv
         assert missing.json()["error"]["param"] == "input[0].type"
         rows = gateway.usage_rows(2)
     assert [(row["status"], row["outcome"]) for row in rows] == [(400, "bad_request"), (400, "bad_request")]
+
+
+@pytest.mark.parametrize(
+    ("script", "message", "outcome"),
+    [
+        ("truncated", "before it was complete", "cut_short"),
+        ("cut_short", "failed mid-stream", "cut_short"),
+        ("garbage", "unreadable stream", "cut_short"),
+        ("error_mid_stream", "engine crashed", "upstream_error"),
+    ],
+)
+def test_a_broken_upstream_stream_ends_each_dialect_with_its_error_events(
+    fault: FaultServer, sqlite_url: str, script: str, message: str, outcome: str
+) -> None:
+    # Scripted upstream: a real server does not break its streams on demand.
+    config = make_config(sqlite_url, [("f", fault.base_url(script), ["fault-model"])])
+    key = create_key(config)
+    headers = {"x-api-key": key}
+    with run_gateway(config) as gateway, httpx.Client(base_url=gateway.url, timeout=30) as http:
+        responses = http.post(
+            "/v1/responses", json={"model": "fault-model", "input": "Hi", "stream": True}, headers=headers
+        )
+        decoder = ResponsesStreamDecoder()
+        events: list[Any] = [*decoder.feed(responses.content), *decoder.close()]
+        error, failed = events[-2:]
+        assert isinstance(error, ResponseErrorEvent) and message in error.message
+        assert isinstance(failed, ResponseFailedEvent) and failed.response.status == "failed"
+        body = {
+            "model": "fault-model",
+            "max_tokens": 5,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Hi"}],
+        }
+        messages = http.post("/v1/messages", json=body, headers=headers)
+        message_decoder = MessagesStreamDecoder()
+        message_events: list[Any] = [*message_decoder.feed(messages.content), *message_decoder.close()]
+        assert isinstance(message_events[0], MessageStartEvent)
+        assert isinstance(message_events[-1], MessagesErrorEvent) and message in message_events[-1].error.message
+        rows = gateway.usage_rows(2)
+    assert [row["outcome"] for row in rows] == [outcome, outcome]

@@ -168,15 +168,7 @@ class Gateway:
         try:
             return translate()
         except APIStatusError as exc:
-            self.ledger.record(
-                admitted.admitted,
-                admitted.model,
-                None,
-                started_at=admitted.started_at,
-                arrived=arrived,
-                status=exc.status,
-                outcome="bad_request",
-            )
+            self.forwarder.settle_unsent(admitted, arrived, exc.status, "bad_request")
             raise
 
     async def retrieve_response(self, request: Request) -> Response:

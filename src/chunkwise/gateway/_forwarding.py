@@ -107,17 +107,21 @@ class Forwarder:
             )
         return await self._whole_answer(request, attempt, arrived, answer.errors, render or answer.body)
 
+    def settle_unsent(self, request: AdmittedRequest, arrived: float, status: int, outcome: str) -> None:
+        """The ledger row of a request that never went upstream, which frees its reservation."""
+        self._ledger.record(
+            request.admitted,
+            request.model,
+            None,
+            started_at=request.started_at,
+            arrived=arrived,
+            status=status,
+            outcome=outcome,
+        )
+
     def _check_model(self, request: AdmittedRequest, arrived: float) -> None:
         if not self._router.serves(request.model):
-            self._ledger.record(
-                request.admitted,
-                request.model,
-                None,
-                started_at=request.started_at,
-                arrived=arrived,
-                status=404,
-                outcome="no_upstream",
-            )
+            self.settle_unsent(request, arrived, 404, "no_upstream")
             raise NotFoundError(f"The model {request.model!r} does not exist on this gateway.", code="model_not_found")
 
     async def _send(

@@ -10,21 +10,19 @@ dialect's error shape.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Send
 
 from .._errors import ChunkwiseError
-from ..edge import OPENAI_ERRORS, SSE_HEADERS, DialectAnswer, ErrorShape, wait_for_disconnect
+from ..edge import OPENAI_ERRORS, SSE_HEADERS, DialectAnswer, ErrorShape
 from ..sse import ChunkStreamDecoder, EndOfInput, ErrorFrame
 from ..types import ChatCompletion, ChatCompletionChunk, CompletionUsage, ErrorDetail, ErrorResponse
-from ._proxy import Attempt
+from ._proxy import Attempt, UpstreamStream
 from ._upstream import UpstreamError
 
 __all__ = ["TranslatedOutcome", "TranslatedStream", "render_whole", "reshaped_error"]
@@ -81,12 +79,9 @@ def _has_output(chunk: ChatCompletionChunk) -> bool:
     return False
 
 
-class TranslatedStream(Response):
-    """A 200 event stream in the dialect of ``answer``, from the chat stream of ``attempt``.
-
-    One task reads, translates and sends; a second waits for ``http.disconnect`` and cancels the first, which
-    closes the upstream response (and so its connection).
-    """
+class TranslatedStream(UpstreamStream):
+    """A 200 event stream in the dialect of ``answer``, from the chat stream of ``attempt``: the pump reads,
+    translates and sends, one upstream read at a time."""
 
     def __init__(
         self,
@@ -96,11 +91,8 @@ class TranslatedStream(Response):
         arrived: float,
         on_end: Callable[[TranslatedOutcome], None],
     ) -> None:
-        self.status_code = 200
-        self.background = None
-        self._attempt = attempt
+        super().__init__(attempt, arrived)
         self._answer = answer
-        self._arrived = arrived
         self._on_end = on_end
         self._decoder = ChunkStreamDecoder()
         self._usage: CompletionUsage | None = None
@@ -108,38 +100,19 @@ class TranslatedStream(Response):
         self._ttft: float | None = None
         self._failure: str | None = None
         self._upstream_error: ErrorDetail | None = None
-        self._ended = False
-        self._client_gone = False
+        self._finished = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pump = asyncio.current_task()
-        assert pump is not None
-        watcher = asyncio.create_task(self._watch_for_disconnect(receive, pump))
-        try:
-            await self._pump(send)
-        except asyncio.CancelledError:
-            if not self._client_gone:
-                raise
-            pump.uncancel()
-        finally:
-            watcher.cancel()
-            self._on_end(
-                TranslatedOutcome(
-                    usage=self._usage,
-                    delivered_tokens=self._delivered,
-                    ttft=self._ttft,
-                    cancelled=self._client_gone and not self._ended,
-                    failure=self._failure,
-                    upstream_error=self._upstream_error,
-                )
+    def _ended(self) -> None:
+        self._on_end(
+            TranslatedOutcome(
+                usage=self._usage,
+                delivered_tokens=self._delivered,
+                ttft=self._ttft,
+                cancelled=self._client_gone and not self._finished,
+                failure=self._failure,
+                upstream_error=self._upstream_error,
             )
-            await self._attempt.response.aclose()
-            await asyncio.gather(watcher, return_exceptions=True)
-
-    async def _watch_for_disconnect(self, receive: Receive, pump: asyncio.Task[Any]) -> None:
-        await wait_for_disconnect(receive)
-        self._client_gone = True
-        pump.cancel()
+        )
 
     async def _pump(self, send: Send) -> None:
         answer = self._answer
@@ -152,23 +125,23 @@ class TranslatedStream(Response):
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
                     out = b""
-                if self._ended:
+                if self._finished:
                     break
                 out = self._translate(data)
         except UpstreamError as exc:
             self._fail(f"The upstream failed mid-stream: {exc}")
-        if not self._ended:
-            self._close_decoder()
+        if not self._finished:
+            out += self._close_decoder()
         if self._failure is not None:
             out += answer.failure(502, ErrorDetail(message=self._failure, type="upstream_error"))
         elif self._upstream_error is not None:
             out += answer.failure(_status_of(self._upstream_error), self._upstream_error)
         out += answer.end()
-        self._ended = True
+        self._finished = True
         await send({"type": "http.response.body", "body": out, "more_body": False})
 
     def _translate(self, data: bytes) -> bytes:
-        if self._ended:
+        if self._finished:
             return b""
         try:
             items = self._decoder.feed(data)
@@ -177,13 +150,13 @@ class TranslatedStream(Response):
             return b""
         return self._written(items)
 
-    def _close_decoder(self) -> None:
+    def _close_decoder(self) -> bytes:
         try:
             items = self._decoder.close()
         except ChunkwiseError as exc:
             self._fail(f"The upstream sent an unreadable stream: {exc}")
-            return
-        self._written(items)
+            return b""
+        return self._written(items)
 
     def _written(self, items: list[Any]) -> bytes:
         out = b""
@@ -199,20 +172,20 @@ class TranslatedStream(Response):
                 out += event(item)
             elif isinstance(item, ErrorFrame):
                 self._upstream_error = item.error
-                self._ended = True
+                self._finished = True
                 break
             elif isinstance(item, EndOfInput):
                 if not item.finished_properly:
                     self._fail("The upstream ended the stream before it was complete.")
             else:  # Done
-                self._ended = True
+                self._finished = True
                 break
         return out
 
     def _fail(self, reason: str) -> None:
         if self._failure is None and self._upstream_error is None:
             self._failure = reason
-        self._ended = True
+        self._finished = True
 
 
 def _status_of(error: ErrorDetail) -> int:

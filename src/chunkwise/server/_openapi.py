@@ -7,6 +7,7 @@ adds the paths, their status codes and the security scheme around those componen
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -77,47 +78,35 @@ def _union(union: Any) -> dict[str, Any]:
     return {"oneOf": [_ref(member) for member in typing.get_args(union)]}
 
 
-def _dialect(
-    summary: str, request: type[msgspec.Struct], result: type[msgspec.Struct], events: Any, errors: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "summary": summary,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
-        "responses": {
-            "200": {
-                "description": (
-                    "With `stream: false`, the whole result. With `stream: true`, server-sent events, each an "
-                    "`event:` line naming its type and a `data:` line holding it."
-                ),
-                "content": {
-                    "application/json": {"schema": _ref(result)},
-                    "text/event-stream": {"schema": _union(events)},
-                },
-            },
-            **errors,
-        },
-    }
+_CHAT_STREAM = (
+    "With `stream: false`, the whole result. With `stream: true`, server-sent events: each "
+    "`data:` line holds one chunk, keep-alive comments may come while the request waits, an "
+    'engine failure arrives as `data: {"error": ...}`, and the stream ends with `data: [DONE]`.'
+)
+_DIALECT_STREAM = (
+    "With `stream: false`, the whole result. With `stream: true`, server-sent events, each an `event:` line "
+    "naming its type and a `data:` line holding it; an engine failure arrives as the dialect's error event."
+)
 
 
 def _generation(
-    summary: str, request: type[msgspec.Struct], result: type[msgspec.Struct], chunk: type[msgspec.Struct]
+    summary: str,
+    request: type[msgspec.Struct],
+    result: type[msgspec.Struct],
+    stream: dict[str, Any],
+    *,
+    description: str = _CHAT_STREAM,
+    errors: Callable[..., dict[str, Any]] = _errors,
 ) -> dict[str, Any]:
     return {
         "summary": summary,
         "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
         "responses": {
             "200": {
-                "description": (
-                    "With `stream: false`, the whole result. With `stream: true`, server-sent events: each "
-                    "`data:` line holds one chunk, keep-alive comments may come while the request waits, an "
-                    'engine failure arrives as `data: {"error": ...}`, and the stream ends with `data: [DONE]`.'
-                ),
-                "content": {
-                    "application/json": {"schema": _ref(result)},
-                    "text/event-stream": {"schema": _ref(chunk)},
-                },
+                "description": description,
+                "content": {"application/json": {"schema": _ref(result)}, "text/event-stream": {"schema": stream}},
             },
-            **_errors("400", "401", "404", "413", "415", "429", "500"),
+            **errors("400", "401", "404", "413", "415", "429", "500"),
         },
     }
 
@@ -156,26 +145,28 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/v1/chat/completions": {
             "post": {
-                **_generation("Create a chat completion", ChatCompletionRequest, ChatCompletion, ChatCompletionChunk),
+                **_generation(
+                    "Create a chat completion", ChatCompletionRequest, ChatCompletion, _ref(ChatCompletionChunk)
+                ),
                 "operationId": "createChatCompletion",
                 **protected,
             }
         },
         "/v1/completions": {
             "post": {
-                **_generation("Create a text completion (legacy)", CompletionRequest, Completion, Completion),
+                **_generation("Create a text completion (legacy)", CompletionRequest, Completion, _ref(Completion)),
                 "operationId": "createCompletion",
                 **protected,
             }
         },
         "/v1/responses": {
             "post": {
-                **_dialect(
+                **_generation(
                     "Create a response (OpenAI's Responses API)",
                     ResponsesRequest,
                     ResponseObject,
-                    ResponseStreamEvent,
-                    _errors("400", "401", "404", "413", "415", "429", "500"),
+                    _union(ResponseStreamEvent),
+                    description=_DIALECT_STREAM,
                 ),
                 "operationId": "createResponse",
                 **protected,
@@ -198,12 +189,13 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
         },
         "/v1/messages": {
             "post": {
-                **_dialect(
+                **_generation(
                     "Create a message (Anthropic's Messages API)",
                     MessagesRequest,
                     MessagesResponse,
-                    MessagesStreamEvent,
-                    _messages_errors("400", "401", "404", "413", "415", "429", "500"),
+                    _union(MessagesStreamEvent),
+                    description=_DIALECT_STREAM,
+                    errors=_messages_errors,
                 ),
                 "operationId": "createMessage",
                 **protected,
