@@ -93,7 +93,7 @@ async def _replay_connection(reader: asyncio.StreamReader, writer: asyncio.Strea
                 )
                 await writer.drain()
                 continue
-            count = int(body.get("max_tokens") or 16)
+            count = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
                 b"transfer-encoding: chunked\r\n\r\n" + first
