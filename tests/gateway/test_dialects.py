@@ -68,6 +68,10 @@ def test_a_wrong_key_is_refused_in_each_dialects_shape(dialect_gateway: tuple[Ru
         client.messages.create(model=MODEL, max_tokens=2, messages=hello)
     assert refused.value.body["type"] == "error"  # type: ignore[index]
     assert refused.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+    # The proxied routes are POST only; Starlette's router answers the rest, in the path's dialect's shape.
+    wrong_method = httpx.get(f"{gateway.url}/v1/messages", timeout=30)
+    assert wrong_method.status_code == 404
+    assert wrong_method.json()["error"]["type"] == "not_found_error"
     with (
         openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="wrong", max_retries=0) as openai_client,
         pytest.raises(openai.AuthenticationError) as openai_refused,

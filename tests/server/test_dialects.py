@@ -193,3 +193,12 @@ def test_stored_responses_outlive_the_server_with_a_sqlite_store(engine: LlamaCp
             "deleted": True,
         }
         assert http.get(f"/v1/responses/{made['id']}").status_code == 404
+
+
+def test_the_routers_own_refusals_under_v1_messages_are_in_anthropics_shape(http: httpx.Client) -> None:
+    for response, status in [(http.get("/v1/messages"), 405), (http.post("/v1/messages/nothing", json={}), 404)]:
+        assert response.status_code == status
+        assert response.json()["type"] == "error"
+        assert response.json()["error"]["type"] == ("not_found_error" if status == 404 else "invalid_request_error")
+    # Elsewhere they stay OpenAI's.
+    assert set(http.get("/v1/responses").json()["error"]) == {"message", "type", "param", "code"}

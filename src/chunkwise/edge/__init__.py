@@ -15,7 +15,7 @@ from ._body import decode_json, read_body, read_json, validation_param
 from ._boundary import ErrorBoundary, Handler, exception_handlers, respond
 from ._credentials import BEARER, X_API_KEY, Credential, find_credential
 from ._dialect_answers import DialectAnswer, MessagesAnswer, ResponsesAnswer, responses_answer
-from ._dialect_errors import MESSAGES_ERRORS, MessagesErrorShape
+from ._dialect_errors import MESSAGES_ERRORS, MessagesErrorShape, errors_for_path
 from ._errors import (
     OPENAI_ERRORS,
     BodyTooLargeError,
@@ -64,6 +64,7 @@ __all__ = [
     "decode_json",
     "describe_error",
     "error_response",
+    "errors_for_path",
     "exception_handlers",
     "find_credential",
     "model_list_response",

@@ -16,8 +16,9 @@ from ..dialects import (
     messages_error_type,
 )
 from ..types import ErrorDetail
+from ._errors import OPENAI_ERRORS, ErrorShape
 
-__all__ = ["MESSAGES_ERRORS", "MessagesErrorShape"]
+__all__ = ["MESSAGES_ERRORS", "MessagesErrorShape", "errors_for_path"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -34,3 +35,11 @@ class MessagesErrorShape:
 
 
 MESSAGES_ERRORS = MessagesErrorShape()
+
+
+def errors_for_path(path: str) -> ErrorShape:
+    """The error shape of the dialect a request path speaks: Anthropic's under ``/v1/messages``, else OpenAI's.
+
+    For errors answered before a route's own handler runs (a refused key, the router's 404 and 405).
+    """
+    return MESSAGES_ERRORS if path.startswith("/v1/messages") else OPENAI_ERRORS

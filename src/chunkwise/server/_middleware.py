@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._errors import AuthenticationError, BadRequestError
-from ..edge import MESSAGES_ERRORS, OPENAI_ERRORS, ErrorBoundary, error_response, find_credential
+from ..edge import ErrorBoundary, error_response, errors_for_path, find_credential
 from ._metrics import ServerMetrics
 
 __all__ = ["BearerAuthMiddleware", "CORSMiddleware", "RequestContextMiddleware", "new_request_id"]
@@ -63,8 +63,7 @@ class BearerAuthMiddleware:
             code="invalid_api_key",
             headers={"WWW-Authenticate": "Bearer"},
         )
-        shape = MESSAGES_ERRORS if scope["path"].startswith("/v1/messages") else OPENAI_ERRORS
-        await error_response(error, shape)(scope, receive, send)
+        await error_response(error, errors_for_path(scope["path"]))(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
         credential = find_credential(scope["headers"])
