@@ -21,7 +21,6 @@ import datetime
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from typing import Any
 import httpx
 
 from bench_gateway import MODEL as REPLAY_MODEL  # bench/ is on sys.path when this file runs as a script
-from bench_gateway import free_port, gateway_config, percentile, process
+from bench_gateway import create_key, free_port, gateway_config, percentile, process
 from chunkwise.engine import DEFAULT_MODEL_ID
 
 PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle."
@@ -124,13 +123,7 @@ def gateway_phase(args: argparse.Namespace) -> tuple[dict[str, list[Stream]], di
         replay = [sys.executable, str(Path(__file__).with_name("bench_gateway.py")), "--replay", str(upstream_port)]
         with process(replay, f"http://127.0.0.1:{upstream_port}/v1/models"):
             config = gateway_config(Path(tmp), upstream_port)
-            created = subprocess.run(
-                [sys.executable, "-m", "chunkwise", "keys", "create", "--config", str(config), "--name", "bench"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            key = created.stdout.strip().splitlines()[-1]
+            key = create_key(config)
             command = [sys.executable, "-m", "chunkwise", "gateway", "--config", str(config)]
             command += ["--port", str(gateway_port)]
             url = f"http://127.0.0.1:{gateway_port}"

@@ -323,6 +323,17 @@ models = ["{MODEL}"]
     return config
 
 
+def create_key(config: Path) -> str:
+    """A new key of the gateway configured in ``config``, made with ``chunkwise keys create``."""
+    created = subprocess.run(
+        [sys.executable, "-m", "chunkwise", "keys", "create", "--config", str(config), "--name", "bench"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return created.stdout.strip().splitlines()[-1]
+
+
 def litellm_config(directory: Path, upstream_port: int) -> Path:
     config = directory / "litellm.yaml"
     config.write_text(
@@ -370,13 +381,7 @@ def main() -> None:
         with process([sys.executable, __file__, "--replay", str(upstream_port)], f"{upstream_url}/v1/models"):
             direct = Target("direct", f"{upstream_url}/v1", {})
             config = gateway_config(directory, upstream_port)
-            created = subprocess.run(
-                [sys.executable, "-m", "chunkwise", "keys", "create", "--config", str(config), "--name", "bench"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            key = created.stdout.strip().splitlines()[-1]
+            key = create_key(config)
             gateway_args = [sys.executable, "-m", "chunkwise", "gateway", "--config", str(config)]
             gateway_args += ["--port", str(gateway_port)]
             relay_args = [sys.executable, __file__, "--relay", str(relay_port), str(upstream_port)]
