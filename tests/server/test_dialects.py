@@ -7,6 +7,7 @@ token limit on the chat path.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,19 @@ def test_the_routers_own_refusals_under_v1_messages_are_in_anthropics_shape(http
         assert response.json()["error"]["type"] == ("not_found_error" if status == 404 else "invalid_request_error")
     # Elsewhere they stay OpenAI's.
     assert set(http.get("/v1/responses").json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_responses_json_object_format_gives_json(http: httpx.Client) -> None:
+    body = {
+        "model": MODEL,
+        "input": "Describe a cat as a JSON object.",
+        "text": {"format": {"type": "json_object"}},
+        "max_output_tokens": 64,
+        "temperature": 0,
+    }
+    response = http.post("/v1/responses", json=body).json()
+    [message] = [item for item in response["output"] if item["type"] == "message"]
+    text = message["content"][0]["text"]
+    # Greedy decoding of this prompt closes its object well within the limit.
+    assert response["status"] == "completed"
+    assert isinstance(json.loads(text), dict)
