@@ -167,3 +167,16 @@ def test_a_broken_upstream_stream_ends_each_dialect_with_its_error_events(
         assert isinstance(message_events[-1], MessagesErrorEvent) and message in message_events[-1].error.message
         rows = gateway.usage_rows(2)
     assert [row["outcome"] for row in rows] == [outcome, outcome]
+
+
+def test_a_whole_answer_that_is_no_chat_completion_is_a_502_in_the_dialects_shape(
+    fault: FaultServer, sqlite_url: str
+) -> None:
+    # Scripted upstream: it answers a stream (and then garbage) where a whole completion was asked for.
+    config = make_config(sqlite_url, [("f", fault.base_url("garbage"), ["fault-model"])])
+    key = create_key(config)
+    body = {"model": "fault-model", "max_tokens": 5, "messages": [{"role": "user", "content": "Hi"}]}
+    with run_gateway(config) as gateway:
+        answer = httpx.post(f"{gateway.url}/v1/messages", json=body, headers={"x-api-key": key}, timeout=30)
+    assert answer.status_code == 502
+    assert answer.json()["type"] == "error" and answer.json()["error"]["type"] == "api_error"

@@ -195,10 +195,10 @@ class Forwarder:
             completion_tokens=completion,
             ttft=time.perf_counter() - arrived,
         )
-        media_type = response.headers.get("content-type", "application/json")
         if render is not None:
-            content = render_whole(response.status_code, content, render, errors)
-            media_type = "application/json"
+            status, content = render_whole(response.status_code, content, render, errors)
+            return Response(content, status_code=status, media_type="application/json")
+        media_type = response.headers.get("content-type", "application/json")
         return Response(content, status_code=response.status_code, media_type=media_type)
 
     def _stream_ended(self, request: AdmittedRequest, attempt: Attempt, outcome: StreamOutcome, arrived: float) -> None:

@@ -46,16 +46,19 @@ def reshaped_error(status: int, body: bytes, errors: ErrorShape) -> bytes:
     return errors.body(status, _upstream_detail(status, body))
 
 
-def render_whole(status: int, body: bytes, render: Callable[[ChatCompletion], bytes], errors: ErrorShape) -> bytes:
-    """An upstream's whole chat answer in the dialect: ``render`` for a 200, the dialect's error shape else."""
+def render_whole(
+    status: int, body: bytes, render: Callable[[ChatCompletion], bytes], errors: ErrorShape
+) -> tuple[int, bytes]:
+    """An upstream's whole chat answer in the dialect: ``render`` for a 200, the dialect's error shape else
+    (a 502 for a 200 that is not a chat completion)."""
     if status != 200:
-        return body if errors is OPENAI_ERRORS else reshaped_error(status, body, errors)
+        return status, body if errors is OPENAI_ERRORS else reshaped_error(status, body, errors)
     try:
         completion = _completion_decoder.decode(body)
     except msgspec.MsgspecError:
         detail = ErrorDetail(message="The upstream's answer is not a chat completion.", type="upstream_error")
-        return errors.body(502, detail)
-    return render(completion)
+        return 502, errors.body(502, detail)
+    return 200, render(completion)
 
 
 @dataclass
