@@ -180,3 +180,19 @@ def test_a_whole_answer_that_is_no_chat_completion_is_a_502_in_the_dialects_shap
         answer = httpx.post(f"{gateway.url}/v1/messages", json=body, headers={"x-api-key": key}, timeout=30)
     assert answer.status_code == 502
     assert answer.json()["type"] == "error" and answer.json()["error"]["type"] == "api_error"
+
+
+def test_a_key_reads_and_continues_only_its_own_stored_responses(upstream: RunningServer, sqlite_url: str) -> None:
+    config = make_config(sqlite_url, [("a", f"{upstream.url}/v1", [MODEL])])
+    alice, bob = create_key(config, "alice"), create_key(config, "bob")
+    with run_gateway(config) as gateway:
+        with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=alice, max_retries=0, timeout=60) as as_alice:
+            made = as_alice.responses.create(model=MODEL, input="Hi", max_output_tokens=2)
+            assert as_alice.responses.retrieve(made.id).id == made.id
+        with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=bob, max_retries=0, timeout=60) as as_bob:
+            with pytest.raises(openai.NotFoundError):
+                as_bob.responses.retrieve(made.id)
+            with pytest.raises(openai.NotFoundError):
+                as_bob.responses.delete(made.id)
+            with pytest.raises(openai.NotFoundError):
+                as_bob.responses.create(model=MODEL, input="Hi", previous_response_id=made.id, max_output_tokens=2)

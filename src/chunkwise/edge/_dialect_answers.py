@@ -72,18 +72,24 @@ class DialectAnswer(Protocol):
 
 
 def responses_answer(
-    request: ResponsesRequest, store: ResponseStore, *, response_id: str, created_at: int, model: str
+    request: ResponsesRequest,
+    store: ResponseStore,
+    *,
+    response_id: str,
+    created_at: int,
+    model: str,
+    owner: str | None = None,
 ) -> tuple[ChatCompletionRequest, ResponsesAnswer]:
     """The chat request for a Responses request (the stored turns it continues first) and its answer, which
-    stores the final response unless ``store`` is false."""
-    items = conversation(request, store)
+    stores the final response unless ``store`` is false. Only ``owner`` may read or continue it."""
+    items = conversation(request, store, owner)
     chat = responses_request_to_chat(msgspec.structs.replace(request, input=items))
     template = new_response(request, response_id=response_id, created_at=created_at, model=model)
     keep = None
     if request.store is not False:
 
         def keep(response: ResponseObject) -> None:
-            store.put(StoredResponse(response=response, input=items))
+            store.put(StoredResponse(response=response, input=items, owner=owner))
 
     return chat, ResponsesAnswer(template, keep)
 

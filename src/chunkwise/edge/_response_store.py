@@ -34,6 +34,8 @@ class StoredResponse(msgspec.Struct, kw_only=True, gc=False):
     response: ResponseObject
     #: The input items that produced ``response``, the stored turns before it included.
     input: list[Any]
+    #: Who may read it (the gateway's key id); None: anyone who may call the server.
+    owner: str | None = None
 
 
 class ResponseStore(Protocol):
@@ -128,22 +130,23 @@ def open_response_store(path: str | None, capacity: int) -> ResponseStore:
     return MemoryResponseStore(capacity) if path is None else SQLiteResponseStore(path, capacity)
 
 
-def conversation(request: ResponsesRequest, store: ResponseStore) -> list[Any]:
-    """The request's input items, after the stored turns that ``previous_response_id`` names (404 if none)."""
+def conversation(request: ResponsesRequest, store: ResponseStore, owner: str | None = None) -> list[Any]:
+    """The request's input items, after the stored turns that ``previous_response_id`` names (404 if none, or
+    if ``owner`` did not store it)."""
     text = request.input
     items: list[Any] = [{"role": "user", "content": text}] if isinstance(text, str) else text or []
     previous = request.previous_response_id
     if previous is None:
         return items
     stored = store.get(previous)
-    if stored is None:
+    if stored is None or stored.owner != owner:
         raise NotFoundError(f"Previous response with id '{previous}' not found.", param="previous_response_id")
     return [*stored.input, *msgspec.to_builtins(stored.response.output), *items]
 
 
-def stored_response(store: ResponseStore, response_id: str) -> StoredResponse:
-    """The stored response ``response_id``, or a 404."""
+def stored_response(store: ResponseStore, response_id: str, owner: str | None = None) -> StoredResponse:
+    """The stored response ``response_id``, or a 404 (also when ``owner`` did not store it)."""
     stored = store.get(response_id)
-    if stored is None:
+    if stored is None or stored.owner != owner:
         raise NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
     return stored

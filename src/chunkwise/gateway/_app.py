@@ -140,6 +140,8 @@ class Gateway:
                 response_id=f"resp_{uuid.uuid4().hex}",
                 created_at=int(time.time()),
                 model=body.model,
+                # A key reads and continues only the responses it made.
+                owner=admitted.admitted.key_id,
             ),
         )
         return await self.forwarder.translate(admitted, chat, answer, arrived)
@@ -172,12 +174,12 @@ class Gateway:
             raise
 
     async def retrieve_response(self, request: Request) -> Response:
-        await self.admission.listing_key(request)
-        return JSONResponse(stored_response(self.responses, request.path_params["response_id"]).response)
+        key = await self.admission.listing_key(request)
+        return JSONResponse(stored_response(self.responses, request.path_params["response_id"], key.id).response)
 
     async def delete_response(self, request: Request) -> Response:
-        await self.admission.listing_key(request)
-        response_id = stored_response(self.responses, request.path_params["response_id"]).response.id
+        key = await self.admission.listing_key(request)
+        response_id = stored_response(self.responses, request.path_params["response_id"], key.id).response.id
         self.responses.delete(response_id)
         return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
