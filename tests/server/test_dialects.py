@@ -178,6 +178,18 @@ def test_the_response_store_keeps_the_most_recently_used(kind: str, tmp_path: Pa
     store.close()
 
 
+def test_the_memory_store_keeps_to_its_byte_budget_too() -> None:
+    store = MemoryResponseStore(100, max_bytes=300)
+    big = [{"content": "x" * 100}]
+    for name in "abc":
+        store.put(StoredResponse(response=ResponseObject(id=name), input=big))
+    # Each entry is over 100 bytes of JSON: the oldest went to keep the rest under 300.
+    assert store.get("a") is None and store.get("c") is not None
+    store.put(StoredResponse(response=ResponseObject(id="huge"), input=[{"content": "x" * 1000}]))
+    assert store.get("huge") is not None, "the newest stays even alone over the budget"
+    assert store.get("b") is None and store.get("c") is None
+
+
 def test_stored_responses_outlive_the_server_with_a_sqlite_store(engine: LlamaCppEngine, tmp_path: Path) -> None:
     settings = ServerSettings(response_store=str(tmp_path / "responses.db"))
     body = {"model": MODEL, "input": "Hi", "max_output_tokens": 2}

@@ -2,9 +2,9 @@
 
 Each stored response keeps the conversation that led to it (its input items, the earlier turns included)
 beside the ``response`` itself, so a follow-up names only its own new input. The store is bounded: the
-least recently used response goes when a new one would pass ``capacity``. :class:`MemoryResponseStore` is
-the default; :class:`SQLiteResponseStore` keeps them in a file across restarts. Both are called on the
-event loop: one small row per answer, written as the answer ends.
+least recently used response goes when a new one would pass ``capacity`` (or, in memory, a byte budget).
+:class:`MemoryResponseStore` is the default; :class:`SQLiteResponseStore` keeps them in a file across
+restarts. Both are called on the event loop: one row per answer, written as the answer ends.
 """
 
 from __future__ import annotations
@@ -30,12 +30,20 @@ __all__ = [
 ]
 
 
+#: What the in-memory store holds at most, whatever its count.
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+
 class StoredResponse(msgspec.Struct, kw_only=True, gc=False):
     response: ResponseObject
     #: The input items that produced ``response``, the stored turns before it included.
     input: list[Any]
     #: Who may read it (the gateway's key id); None: anyone who may call the server.
     owner: str | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(StoredResponse)
 
 
 class ResponseStore(Protocol):
@@ -49,33 +57,41 @@ class ResponseStore(Protocol):
 
 
 class MemoryResponseStore:
-    """The last ``capacity`` responses, in this process."""
+    """The last ``capacity`` responses in this process, and no more than ``max_bytes`` of them (as JSON): a
+    response carries its whole conversation, so a count alone would not bound the memory."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._capacity = capacity
-        self._entries: collections.OrderedDict[str, StoredResponse] = collections.OrderedDict()
+        self._max_bytes = max_bytes
+        self._size = 0
+        self._entries: collections.OrderedDict[str, bytes] = collections.OrderedDict()
 
     def get(self, response_id: str) -> StoredResponse | None:
-        stored = self._entries.get(response_id)
-        if stored is not None:
-            self._entries.move_to_end(response_id)
-        return stored
+        data = self._entries.get(response_id)
+        if data is None:
+            return None
+        self._entries.move_to_end(response_id)
+        return _decoder.decode(data)
 
     def put(self, stored: StoredResponse) -> None:
-        self._entries[stored.response.id] = stored
-        self._entries.move_to_end(stored.response.id)
-        while len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
+        data = _encoder.encode(stored)
+        self.delete(stored.response.id)
+        self._entries[stored.response.id] = data
+        self._size += len(data)
+        while len(self._entries) > self._capacity or (self._size > self._max_bytes and len(self._entries) > 1):
+            _, dropped = self._entries.popitem(last=False)
+            self._size -= len(dropped)
 
     def delete(self, response_id: str) -> bool:
-        return self._entries.pop(response_id, None) is not None
+        data = self._entries.pop(response_id, None)
+        if data is None:
+            return False
+        self._size -= len(data)
+        return True
 
     def close(self) -> None:
         self._entries.clear()
-
-
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(StoredResponse)
+        self._size = 0
 
 
 class SQLiteResponseStore:
