@@ -68,6 +68,7 @@ from ._messages_types import (
 )
 from ._responses_final import (
     completion_to_response,
+    response_id_of_item,
     response_to_completion,
 )
 from ._responses_request import (
@@ -229,6 +230,7 @@ __all__ = [
     "messages_error_type",
     "messages_request_to_chat",
     "new_response",
+    "response_id_of_item",
     "response_to_completion",
     "responses_request_to_chat",
 ]

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from .._errors import NotFoundError
-from ..dialects import ResponseObject, ResponsesRequest
+from .._errors import BadRequestError, NotFoundError
+from ..dialects import ResponseObject, ResponsesRequest, response_id_of_item
 
 __all__ = [
     "MemoryResponseStore",
@@ -148,9 +148,10 @@ def open_response_store(path: str | None, capacity: int) -> ResponseStore:
 
 def conversation(request: ResponsesRequest, store: ResponseStore, owner: str | None = None) -> list[Any]:
     """The request's input items, after the stored turns that ``previous_response_id`` names (404 if none, or
-    if ``owner`` did not store it)."""
+    if ``owner`` did not store it), each ``item_reference`` replaced by the stored output item it names."""
     text = request.input
     items: list[Any] = [{"role": "user", "content": text}] if isinstance(text, str) else text or []
+    items = [_dereferenced(item, f"input[{position}]", store, owner) for position, item in enumerate(items)]
     previous = request.previous_response_id
     if previous is None:
         return items
@@ -158,6 +159,23 @@ def conversation(request: ResponsesRequest, store: ResponseStore, owner: str | N
     if stored is None or stored.owner != owner:
         raise NotFoundError(f"Previous response with id '{previous}' not found.", param="previous_response_id")
     return [*stored.input, *msgspec.to_builtins(stored.response.output), *items]
+
+
+def _dereferenced(item: Any, param: str, store: ResponseStore, owner: str | None) -> Any:
+    # Clients that let the server keep their turns (the Vercel AI SDK's OpenAI provider, by default) send an
+    # earlier answer's items back as references to them.
+    if not isinstance(item, dict) or item.get("type") != "item_reference":
+        return item
+    item_id = item.get("id")
+    if not isinstance(item_id, str):
+        raise BadRequestError("an item_reference needs the `id` of a stored item", param=f"{param}.id")
+    response_id = response_id_of_item(item_id)
+    stored = None if response_id is None else store.get(response_id)
+    if stored is not None and stored.owner == owner:
+        for output in stored.response.output:
+            if output.id == item_id:
+                return msgspec.to_builtins(output)
+    raise NotFoundError(f"Item with id '{item_id}' not found.", param=f"{param}.id")
 
 
 def stored_response(store: ResponseStore, response_id: str, owner: str | None = None) -> StoredResponse:
