@@ -24,6 +24,7 @@ from chunkwise.dialects import (
 from tests.client.fault_server import FaultServer
 from tests.sdk_dialects import MESSAGES_CHECKS, RESPONSES_CHECKS
 from tests.server.conftest import MODEL, RunningServer
+from tests.vercel_ai_sdk import DIALECTS, check_text, check_tool_call, drive
 
 from .conftest import RunningGateway, create_key, make_config, run_gateway
 
@@ -56,6 +57,16 @@ def test_anthropic_sdk_through_the_gateway(
     # The anthropic SDK sends its key as `x-api-key`.
     with anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0, timeout=60) as client:
         check(client, MODEL)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_vercel_ai_sdk_through_the_gateway(dialect_gateway: tuple[RunningGateway, str], dialect: str) -> None:
+    gateway, key = dialect_gateway
+    check_tool_call(drive(gateway.url, MODEL, dialect, "tool", api_key=key))
+    # A second turn: the OpenAI provider names its first answer by an item_reference, which the gateway keeps.
+    conversation = drive(gateway.url, MODEL, dialect, "turns", api_key=key)
+    check_text(conversation)
+    assert len(conversation["turns"]) == 2
 
 
 def test_a_wrong_key_is_refused_in_each_dialects_shape(dialect_gateway: tuple[RunningGateway, str]) -> None:
