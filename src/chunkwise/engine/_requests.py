@@ -247,7 +247,9 @@ def _completion_prompt(model: PromptModel, prompt: str | list[str | int | list[i
     if single == "":
         return [model.document_start_token], ""
     if isinstance(single, str):
-        return _non_empty(model.tokenize_prompt(single)), single
+        # Text is text: "<|im_end|>" in a prompt is ten characters, not the control token (as in chat messages).
+        # A client that means a control token sends its id.
+        return _non_empty(model.tokenize_prompt("") + model.tokenize(single, parse_special=False)), single
     if isinstance(single, list) and all(isinstance(item, int) for item in single):
         return _checked_tokens(model, [item for item in single if isinstance(item, int)]), None
     raise InvalidRequestError("Only one prompt per request is supported", param="prompt")
