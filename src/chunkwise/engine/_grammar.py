@@ -22,10 +22,11 @@ name and argument fragments without a JSON parser.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..types import Tool
@@ -46,6 +47,7 @@ _INT_LIMIT = 10**15 - 1
 #: Bounded non-integers keep their integer part below this and write at most 6 decimals, so a value never
 #: rounds onto an exclusive bound when parsed as a double.
 _FRACTION_INT_LIMIT = 10**9 - 1
+_FRACTION_DIGITS = 6
 _FRACTION = '"." [0-9]{1,6}'
 
 _BUILTINS = r"""ws ::= " "?
@@ -110,10 +112,16 @@ _UNSUPPORTED = frozenset(
         "contentSchema",
     }
 )
-#: String formats and the GBNF of their content. Days stop at 28 and times carry a "Z", so that every value
-#: is valid however strictly a checker reads RFC 3339 (a February 30th never comes out).
+#: String formats and the GBNF of their content. Years run from 0001 (year 0 is no date to Python or to
+#: ``jsonschema``), each month gets its own days, February stops at 28 (a 29th is only valid in leap years) and
+#: times carry a "Z", so that every value is valid however strictly a checker reads RFC 3339.
 _FORMATS = {
-    "date": '[0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | "1" [0-9] | "2" [0-8])',
+    "date": (
+        '("000" [1-9] | "00" [1-9] [0-9] | "0" [1-9] [0-9]{2} | [1-9] [0-9]{3}) "-" '
+        '(("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | "1" [0-9] | "2" [0-8])'
+        ' | ("0" [13-9] | "1" [0-2]) "-" ("29" | "30")'
+        ' | ("0" [13578] | "1" [02]) "-" "31")'
+    ),
     "time": '([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,6})? "Z"',
     "uuid": '[0-9a-f]{8} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{12}',
 }
@@ -478,13 +486,57 @@ class _Compiler:
             lower = max((value for value in (minimum, above) if value is not None), default=None)
             top = min(math.floor(upper) - 1 if upper is not None else _FRACTION_INT_LIMIT, _FRACTION_INT_LIMIT)
             bottom = max(math.ceil(lower) + 1 if lower is not None else -_FRACTION_INT_LIMIT, -_FRACTION_INT_LIMIT)
-            if max(low, 0) <= top:
-                alternatives.append(f"({_natural_range(max(low, 0), top)}) {_FRACTION}")
-            if bottom <= min(high, -1):
-                alternatives.append(f'"-" ({_natural_range(max(1, -min(high, -1)), -bottom)}) {_FRACTION}')
+            positive = range(max(low, 0), top + 1)
+            negative = range(max(1, -min(high, -1)), -bottom + 1)
+            if positive:
+                alternatives.append(f"({_natural_range(positive.start, positive.stop - 1)}) {_FRACTION}")
+            if negative:
+                alternatives.append(f'"-" ({_natural_range(negative.start, negative.stop - 1)}) {_FRACTION}')
+            # The integer parts a bound falls inside are only partly allowed: there exactly six decimals are
+            # written, limited to the allowed ones (0.1 <= x <= 0.2 gives "0.100000" to "0.200000").
+            bounds = [value for value in (minimum, maximum, above, below) if value is not None]
+
+            def above_lower(value: float) -> bool:
+                return (minimum is None or value >= minimum) and (above is None or value > above)
+
+            def below_upper(value: float) -> bool:
+                return (maximum is None or value <= maximum) and (below is None or value < below)
+
+            for sign, covered in (("", positive), ("-", negative)):
+                for whole in sorted({math.floor(bound if sign == "" else -bound) for bound in bounds}):
+                    if 0 <= whole <= _FRACTION_INT_LIMIT and whole not in covered:
+                        part = _partial_fraction(sign, whole, above_lower, below_upper)
+                        if part is not None:
+                            alternatives.append(part)
         if not alternatives:
             raise _SchemaError("no number satisfies these bounds (or none this server can write)", pointer)
         return self.add("(" + " | ".join(f"({part})" for part in alternatives) + ") ws")
+
+
+def _partial_fraction(
+    sign: str, whole: int, above_lower: Callable[[float], bool], below_upper: Callable[[float], bool]
+) -> str | None:
+    """``{sign}{whole}.dddddd`` for the six-decimal values within both bounds, or None if there are none.
+
+    Each value is checked as the double a reader parses it to, so rounding never crosses a bound.
+    """
+    scale = 10**_FRACTION_DIGITS
+
+    def value(decimals: int) -> float:
+        return float(f"{sign}{whole}.{decimals:0{_FRACTION_DIGITS}d}")
+
+    def first(predicate: Callable[[float], bool]) -> int:
+        """The first decimals (0..scale) from which ``predicate`` holds; it is monotone in the decimals."""
+        return bisect.bisect_left(range(scale), True, key=lambda decimals: predicate(value(decimals)))
+
+    if sign == "":  # the value grows with the decimals
+        start, stop = first(above_lower), first(lambda number: not below_upper(number))
+    else:
+        start, stop = first(below_upper), first(lambda number: not above_lower(number))
+    if start >= stop:
+        return None
+    digits = _digits_between(f"{start:0{_FRACTION_DIGITS}d}", f"{stop - 1:0{_FRACTION_DIGITS}d}")
+    return f'{_literal(sign + str(whole))} "." ({digits})'
 
 
 def _escape_pointer(name: str) -> str:
