@@ -10,6 +10,7 @@ import pytest
 
 from chunkwise.accumulate import accumulate
 from chunkwise.engine import InvalidRequestError, LlamaCppEngine
+from chunkwise.engine._grammar import json_schema_grammar
 from chunkwise.types import ChatCompletionChunk
 
 from .support import chat, content_of, finish_reason, run_chat
@@ -270,3 +271,10 @@ async def test_dates_are_real_dates_even_when_the_model_pushes_for_zeros_and_big
     chunks = await run_chat(engine, request)
     assert finish_reason(chunks) == "stop"
     validate_formats(json.loads(content_of(chunks)), schema)
+
+
+def test_integer_bounds_beyond_a_double_narrow_to_fifteen_digits():
+    # A range of 300-digit integers made a grammar that every token had to walk through.
+    vast = {"type": "integer", "minimum": -1e300, "maximum": 1e300}
+    exact = {"type": "integer", "minimum": -(10**15 - 1), "maximum": 10**15 - 1}
+    assert json_schema_grammar(vast) == json_schema_grammar(exact)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -106,6 +107,35 @@ def test_a_grammar_that_crashes_the_native_parser_fails_only_its_request() -> No
         checker.close()
 
 
+SLOW_GRAMMAR = "root ::= " + " | ".join(f'"x{i}"{{0,900}}' for i in range(3000))  # seconds of parsing
+
+
+def test_a_grammar_over_the_parse_budget_is_refused_naming_the_budget() -> None:
+    checker = GrammarChecker(timeout=0.5)
+    try:
+        assert "more than 0.5 s to parse" in (checker.problem(SLOW_GRAMMAR) or "")
+        assert checker.problem('root ::= "a"') is None
+    finally:
+        checker.close()
+
+
+def test_a_slow_grammar_does_not_hold_up_other_grammars() -> None:
+    checker = GrammarChecker(timeout=60)
+    try:
+        checker.problem('root ::= "warm"')
+        slow = threading.Thread(target=checker.problem, args=(SLOW_GRAMMAR,))
+        slow.start()
+        time.sleep(0.2)  # the slow parse has begun
+        started = time.monotonic()
+        assert checker.problem('root ::= "b" [0-9]*') is None
+        waited = time.monotonic() - started
+        assert slow.is_alive(), "the slow grammar finished too soon to show anything"
+        assert waited < 1.0
+        slow.join()
+    finally:
+        checker.close()
+
+
 # --- 2. a client that stops reading --------------------------------------------------------------
 
 
@@ -199,6 +229,7 @@ def test_json_schema_outputs_validate(http: httpx.Client, schema: dict[str, Any]
         ({"type": "array", "uniqueItems": True}, "uniqueItems"),
         ({"type": "string", "pattern": "(?=a)b"}, "pattern"),
         ({"type": "string", "pattern": "^\\w+\\b$"}, "pattern"),
+        ({"anyOf": [{"type": "object", "required": [f"k{i}"]} for i in range(500)]}, "more than 64 branches"),
     ],
 )
 def test_contradictory_or_unenforceable_schemas_are_a_400(

@@ -14,8 +14,11 @@ Enforced: ``type`` (one or a list), ``enum``, ``const``, ``properties``, ``requi
 ``allOf``, and local ``$ref`` (``$defs``/``definitions``, recursion included). Annotations (``title``,
 ``description``, ``default``, ...) are ignored, as JSON Schema says they should be.
 
-Repetition bounds are capped at :data:`MAX_REPEAT`: llama.cpp quietly turns a bound above 2000 into "no
-bound", and very large expansions are exactly what crashed its parser. Tool calls are wrapped in a fixed
+Each grammar has a budget, since its cost is paid at every token of every sequence that uses it: an ``anyOf``
+has at most :data:`MAX_BRANCHES` branches, a grammar at most :data:`MAX_GRAMMAR_SIZE` bytes, and integer
+bounds beyond what a double holds exactly are narrowed to it. Repetition bounds are capped at
+:data:`MAX_REPEAT`: llama.cpp quietly turns a bound above 2000 into "no bound", and very large expansions are
+exactly what crashed its parser. Tool calls are wrapped in a fixed
 literal prefix (:func:`~chunkwise.engine._text.tool_call_prefix`), so the streamed text can be split into a
 name and argument fragments without a JSON parser.
 """
@@ -34,12 +37,14 @@ from ._pattern import PatternError, pattern_rule
 from ._protocol import InvalidRequestError
 from ._text import tool_call_prefix
 
-__all__ = ["MAX_REPEAT", "json_object_grammar", "json_schema_grammar", "tool_call_grammar"]
+__all__ = ["MAX_BRANCHES", "MAX_REPEAT", "json_object_grammar", "json_schema_grammar", "tool_call_grammar"]
 
 #: The largest ``maxLength``/``maxItems``/``minLength``/``minItems`` (and pattern repetition) accepted.
 MAX_REPEAT = 1000
 #: How deeply schemas may nest (objects in arrays in objects ...), ``$ref`` targets not counted.
 MAX_SCHEMA_DEPTH = 32
+#: The most branches one ``anyOf`` may have.
+MAX_BRANCHES = 64
 #: The largest grammar a request may build, in bytes of GBNF.
 MAX_GRAMMAR_SIZE = 256 * 1024
 #: Integers without a bound on a side are limited to 15 digits there (exact in a double).
@@ -272,6 +277,9 @@ class _Compiler:
             branches = schema["anyOf"]
             if not isinstance(branches, list) or not branches:
                 raise _SchemaError("`anyOf` must be a non-empty array of schemas", f"{pointer}/anyOf")
+            if len(branches) > MAX_BRANCHES:
+                # Every branch that can still match is followed at every token of every sequence.
+                raise _SchemaError(f"`anyOf` with more than {MAX_BRANCHES} branches is over budget", f"{pointer}/anyOf")
             names = [self.compile(branch, f"{pointer}/anyOf/{i}", depth + 1) for i, branch in enumerate(branches)]
             return self.add(" | ".join(names))
         types = self._types(schema, pointer)
@@ -479,6 +487,9 @@ class _Compiler:
         high = min(highs) if highs else None
         low = low if low is not None else min(-_INT_LIMIT, high if high is not None else 0)
         high = high if high is not None else max(_INT_LIMIT, low)
+        # Bounds past what a double holds exactly narrow to it: every value written still fits the schema,
+        # and the grammar stays small (a range of 300-digit integers is what made sampling crawl).
+        low, high = max(low, -_INT_LIMIT), min(high, _INT_LIMIT)
         alternatives = [_integer_range(low, high)] if low <= high else []
         if not integer:
             # k.ddd lies in [k, k+1) for k >= 0 and in (k-1, k] for k < 0 ("-3.5" has integer part -3).
