@@ -166,6 +166,31 @@ def test_a_client_that_stops_reading_is_cut_off_and_frees_the_engine(strict_serv
         reader.close()
 
 
+def test_a_client_that_stops_reading_is_cut_off_whatever_the_socket_buffers(engine: LlamaCppEngine) -> None:
+    # Default kernel buffers on both sides: they grow to megabytes, enough to hold this whole answer, so only
+    # a server that bounds its buffers or measures what the client has taken can tell that it stopped reading.
+    settings = ServerSettings(write_timeout=1.0)
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Count from one to one thousand."}],
+            "stream": True,
+            "n": 4,
+            "logprobs": True,
+            "top_logprobs": 20,
+            "max_tokens": 1000,
+        }
+    ).encode()
+    with serve(create_app(engine, settings)) as running, socket.create_connection(address(running)) as reader:
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        reader.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)  # ... and never read a byte
+        started = time.monotonic()
+        while running.metric("chunkwise_stalled_streams_total", endpoint="chat") == 0:
+            assert time.monotonic() - started < 15, "the stalled stream still holds the engine"
+            time.sleep(0.2)
+        assert running.metric("chunkwise_active_streams") == 0
+
+
 # --- 3. deep nesting ------------------------------------------------------------------------------
 
 

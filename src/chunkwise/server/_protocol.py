@@ -5,6 +5,12 @@
   finished the headers of its next request ``header_timeout`` seconds after it opened (or after its last
   response) is closed.
 * Its own answer to a malformed request, a plain-text 400, is written in the OpenAI error shape.
+* Bounded send buffers, and a measure of what is still unsent. The kernel grows a connection's send buffer
+  to megabytes, so a client that stops reading could absorb minutes of output before a write ever waited,
+  and the write timeout (:mod:`._generation`) never fired. Each connection's kernel buffer and uvicorn's own
+  are bounded here, and each request's scope carries ``extensions["chunkwise.unsent_bytes"]``: a function
+  giving the bytes written but not yet taken by the peer (uvicorn's buffer plus the kernel's send queue),
+  from which the response sees whether its client still reads.
 
 ``chunkwise serve`` passes :func:`h11_protocol` as uvicorn's ``http`` class; the h11 implementation is
 chosen explicitly so that the timeout holds whether or not httptools happens to be installed.
@@ -13,6 +19,11 @@ chosen explicitly so that the timeout holds whether or not httptools happens to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import socket
+import struct
+import termios
 from typing import Any
 
 import h11
@@ -21,7 +32,14 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..types import ErrorDetail, ErrorResponse
 
-__all__ = ["h11_protocol"]
+__all__ = ["UNSENT_BYTES", "h11_protocol"]
+
+#: The scope extension holding a connection's "bytes not yet taken by the peer" function.
+UNSENT_BYTES = "chunkwise.unsent_bytes"
+#: What each connection may hold unsent, in the kernel and again in uvicorn's buffer: enough to keep a
+#: reading client's stream flowing, little enough that a client that stops reading blocks writes soon.
+SEND_BUFFER_SIZE = 64 * 1024
+_QUEUED = struct.Struct("i")
 
 
 class _HardenedH11Protocol(H11Protocol):
@@ -30,7 +48,29 @@ class _HardenedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        connection = transport.get_extra_info("socket")
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_SIZE)
+        transport.set_write_buffer_limits(high=SEND_BUFFER_SIZE)
         self._arm_header_timer()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        # A request read just now has its scope built and its task created, but not yet started.
+        if self.scope is not None:
+            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+            extensions.setdefault(UNSENT_BYTES, self.unsent_bytes)
+
+    def unsent_bytes(self) -> int:
+        """Bytes written that the peer has not acknowledged yet: uvicorn's buffer plus the kernel's queue."""
+        unsent = self.transport.get_write_buffer_size()
+        connection = self.transport.get_extra_info("socket")
+        if connection is not None and hasattr(termios, "TIOCOUTQ"):
+            with contextlib.suppress(OSError):
+                queued = fcntl.ioctl(connection.fileno(), termios.TIOCOUTQ, bytes(_QUEUED.size))
+                unsent += _QUEUED.unpack(queued)[0]
+        return unsent
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_header_timer()
