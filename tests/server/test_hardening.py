@@ -382,6 +382,38 @@ def test_a_refused_cors_preflight_gets_the_error_shape(http: httpx.Client) -> No
     assert "headers" in response.json()["error"]["message"]
 
 
+def test_a_request_with_both_content_length_and_transfer_encoding_is_refused_and_the_connection_closed(
+    strict_server: RunningServer,
+) -> None:
+    smuggled = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" % (5 + len(smuggled))
+    )
+    with socket.create_connection(address(strict_server)) as client:
+        client.sendall(request + smuggled)
+        received = read_response(client)  # to the end: the server closes the connection
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert "Content-Length and Transfer-Encoding" in json.loads(body)["error"]["message"]
+    assert received.count(b"HTTP/1.1 ") == 1, "the smuggled request was answered"
+
+
+def test_idle_connections_past_the_cap_give_way_to_a_real_request(engine: LlamaCppEngine) -> None:
+    # The same mechanism that keeps 10,000 idle connections from starving the server, at a cap of 8.
+    with serve(create_app(engine, ServerSettings(max_connections=8))) as running:
+        idle = [socket.create_connection(address(running)) for _ in range(20)]
+        try:
+            with httpx.Client(base_url=running.url, timeout=10) as http:
+                assert_alive(http)
+            for connection in idle[:12]:  # the longest-waiting ones were closed to make room
+                connection.settimeout(5)
+                assert connection.recv(1) == b""
+        finally:
+            for connection in idle:
+                connection.close()
+
+
 def test_half_sent_headers_are_timed_out(strict_server: RunningServer) -> None:
     with socket.create_connection(address(strict_server)) as client:
         client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")

@@ -148,6 +148,13 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     help="Seconds a connection may take to send a request's headers before it is closed.",
 )
 @click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Open connections past which the one that has waited longest for a request is closed.",
+)
+@click.option(
     "--max-body-size",
     type=click.IntRange(min=1),
     default=4 * 1024 * 1024,
@@ -241,6 +248,7 @@ def serve(
     keepalive_interval: float,
     write_timeout: float,
     header_timeout: float,
+    max_connections: int,
     max_body_size: int,
     cors_origins: tuple[str, ...],
     node_key_file: Path | None,
@@ -285,6 +293,7 @@ def serve(
             keepalive_interval=keepalive_interval,
             write_timeout=write_timeout,
             header_timeout=header_timeout,
+            max_connections=max_connections,
             max_body_size=max_body_size,
             cors_origins=cors_origins,
             node_key=node_key,
@@ -323,7 +332,7 @@ def serve(
             port=port,
             log_level=log_level,
             access_log=access_log,
-            http=h11_protocol(header_timeout=settings.header_timeout),
+            http=h11_protocol(header_timeout=settings.header_timeout, max_connections=settings.max_connections),
             ws="none",
             lifespan="off",
             # Open streams get this long to finish on Ctrl-C before they are cut.
