@@ -5,7 +5,8 @@ Signing and encryption sit outside generation: the routes answer in the clear as
 that rewrites each JSON payload. A streamed answer is cut into events at the blank line that ends each
 one (the server's events are single-line ``data:`` JSON, keep-alive comments or ``[DONE]``), however
 the body is split into messages; a JSON answer is buffered and rewritten whole. Error answers (any status
-other than 200) and in-band error frames pass unchanged: they carry nothing of the conversation.
+other than 200) and in-band error frames go through :meth:`Framer.error`: a signed answer passes them
+unchanged, a sealed one withholds their message (it may quote the decrypted request) and keeps the rest.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ..confidential import ResponseSealer
 from ..signing import ChainSealer
-from ..types import CompletionUsage
+from ..types import CompletionUsage, ErrorDetail, ErrorResponse
 
-__all__ = ["ConfidentialFramer", "Framer", "ReframedResponse", "SignedFramer", "reframing"]
+__all__ = ["ConfidentialFramer", "Framer", "ReframedResponse", "SignedFramer", "reframing", "withheld_error"]
 
 _DATA = b"data: "
 _DONE = b"[DONE]"
@@ -39,6 +40,10 @@ class Framer(Protocol):
         """What replaces the ``data: [DONE]`` event (possibly nothing)."""
         ...
 
+    def error(self, data: bytes) -> bytes:
+        """An error body or in-band error frame (``{"error": ...}``)."""
+        ...
+
 
 class SignedFramer:
     """Plain answers, each payload chained and signed (the Atoma keys appended last)."""
@@ -53,6 +58,26 @@ class SignedFramer:
 
     def done(self) -> bytes:
         return _DATA + _DONE + _EVENT_END
+
+    def error(self, data: bytes) -> bytes:
+        return data
+
+
+def withheld_error(detail: ErrorDetail) -> ErrorResponse:
+    """``detail`` with nothing that may come from a decrypted request: its status, type and code stay."""
+    message = (
+        f"The confidential request failed ({detail.code or detail.type}); the details are withheld, as they may "
+        "quote the encrypted request."
+    )
+    return ErrorResponse(error=ErrorDetail(message=message, type=detail.type, code=detail.code))
+
+
+class _Error(msgspec.Struct):
+    error: ErrorDetail
+
+
+_error_decoder = msgspec.json.Decoder(_Error)
+_encoder = msgspec.json.Encoder()
 
 
 class _Usage(msgspec.Struct):
@@ -83,6 +108,13 @@ class ConfidentialFramer:
     def done(self) -> bytes:
         return b""
 
+    def error(self, data: bytes) -> bytes:
+        try:
+            detail = _error_decoder.decode(data).error
+        except msgspec.DecodeError:
+            detail = ErrorDetail(message="", type="server_error")
+        return _encoder.encode(withheld_error(detail))
+
 
 def _event(event: bytes, framer: Framer) -> bytes:
     if not event.startswith(_DATA):
@@ -91,7 +123,7 @@ def _event(event: bytes, framer: Framer) -> bytes:
     if data == _DONE:
         return framer.done()
     if data.startswith(_ERROR_FRAME):
-        return event + _EVENT_END
+        return _DATA + framer.error(data) + _EVENT_END
     return _DATA + framer.payload(data) + _EVENT_END
 
 
@@ -110,8 +142,9 @@ def reframing(send: Send, framer: Framer) -> Send:
                     content_type = value.split(b";", 1)[0].strip().lower()
             if message["status"] == 200 and content_type == b"text/event-stream":
                 mode = "stream"
-            elif message["status"] == 200 and content_type == b"application/json":
-                mode, start = "json", message  # its content-length changes: sent with the body
+            elif content_type == b"application/json":
+                mode = "json" if message["status"] == 200 else "error"
+                start = message  # its content-length changes: sent with the body
                 return
             await send(message)
             return
@@ -120,10 +153,10 @@ def reframing(send: Send, framer: Framer) -> Send:
             return
         pending.extend(message.get("body", b""))
         more = message.get("more_body", False)
-        if mode == "json":
+        if mode in ("json", "error"):
             if more:
                 return
-            body = framer.payload(bytes(pending))
+            body = framer.payload(bytes(pending)) if mode == "json" else framer.error(bytes(pending))
             pending.clear()
             assert start is not None
             headers = [(n, v) for n, v in start.get("headers", []) if n.lower() != b"content-length"]

@@ -50,6 +50,9 @@ class _LazySignedFramer:
     def done(self) -> bytes:
         return self._ready().done()
 
+    def error(self, data: bytes) -> bytes:
+        return data
+
 
 class SigningMiddleware:
     """Signs the answers of :data:`SIGNED_PATHS` (pure ASGI: streams pass through unbuffered)."""
