@@ -5,25 +5,31 @@
     ChunkwiseError                    root; ``request_id`` is the server's id for the request, when known
     ├── SSEError                      malformed or oversized server-sent-event input
     │   └── EventTooLargeError        an event grew past ``max_event_size``
-    ├── APIError                      anything that came from (or failed to reach) a server
-    │   ├── APIConnectionError        the server could not be reached, or the connection broke
-    │   │   └── APITimeoutError       a deadline passed; ``deadline`` names which one
-    │   │       ├── ConnectTimeoutError      no connection within ``Timeouts.connect``
-    │   │       ├── FirstChunkTimeoutError   no first chunk (or, unstreamed, no response) in time
-    │   │       ├── IdleTimeoutError         no chunk for ``Timeouts.idle`` (keep-alives do not count)
-    │   │       └── TotalTimeoutError        the whole call ran past ``Timeouts.total``
-    │   ├── APIStatusError            a non-2xx answer, with the parsed error body
+    ├── APIError                      an error in the HTTP API's terms, on either side of the wire
+    │   ├── APIStatusError            an error answer: ``status``, ``type``, ``code``, ``param``, ``message``
     │   │   ├── BadRequestError              400
     │   │   ├── AuthenticationError          401
     │   │   ├── PaymentRequiredError         402 (Atoma: insufficient balance)
     │   │   ├── PermissionDeniedError        403
     │   │   ├── NotFoundError                404
+    │   │   ├── MethodNotAllowedError        405
     │   │   ├── ConflictError                409
     │   │   ├── RequestTooLargeError         413
+    │   │   ├── UnsupportedMediaTypeError    415
     │   │   ├── UnprocessableEntityError     422
     │   │   ├── RateLimitError               429
-    │   │   └── InternalServerError          5xx
-    │   ├── UnexpectedResponseError   a 2xx whose body is not what the API promises
+    │   │   ├── InternalServerError          5xx
+    │   │   ├── (engine) InvalidRequestError       a request the engine cannot serve; carries its own status
+    │   │   ├── (edge, server, gateway)            the answers they send, each under the class of its status
+    │   │   └── (client) one subclass per class above, with the ``response`` it came in: what
+    │   │                ``chunkwise.BadRequestError`` and the other public status names are
+    │   ├── (client) APIConnectionError      the server could not be reached, or the connection broke
+    │   │   └── APITimeoutError       a deadline passed; ``deadline`` names which one
+    │   │       ├── ConnectTimeoutError      no connection within ``Timeouts.connect``
+    │   │       ├── FirstChunkTimeoutError   no first chunk (or, unstreamed, no response) in time
+    │   │       ├── IdleTimeoutError         no chunk for ``Timeouts.idle`` (keep-alives do not count)
+    │   │       └── TotalTimeoutError        the whole call ran past ``Timeouts.total``
+    │   ├── (client) UnexpectedResponseError a 2xx whose body is not what the API promises
     │   ├── StreamError               an in-band error frame inside a 200 stream
     │   ├── IncompleteStreamError     the stream ended (or broke) before it finished properly
     │   └── VerificationError         a response failed a cryptographic check (never retried)
@@ -35,10 +41,13 @@
     │   ├── ClientClosedError         the client was used after ``close()``
     │   └── StreamConsumedError       a stream was iterated again after it ended
     ├── EnvelopeError                 (server) a confidential request envelope that cannot be opened
-    └── EngineError                   the model engine failed
+    ├── EngineError                   the model engine failed
+    └── (gateway) UpstreamError       an upstream could not be reached, or broke off the exchange
 
-Only :class:`APIConnectionError` (except the timeouts after the connection was made) and the status
-errors for 408, 409, 429 and 5xx are retried, and only before a stream has produced a chunk.
+The classes marked (client) live in :mod:`chunkwise.client` (they are built from an ``httpx.Response`` or
+an httpx failure); ``chunkwise`` exports them under the names it always did. Only
+:class:`APIConnectionError` (except the timeouts after the connection was made) and the status errors for
+408, 409, 429 and 5xx are retried, and only before a stream has produced a chunk.
 """
 
 from __future__ import annotations
@@ -46,31 +55,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import httpx
-
     from .types import ChatCompletion, ErrorDetail
 
 __all__ = [
-    "APIConnectionError",
     "APIError",
     "APIStatusError",
-    "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BrokenChainError",
     "ChunkwiseError",
     "ClientClosedError",
     "ClientStateError",
     "ConflictError",
-    "BrokenChainError",
-    "ConnectTimeoutError",
     "DecryptionError",
     "EngineError",
     "EnvelopeError",
     "EventTooLargeError",
-    "FirstChunkTimeoutError",
-    "IdleTimeoutError",
     "IncompleteStreamError",
     "InternalServerError",
+    "MethodNotAllowedError",
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
@@ -81,9 +84,8 @@ __all__ = [
     "SignatureError",
     "StreamConsumedError",
     "StreamError",
-    "TotalTimeoutError",
-    "UnexpectedResponseError",
     "UnprocessableEntityError",
+    "UnsupportedMediaTypeError",
     "VerificationError",
 ]
 
@@ -126,11 +128,14 @@ class EnvelopeError(ChunkwiseError):
         self.code = code
 
 
-# --- the client's errors ----------------------------------------------------------------------------
+# --- errors in the HTTP API's terms ----------------------------------------------------------------
 
 
 class APIError(ChunkwiseError):
-    """Something went wrong talking to a server. ``str(error)`` says what."""
+    """Something went wrong in the terms of the HTTP API: an error answer, or talking to a server failed.
+
+    ``str(error)`` says what.
+    """
 
     def __init__(self, message: str, *, request_id: str | None = None) -> None:
         super().__init__(message)
@@ -138,131 +143,125 @@ class APIError(ChunkwiseError):
         self.request_id = request_id
 
 
-class APIConnectionError(APIError):
-    """The server could not be reached, or the connection failed before a response arrived."""
-
-
-class APITimeoutError(APIConnectionError):
-    """A deadline of :class:`chunkwise.client.Timeouts` passed.
-
-    ``deadline`` is ``"connect"``, ``"first_chunk"``, ``"idle"`` or ``"total"``; ``seconds`` is the
-    configured limit that was exceeded.
-    """
-
-    deadline: str = ""
-
-    def __init__(self, message: str, *, seconds: float, request_id: str | None = None) -> None:
-        super().__init__(message, request_id=request_id)
-        self.seconds = seconds
-
-
-class ConnectTimeoutError(APITimeoutError):
-    """No connection (or no free pooled connection) within ``Timeouts.connect``."""
-
-    deadline = "connect"
-
-
-class FirstChunkTimeoutError(APITimeoutError):
-    """The first chunk did not arrive within ``Timeouts.first_chunk`` of sending the request.
-
-    For a request without ``stream=True`` the whole response counts as the first chunk.
-    """
-
-    deadline = "first_chunk"
-
-
-class IdleTimeoutError(APITimeoutError):
-    """No chunk arrived for ``Timeouts.idle`` seconds. Keep-alive comments do not reset this clock."""
-
-    deadline = "idle"
-
-
-class TotalTimeoutError(APITimeoutError):
-    """The call, retries included, ran past ``Timeouts.total``."""
-
-    deadline = "total"
-
-
 class APIStatusError(APIError):
-    """The server answered with a non-2xx status.
+    """An error answer: an HTTP ``status`` and the error body's ``type``, ``code``, ``param`` and ``message``.
 
-    ``error`` is the parsed ``{"error": {...}}`` body (also built from ``{"detail": ...}``, a bare
-    string, or plain text), ``response`` the closed response with its headers and body.
+    The server, the engine and the gateway raise these to answer with them (``headers`` go with the
+    answer); the client raises its subclasses (:mod:`chunkwise.client`), which also carry the
+    ``response``, when a server answered with an error status. Subclasses fix ``status`` and ``type``.
     """
+
+    status: int = 500
+    type: str | None = "server_error"
 
     def __init__(
         self,
         message: str,
         *,
-        status_code: int,
-        error: ErrorDetail | None,
-        response: httpx.Response,
+        param: str | None = None,
+        code: str | int | None = None,
+        headers: dict[str, str] | None = None,
+        status: int | None = None,
+        type: str | None = None,
         request_id: str | None = None,
     ) -> None:
         super().__init__(message, request_id=request_id)
-        self.status_code = status_code
-        self.error = error
-        self.response = response
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+        if status is not None:
+            self.status = status
+        if type is not None:
+            self.type = type
+
+    @property
+    def status_code(self) -> int:
+        """The same as ``status`` (the name the client always used)."""
+        return self.status
 
 
 class BadRequestError(APIStatusError):
-    """400: the server rejected the request as malformed."""
+    """400: the request is malformed, or names something the server cannot do."""
+
+    status = 400
+    type = "invalid_request_error"
 
 
 class AuthenticationError(APIStatusError):
     """401: missing or wrong API key."""
 
+    status = 401
+    type = "invalid_request_error"
+
 
 class PaymentRequiredError(APIStatusError):
     """402: the account cannot pay for the request (Atoma's ``BALANCE_ERROR``)."""
+
+    status = 402
+    type = "invalid_request_error"
 
 
 class PermissionDeniedError(APIStatusError):
     """403: the key may not do this."""
 
+    status = 403
+    type = "invalid_request_error"
+
 
 class NotFoundError(APIStatusError):
     """404: unknown path or model."""
+
+    status = 404
+    type = "invalid_request_error"
+
+
+class MethodNotAllowedError(APIStatusError):
+    """405: the path exists, the method does not."""
+
+    status = 405
+    type = "invalid_request_error"
 
 
 class ConflictError(APIStatusError):
     """409: the request conflicts with the server's state; retried."""
 
+    status = 409
+    type = "invalid_request_error"
+
 
 class RequestTooLargeError(APIStatusError):
     """413: the request body is larger than the server accepts."""
+
+    status = 413
+    type = "invalid_request_error"
+
+
+class UnsupportedMediaTypeError(APIStatusError):
+    """415: the body is not of a media type the server reads."""
+
+    status = 415
+    type = "invalid_request_error"
 
 
 class UnprocessableEntityError(APIStatusError):
     """422: the body parsed but a field is invalid."""
 
+    status = 422
+    type = "invalid_request_error"
+
 
 class RateLimitError(APIStatusError):
     """429: too many requests; retried after ``Retry-After``."""
+
+    status = 429
+    type = "rate_limit_error"
 
 
 class InternalServerError(APIStatusError):
     """5xx: the server failed; retried."""
 
-
-class UnexpectedResponseError(APIError):
-    """A 2xx answer that is not what the API promises.
-
-    For example a stream request answered with JSON instead of ``text/event-stream`` (some servers
-    report errors that way; ``error`` then holds the parsed error), or a body that does not decode.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        response: httpx.Response,
-        error: ErrorDetail | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(message, request_id=request_id)
-        self.response = response
-        self.error = error
+    status = 500
+    type = "server_error"
 
 
 class StreamError(APIError):

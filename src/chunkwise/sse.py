@@ -17,6 +17,7 @@ Three layers, none of which does I/O:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar, overload
 
@@ -35,10 +36,12 @@ __all__ = [
     "InvalidChunkError",
     "SSEDecoder",
     "ServerSentEvent",
+    "complete_events_end",
     "encode_comment",
     "encode_error",
     "encode_event",
     "encode_json",
+    "event_blocks",
 ]
 
 #: Far above any real chunk, far below what would hurt a server.
@@ -492,6 +495,32 @@ class ChunkStreamDecoder(Generic[_ChunkT]):
 
 
 # --- writing ---------------------------------------------------------------------------------------
+
+# --- splitting raw bytes at event boundaries (for those that pass events on untouched) -------------------
+
+# Two line ends in a row end an event; the lookbehind keeps them with the event before.
+_EVENT_END: re.Pattern[bytes] = re.compile(rb"(?<=\n\n)|(?<=\r\r)|(?<=\n\r\n)")
+_BOUNDARIES = (b"\n\n", b"\r\r", b"\n\r\n")
+
+
+def complete_events_end(data: bytes) -> int:
+    """The index just past the last complete event in ``data`` (its ending blank line), or -1 if none ends there.
+
+    A proxy that forwards raw bytes cuts them here, so that a half event waits for its end. (An
+    :class:`SSEDecoder` parses events but keeps no byte offsets, so it cannot say where to cut.)
+    """
+    end = -1
+    for boundary in _BOUNDARIES:
+        found = data.rfind(boundary)
+        if found >= 0:
+            end = max(end, found + len(boundary))
+    return end
+
+
+def event_blocks(data: bytes) -> list[bytes]:
+    """``data`` cut after each blank line: every block but the last ends with the blank line that ended it."""
+    return _EVENT_END.split(data)
+
 
 #: The sentinel that ends an OpenAI-style stream.
 DONE = b"data: [DONE]\n\n"

@@ -6,9 +6,7 @@ import base64
 import hashlib
 import json
 import stat
-from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
@@ -275,48 +273,31 @@ def test_atoma_envelopes_without_the_optional_keys_open() -> None:
     assert plaintext == b"{}" and received.signature is None and received.response_hash is None
 
 
-def test_reframing_handles_any_split_of_the_stream() -> None:
-    """Events cut across ASGI messages, keep-alive comments, error frames and [DONE] all come out right."""
-    import anyio
-
-    from chunkwise.server._framing import ConfidentialFramer, reframing
+def test_a_confidential_answer_is_sealed_chunk_by_chunk_as_it_is_encoded() -> None:
+    """Each chunk becomes one envelope event as it is encoded; usage stays in the clear, and no [DONE] follows."""
+    from chunkwise.server._framing import ConfidentialFramer, FramedEncoding
+    from chunkwise.types import ChatCompletionChunk
 
     node = NodeKey()
     session, envelope = sealed(node)
     opened = open_request(envelope, node)
-    framer = ConfidentialFramer(ChainSealer(opened.plaintext_hash, None), opened.sealer)
-    body = (
-        b": keep-alive\n\n"
-        b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
-        b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"b"},"finish_reason":"stop"}]}\n\n'
-        b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}\n\n'
-        b'data: {"error":{"message":"boom"}}\n\n'
-        b"data: [DONE]\n\n"
-    )
-    sent: list[MutableMapping[str, Any]] = []
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    async def run() -> None:
-        out = reframing(send, framer)
-        await out({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
-        for start in range(0, len(body), 7):  # every event cut somewhere
-            await out({"type": "http.response.body", "body": body[start : start + 7], "more_body": True})
-        await out({"type": "http.response.body", "body": b"", "more_body": False})
-
-    anyio.run(run)
-    stream = b"".join(message.get("body", b"") for message in sent[1:])
-    events = [event for event in stream.split(b"\n\n") if event]
-    assert events[0] == b": keep-alive" and events[-1].startswith(b'data: {"error":')
-    assert b"boom" not in events[-1]  # an error frame may quote the decrypted request: its message is withheld
-    assert b"[DONE]" not in stream  # confidential streams end without it
+    encoding = FramedEncoding(ConfidentialFramer(ChainSealer(opened.plaintext_hash, None), opened.sealer))
+    chunks = [
+        msgspec.json.decode(raw, type=ChatCompletionChunk)
+        for raw in (
+            b'{"id":"c","choices":[{"index":0,"delta":{"content":"a"}}]}',
+            b'{"id":"c","choices":[{"index":0,"delta":{"content":"b"},"finish_reason":"stop"}]}',
+            b'{"id":"c","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}',
+        )
+    ]
+    events = [encoding.event(chunk) for chunk in chunks]
+    assert encoding.end() == b""  # confidential streams end without [DONE]
     verifier = ChainVerifier(opened.plaintext_hash, None, require_chain=True)
     contents = []
-    for event in events[1:4]:
+    for event in events:
+        assert event.startswith(b"data: ") and event.endswith(b"\n\n") and event.count(b"\n") == 2
         plaintext, received = session.open_response(event.removeprefix(b"data: "))
         verifier.check(plaintext, received.response_hash, received.signature)
         contents.append(json.loads(plaintext))
     assert [c["choices"][0]["delta"]["content"] for c in contents[:2]] == ["a", "b"]
-    assert json.loads(events[3].removeprefix(b"data: "))["usage"]["total_tokens"] == 3  # in the clear
-    assert sent[-1]["more_body"] is False
+    assert json.loads(events[2].removeprefix(b"data: "))["usage"]["total_tokens"] == 3  # in the clear

@@ -206,3 +206,18 @@ def test_engine_failure_mid_stream_sends_an_error_frame_then_done(failing_server
         ok = http.post("/v1/completions", json={"model": MODEL, "prompt": "Hi", "max_tokens": 2})
         assert ok.status_code == 200
     assert failing_server.metric("chunkwise_engine_errors_total", endpoint="chat") == 2
+
+
+class _BuggyEngine(_FailingEngine):
+    """An engine whose ``prepare_chat`` has a bug: the exception must come out as a JSON 500, not a crash."""
+
+    def prepare_chat(self, request: ChatCompletionRequest, *, request_id: str, created: int) -> Generation:
+        raise RuntimeError("a bug in a handler")
+
+
+def test_an_exception_in_a_handler_is_a_json_500(engine: LlamaCppEngine) -> None:
+    with serve(create_app(_BuggyEngine(engine, fail_after=0))) as running, httpx.Client(base_url=running.url) as http:
+        response = http.post("/v1/chat/completions", json={"model": MODEL, "messages": HELLO})
+        assert_error_shape(response, 500)
+        assert response.json()["error"]["type"] == "server_error"
+        assert response.json()["error"]["message"] == "The server had an internal error."

@@ -20,8 +20,9 @@ import msgspec
 from rich.console import Console
 from rich.markup import escape
 
-from .._errors import APIConnectionError, APITimeoutError, ChunkwiseError
+from .._errors import ChunkwiseError
 from ..accumulate import ChatCompletionAccumulator
+from ..client import APIConnectionError, APITimeoutError
 from ..types import ChatCompletionChunk, ChatCompletionRequest, CompletionUsage, StreamOptions, encode
 
 __all__ = ["chat", "models"]

@@ -18,12 +18,35 @@ from ._confidential import (
     ConfidentialChatCompletions,
 )
 from ._config import USE_CLIENT_DEFAULT, UseClientDefault
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    ConnectTimeoutError,
+    FirstChunkTimeoutError,
+    IdleTimeoutError,
+    InternalServerError,
+    NotFoundError,
+    PaymentRequiredError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
+    TotalTimeoutError,
+    UnexpectedResponseError,
+    UnprocessableEntityError,
+)
 from ._resources import AsyncChat, AsyncChatCompletions, AsyncModels, Chat, ChatCompletions, Models
 from ._retries import Backoff
 from ._streaming import AsyncStream, Stream
 from ._timeouts import Timeouts
 
 __all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
     "AsyncChat",
     "AsyncChatCompletions",
     "AsyncClient",
@@ -32,16 +55,31 @@ __all__ = [
     "AsyncConfidentialChatCompletions",
     "AsyncModels",
     "AsyncStream",
+    "AuthenticationError",
     "Backoff",
+    "BadRequestError",
     "Chat",
     "ChatCompletions",
     "Client",
     "Confidential",
     "ConfidentialChat",
     "ConfidentialChatCompletions",
+    "ConflictError",
+    "ConnectTimeoutError",
+    "FirstChunkTimeoutError",
+    "IdleTimeoutError",
+    "InternalServerError",
     "Models",
+    "NotFoundError",
+    "PaymentRequiredError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTooLargeError",
     "Stream",
     "Timeouts",
+    "TotalTimeoutError",
     "USE_CLIENT_DEFAULT",
+    "UnexpectedResponseError",
+    "UnprocessableEntityError",
     "UseClientDefault",
 ]

@@ -14,10 +14,11 @@ from typing import Any, NoReturn
 import httpx
 import msgspec
 
-from .._errors import APIConnectionError, APIError, ChunkwiseError, RequestValidationError, UnexpectedResponseError
+from .._errors import APIError, ChunkwiseError, RequestValidationError
 from ..accumulate import accumulate
 from ..types import ChatCompletion, ChatCompletionRequest, Message, ModelList, completion_decoder
 from ._config import USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
+from ._errors import APIConnectionError, UnexpectedResponseError
 from ._guards import ResponseGuard
 from ._responses import decode_success, is_event_stream, parse_error_body, request_id_of, status_error
 from ._retries import RetryState

@@ -8,21 +8,8 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
-from .._errors import (
-    APIStatusError,
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
-    InternalServerError,
-    NotFoundError,
-    PaymentRequiredError,
-    PermissionDeniedError,
-    RateLimitError,
-    RequestTooLargeError,
-    UnexpectedResponseError,
-    UnprocessableEntityError,
-)
 from ..types import ErrorDetail
+from ._errors import BY_STATUS, APIStatusError, InternalServerError, UnexpectedResponseError
 
 __all__ = ["decode_success", "is_event_stream", "parse_error_body", "request_id_of", "status_error"]
 
@@ -30,17 +17,6 @@ T = TypeVar("T")
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id")
 
-_STATUS_ERRORS: dict[int, type[APIStatusError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    402: PaymentRequiredError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    413: RequestTooLargeError,
-    422: UnprocessableEntityError,
-    429: RateLimitError,
-}
 
 #: How much of a body that is not JSON goes into an error message.
 _TEXT_EXCERPT = 500
@@ -103,7 +79,7 @@ def status_error(response: httpx.Response) -> APIStatusError:
     """The error for a non-2xx response whose body was read: the one place statuses become errors."""
     status = response.status_code
     error = parse_error_body(response.content)
-    kind = _STATUS_ERRORS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
+    kind = BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
     reason = response.reason_phrase
     if not reason:
         try:

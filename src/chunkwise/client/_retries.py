@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from .._errors import APIConnectionError, APIError, APIStatusError, APITimeoutError, ConnectTimeoutError
+from .._errors import APIError
+from ._errors import APIConnectionError, APIStatusError, APITimeoutError, ConnectTimeoutError
 from ._timeouts import Deadlines
 
 __all__ = ["Backoff", "RetryState", "is_retryable", "server_retry_delay"]

@@ -20,7 +20,6 @@ import anyio
 import httpx
 
 from .._errors import (
-    APIConnectionError,
     APIError,
     ChunkwiseError,
     IncompleteStreamError,
@@ -30,6 +29,7 @@ from .._errors import (
 from ..accumulate import accumulate
 from ..sse import ChunkStreamDecoder, Done, EndOfInput, ErrorFrame
 from ..types import ChatCompletion, ChatCompletionChunk
+from ._errors import APIConnectionError
 from ._guards import ResponseGuard
 from ._responses import request_id_of
 from ._timeouts import Deadlines

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from .._errors import (
+from ._errors import (
     APITimeoutError,
     ConnectTimeoutError,
     FirstChunkTimeoutError,

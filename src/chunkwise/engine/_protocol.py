@@ -12,30 +12,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
-from .._errors import ChunkwiseError
+from .._errors import APIStatusError
 from ..types import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest
 
 __all__ = ["BatchingEngine", "Engine", "Generation", "InvalidRequestError", "TextGeneration"]
 
 
-class InvalidRequestError(ChunkwiseError):
+class InvalidRequestError(APIStatusError):
     """The request is well-formed JSON but cannot be served; the server answers ``status`` in the error shape."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        status: int = 400,
-        type: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
-        self.status = status
-        self.type = type
+    status = 400
+    type = "invalid_request_error"
 
 
 @runtime_checkable

@@ -10,11 +10,9 @@ usage-only chunk is taken out (from bytes that, at the end of a stream, usually 
 
 from __future__ import annotations
 
-import re
-
 import msgspec
 
-from ..sse import SSEDecoder
+from ..sse import SSEDecoder, complete_events_end, event_blocks
 
 __all__ = ["BodyProbe", "StreamInspector", "UsageProbe"]
 
@@ -53,19 +51,6 @@ class BodyProbe(msgspec.Struct):
 
 
 _chunk_decoder = msgspec.json.Decoder(_ChunkProbe)
-# Two line ends in a row end an event; the lookbehind keeps them with the event before.
-_EVENT_END = re.compile(rb"(?<=\n\n)|(?<=\r\r)|(?<=\n\r\n)")
-_BOUNDARIES = (b"\n\n", b"\r\r", b"\n\r\n")
-
-
-def _last_boundary(data: bytes) -> int:
-    """The index just past the last complete event in ``data``, or -1."""
-    end = -1
-    for boundary in _BOUNDARIES:
-        found = data.rfind(boundary)
-        if found >= 0:
-            end = max(end, found + len(boundary))
-    return end
 
 
 class StreamInspector:
@@ -100,7 +85,7 @@ class StreamInspector:
             data = self._held + data
             self._held = b""
         if not data.endswith(b"\n\n"):
-            end = _last_boundary(data)
+            end = complete_events_end(data)
             if end < 0:
                 self._held = data
                 return b""
@@ -166,7 +151,7 @@ class StreamInspector:
 
 def _without_event(data: bytes, payload: bytes) -> bytes:
     """``data`` less the one event whose data is ``payload``; comments and other events stay as they were."""
-    blocks = _EVENT_END.split(data)
+    blocks = event_blocks(data)
     for index, block in enumerate(blocks):
         if payload in block:
             del blocks[index]

@@ -16,20 +16,13 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..sse import encode_error
+from ..edge import DONE, OPENAI_ERRORS, SSE_START, wait_for_disconnect
 from ..types import ErrorDetail
 from ._passthrough import StreamInspector
 from ._routing import Upstream
 from ._upstream import UpstreamClient, UpstreamError, UpstreamResponse
 
 __all__ = ["Attempt", "Failure", "ProxyStream", "StreamOutcome", "send_with_failover"]
-
-_DONE_FRAME = b"data: [DONE]\n\n"
-_STREAM_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 
 
 @dataclass
@@ -202,8 +195,7 @@ class ProxyStream(Response):
             await asyncio.gather(reader, watcher, return_exceptions=True)
 
     async def _watch_for_disconnect(self, receive: Receive, pump: asyncio.Task[Any]) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
+        await wait_for_disconnect(receive)
         self._client_gone = True
         # A client that closes once it has [DONE] (as openai-python does) did not cancel anything.
         self._cancelled = not (self._complete or self._inspector.done)
@@ -233,7 +225,7 @@ class ProxyStream(Response):
         pending = self._pending
         # The head and the first bytes in the same turn of the event loop, so that they leave in one write
         # (see ._http); what else arrived with the first read is already in it (the client joins pieces).
-        await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
+        await send(SSE_START)
         pending.insert(0, self._attempt.first)
         while True:
             if not pending:
@@ -266,7 +258,8 @@ class ProxyStream(Response):
             if not inspector.finished_properly:
                 self._failure = "The upstream ended the stream before it was complete."
         if self._failure is not None:
-            out += encode_error(ErrorDetail(message=self._failure, type="upstream_error", code="upstream_failed"))
-            out += _DONE_FRAME
+            detail = ErrorDetail(message=self._failure, type="upstream_error", code="upstream_failed")
+            out += OPENAI_ERRORS.event(502, detail)
+            out += DONE
         self._complete = True
         await send({"type": "http.response.body", "body": out, "more_body": False})

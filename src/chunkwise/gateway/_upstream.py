@@ -19,13 +19,15 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from .._errors import ChunkwiseError
+
 __all__ = ["Origin", "UpstreamClient", "UpstreamError", "UpstreamResponse"]
 
 #: Body bytes buffered before the client stops reading from the upstream until they are consumed.
 _READ_AHEAD = 1 << 18
 
 
-class UpstreamError(Exception):
+class UpstreamError(ChunkwiseError):
     """The upstream could not be reached, or broke off the exchange (closed, timed out, invalid HTTP)."""
 
 

@@ -9,11 +9,11 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .._errors import ChunkwiseError
+from .._errors import ChunkwiseError, MethodNotAllowedError, NotFoundError
 from ..confidential import NodeKey
+from ..edge import error_response
 from ..engine._protocol import BatchingEngine, Engine
 from ._confidential import ConfidentialEndpoints
-from ._errors import MethodNotAllowedError, NotFoundError, error_response
 from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
 from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, CORSMiddleware, RequestContextMiddleware
@@ -21,7 +21,7 @@ from ._openapi import openapi_document
 from ._routes import Endpoints
 from ._scheduler import Scheduler
 from ._settings import ServerSettings
-from ._signing import SigningMiddleware, signing_key_route
+from ._signing import signing_key_route
 
 __all__ = ["create_app"]
 
@@ -76,7 +76,7 @@ def create_app(
         node_key=settings.node_key or NodeKey(),
         signer=settings.signer,
         max_body_size=settings.max_body_size,
-        chat=endpoints.chat_completions,
+        chat=endpoints.confidential_chat,
     )
     routes = [*endpoints.routes(), *confidential.routes(), signing_key_route(settings.signer)]
 
@@ -97,8 +97,6 @@ def create_app(
     ]
     if settings.api_key is not None:
         middleware.append(Middleware(BearerAuthMiddleware, api_key=settings.api_key))
-    if settings.signer is not None:
-        middleware.append(Middleware(SigningMiddleware, signer=settings.signer))
 
     app = Starlette(
         routes=routes,

@@ -1,14 +1,14 @@
 """Confidential chat in the Atoma shape: ``POST /v1/nodes/lock`` and ``POST /v1/confidential/chat/completions``.
 
 The confidential route opens the envelope, checks it, and hands the plaintext request to the ordinary chat
-route, whose answer goes out sealed by a :class:`~chunkwise.server._framing.ConfidentialFramer`: a fresh
+route, which seals each chunk as it encodes it with a :class:`~chunkwise.server._framing.ConfidentialFramer`: a fresh
 nonce for every envelope, a chain link in every plaintext chunk, usage in the clear for billing, and a
 signature when the server has a signing key. Streams always end with the usage chunk, as an Atoma node
 forces ``stream_options.include_usage``.
 
 Once a request is decrypted, what goes back in the clear must carry nothing of it: an error about the
 plaintext (a bad role, a schema path, a prompt's token count) keeps its status, type and code, and loses its
-message and ``param`` (:func:`withheld_error`; the framer does the same for error frames and error bodies).
+message and ``param`` (:data:`~._framing.WITHHELD_ERRORS`, also used for errors inside a sealed answer).
 
 Replays are refused, beyond what Atoma does (it has none). The envelope has no timestamp, so there is no
 time window to check; instead each opened envelope's (client key, salt, nonce), which fix the AES-GCM key
@@ -24,15 +24,13 @@ import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Message, Receive
 
-from .._errors import ChunkwiseError, EnvelopeError
+from .._errors import BadRequestError, ChunkwiseError, EnvelopeError
 from ..confidential import (
     ConfidentialComputeRequest,
     NodeKey,
@@ -41,11 +39,10 @@ from ..confidential import (
     OpenedRequest,
     open_request,
 )
+from ..edge import JSONResponse, error_response, read_json
 from ..signing import ChainSealer, Signer, blake2b256
-from ._body import read_json
-from ._errors import BadRequestError, ModelNotFoundError, describe_error
-from ._framing import ConfidentialFramer, ReframedResponse, withheld_error
-from ._responses import MsgspecResponse
+from ._errors import ModelNotFoundError
+from ._framing import WITHHELD_ERRORS, ConfidentialFramer, Framer
 
 __all__ = ["REPLAY_MEMORY", "ConfidentialEndpoints", "ReplayGuard"]
 
@@ -81,20 +78,6 @@ def _plaintext_request(opened: OpenedRequest) -> bytes:
     return _encoder.encode(fields)
 
 
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that first delivers ``body`` as the whole request, then listens to the real one."""
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
 class ReplayGuard:
     """Remembers the last ``capacity`` envelopes' (client key, salt, nonce); thread-safe."""
 
@@ -106,11 +89,8 @@ class ReplayGuard:
     def first_time(self, opened: OpenedRequest) -> bool:
         """True for an envelope not seen before (and remember it); False for a replay."""
         envelope = opened.envelope
-        fingerprint = blake2b256(
-            b"".join(
-                base64.b64decode(field) for field in (envelope.client_dh_public_key, envelope.salt, envelope.nonce)
-            )
-        )
+        fields = (envelope.client_dh_public_key, envelope.salt, envelope.nonce)
+        fingerprint = blake2b256(b"".join(base64.b64decode(field) for field in fields))
         with self._lock:
             if fingerprint in self._seen:
                 return False
@@ -118,11 +98,6 @@ class ReplayGuard:
             if len(self._seen) > self._capacity:
                 self._seen.popitem(last=False)
             return True
-
-
-def _withheld(exc: Exception) -> Response:
-    status, detail, headers = describe_error(exc)
-    return MsgspecResponse(withheld_error(detail), status_code=status, headers=headers)
 
 
 class ConfidentialEndpoints:
@@ -135,7 +110,7 @@ class ConfidentialEndpoints:
         node_key: NodeKey,
         signer: Signer | None,
         max_body_size: int,
-        chat: Callable[[Request], Awaitable[Response]],
+        chat: Callable[[Request, bytes, Framer], Awaitable[Response]],
     ) -> None:
         self._model_id = model_id
         self._node_key = node_key
@@ -165,7 +140,7 @@ class ConfidentialEndpoints:
             # Signed like any answer (chained to the request), so a client pinning the signing key
             # detects a node key swapped in transit before it encrypts anything.
             answer = ChainSealer(blake2b256(_encoder.encode(body)), self._signer).seal(answer)
-        return MsgspecResponse(answer)
+        return JSONResponse(answer)
 
     async def chat_completions(self, request: Request) -> Response:
         envelope, _ = await read_json(request, ConfidentialComputeRequest, limit=self._max_body_size)
@@ -180,22 +155,8 @@ class ConfidentialEndpoints:
                 code="replayed_envelope",
             )
         plaintext = _plaintext_request(opened)  # its errors compare the envelope's fields, quoting neither
-        try:
-            return await self._answer(request, opened, plaintext)
-        except ChunkwiseError as exc:
-            return _withheld(exc)
-
-    async def _answer(self, request: Request, opened: OpenedRequest, plaintext: bytes) -> Response:
-        scope: dict[str, Any] = dict(request.scope)
-        scope["headers"] = [
-            *(
-                (name, value)
-                for name, value in request.scope["headers"]
-                if name not in (b"content-type", b"content-length")
-            ),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(plaintext)).encode()),
-        ]
-        inner = await self._chat(Request(scope, _replaying(plaintext, request.receive)))
         framer = ConfidentialFramer(ChainSealer(opened.plaintext_hash, self._signer), opened.sealer)
-        return ReframedResponse(inner, framer)
+        try:
+            return await self._chat(request, plaintext, framer)
+        except ChunkwiseError as exc:
+            return error_response(exc, WITHHELD_ERRORS)

@@ -1,12 +1,13 @@
-"""Re-framing a finished plain answer: signing it, or sealing it for a confidential client.
+"""How an answer's chunks are written: in the clear, signed, or sealed for a confidential client.
 
-Signing and encryption sit outside generation: the routes answer in the clear as always, and a
-:class:`ReframedResponse` (or the signing middleware) passes their ASGI messages through a :class:`Framer`
-that rewrites each JSON payload. A streamed answer is cut into events at the blank line that ends each
-one (the server's events are single-line ``data:`` JSON, keep-alive comments or ``[DONE]``), however
-the body is split into messages; a JSON answer is buffered and rewritten whole. Error answers (any status
-other than 200) and in-band error frames go through :meth:`Framer.error`: a signed answer passes them
-unchanged, a sealed one withholds their message (it may quote the decrypted request) and keeps the rest.
+Signing and encryption sit outside generation: the engine and the scheduler know nothing of them. A
+:class:`GenerationResponse <chunkwise.server._generation.GenerationResponse>` writes each chunk through
+an :class:`AnswerEncoding` as it encodes it: the chunk's JSON goes through a :class:`Framer` (chained
+and signed, or sealed in an envelope) before it is framed as an SSE event, and a whole JSON answer goes
+through the same framer. Keep-alive comments are written by the response itself. Error answers (any
+status other than 200) and in-band error frames are written in the encoding's :class:`ErrorShape
+<chunkwise.edge.ErrorShape>`: plain and signed answers use the OpenAI shape as it is; a sealed answer uses
+:data:`WITHHELD_ERRORS`, whose message and ``param`` carry nothing that may quote the decrypted request.
 """
 
 from __future__ import annotations
@@ -14,19 +15,27 @@ from __future__ import annotations
 from typing import Protocol
 
 import msgspec
-from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
 
+from .. import sse
 from ..confidential import ResponseSealer
+from ..edge import OPENAI_ERRORS, ErrorShape
 from ..signing import ChainSealer
-from ..types import CompletionUsage, ErrorDetail, ErrorResponse
+from ..types import CompletionUsage, ErrorDetail
 
-__all__ = ["ConfidentialFramer", "Framer", "ReframedResponse", "SignedFramer", "reframing", "withheld_error"]
+__all__ = [
+    "PLAIN",
+    "WITHHELD_ERRORS",
+    "AnswerEncoding",
+    "ConfidentialFramer",
+    "FramedEncoding",
+    "Framer",
+    "SignedFramer",
+]
 
 _DATA = b"data: "
-_DONE = b"[DONE]"
-_ERROR_FRAME = b'{"error"'
 _EVENT_END = b"\n\n"
+
+_encoder = msgspec.json.Encoder()
 
 
 class Framer(Protocol):
@@ -40,9 +49,32 @@ class Framer(Protocol):
         """What replaces the ``data: [DONE]`` event (possibly nothing)."""
         ...
 
-    def error(self, data: bytes) -> bytes:
-        """An error body or in-band error frame (``{"error": ...}``)."""
+    @property
+    def errors(self) -> ErrorShape:
+        """How this answer's errors are written."""
         ...
+
+
+class _WithheldErrors:
+    """OpenAI-shaped errors that keep status, type and code, and withhold what may quote a decrypted request."""
+
+    @staticmethod
+    def _withheld(detail: ErrorDetail) -> ErrorDetail:
+        message = (
+            f"The confidential request failed ({detail.code or detail.type}); the details are withheld, as they "
+            "may quote the encrypted request."
+        )
+        return ErrorDetail(message=message, type=detail.type, code=detail.code)
+
+    def body(self, status: int, detail: ErrorDetail) -> bytes:
+        return OPENAI_ERRORS.body(status, self._withheld(detail))
+
+    def event(self, status: int, detail: ErrorDetail) -> bytes:
+        return OPENAI_ERRORS.event(status, self._withheld(detail))
+
+
+#: Errors about a decrypted request, as they go back in the clear.
+WITHHELD_ERRORS: ErrorShape = _WithheldErrors()
 
 
 class SignedFramer:
@@ -57,27 +89,11 @@ class SignedFramer:
         return self._sealer.seal(data)
 
     def done(self) -> bytes:
-        return _DATA + _DONE + _EVENT_END
+        return sse.DONE
 
-    def error(self, data: bytes) -> bytes:
-        return data
-
-
-def withheld_error(detail: ErrorDetail) -> ErrorResponse:
-    """``detail`` with nothing that may come from a decrypted request: its status, type and code stay."""
-    message = (
-        f"The confidential request failed ({detail.code or detail.type}); the details are withheld, as they may "
-        "quote the encrypted request."
-    )
-    return ErrorResponse(error=ErrorDetail(message=message, type=detail.type, code=detail.code))
-
-
-class _Error(msgspec.Struct):
-    error: ErrorDetail
-
-
-_error_decoder = msgspec.json.Decoder(_Error)
-_encoder = msgspec.json.Encoder()
+    @property
+    def errors(self) -> ErrorShape:
+        return OPENAI_ERRORS
 
 
 class _Usage(msgspec.Struct):
@@ -108,85 +124,62 @@ class ConfidentialFramer:
     def done(self) -> bytes:
         return b""
 
-    def error(self, data: bytes) -> bytes:
-        try:
-            detail = _error_decoder.decode(data).error
-        except msgspec.DecodeError:
-            detail = ErrorDetail(message="", type="server_error")
-        return _encoder.encode(withheld_error(detail))
+    @property
+    def errors(self) -> ErrorShape:
+        return WITHHELD_ERRORS
 
 
-def _event(event: bytes, framer: Framer) -> bytes:
-    if not event.startswith(_DATA):
-        return event + _EVENT_END  # a comment (keep-alive)
-    data = event[len(_DATA) :]
-    if data == _DONE:
-        return framer.done()
-    if data.startswith(_ERROR_FRAME):
-        return _DATA + framer.error(data) + _EVENT_END
-    return _DATA + framer.payload(data) + _EVENT_END
+class AnswerEncoding(Protocol):
+    """The bytes of a 200 answer: each chunk as an event, the stream's end, or the whole JSON answer."""
+
+    def event(self, value: msgspec.Struct, /) -> bytes: ...
+
+    def end(self) -> bytes: ...
+
+    def body(self, value: msgspec.Struct, /) -> bytes: ...
+
+    @property
+    def errors(self) -> ErrorShape: ...
 
 
-def reframing(send: Send, framer: Framer) -> Send:
-    """``send`` for an answer whose 200 stream or 200 JSON body is rewritten by ``framer``."""
-    mode = "pass"
-    start: Message | None = None
-    pending = bytearray()
+class _PlainEncoding:
+    __slots__ = ()
 
-    async def reframed_send(message: Message) -> None:
-        nonlocal mode, start
-        if message["type"] == "http.response.start":
-            content_type = b""
-            for name, value in message.get("headers", []):
-                if name.lower() == b"content-type":
-                    content_type = value.split(b";", 1)[0].strip().lower()
-            if message["status"] == 200 and content_type == b"text/event-stream":
-                mode = "stream"
-            elif content_type == b"application/json":
-                mode = "json" if message["status"] == 200 else "error"
-                start = message  # its content-length changes: sent with the body
-                return
-            await send(message)
-            return
-        if message["type"] != "http.response.body" or mode == "pass":
-            await send(message)
-            return
-        pending.extend(message.get("body", b""))
-        more = message.get("more_body", False)
-        if mode in ("json", "error"):
-            if more:
-                return
-            body = framer.payload(bytes(pending)) if mode == "json" else framer.error(bytes(pending))
-            pending.clear()
-            assert start is not None
-            headers = [(n, v) for n, v in start.get("headers", []) if n.lower() != b"content-length"]
-            headers.append((b"content-length", str(len(body)).encode()))
-            await send({**start, "headers": headers})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-            return
-        out: list[bytes] = []
-        end = pending.rfind(_EVENT_END)
-        if end >= 0:
-            complete = bytes(pending[:end])
-            del pending[: end + len(_EVENT_END)]
-            out.extend(_event(event, framer) for event in complete.split(_EVENT_END))
-        if not more and pending:
-            out.append(_event(bytes(pending).rstrip(b"\n"), framer))
-            pending.clear()
-        if out or not more:
-            await send({"type": "http.response.body", "body": b"".join(out), "more_body": more})
+    def event(self, value: msgspec.Struct, /) -> bytes:
+        return sse.encode_json(value)
 
-    return reframed_send
+    def end(self) -> bytes:
+        return sse.DONE
+
+    def body(self, value: msgspec.Struct, /) -> bytes:
+        return _encoder.encode(value)
+
+    @property
+    def errors(self) -> ErrorShape:
+        return OPENAI_ERRORS
 
 
-class ReframedResponse(Response):
-    """``inner``, answered through a :class:`Framer`."""
+#: Answers in the clear.
+PLAIN: AnswerEncoding = _PlainEncoding()
 
-    def __init__(self, inner: Response, framer: Framer) -> None:
-        self.status_code = inner.status_code
-        self.background = None
-        self._inner = inner
+
+class FramedEncoding:
+    """Answers whose every payload goes through ``framer`` as it is encoded."""
+
+    __slots__ = ("_framer",)
+
+    def __init__(self, framer: Framer) -> None:
         self._framer = framer
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._inner(scope, receive, reframing(send, self._framer))
+    def event(self, value: msgspec.Struct, /) -> bytes:
+        return _DATA + self._framer.payload(_encoder.encode(value)) + _EVENT_END
+
+    def end(self) -> bytes:
+        return self._framer.done()
+
+    def body(self, value: msgspec.Struct, /) -> bytes:
+        return self._framer.payload(_encoder.encode(value))
+
+    @property
+    def errors(self) -> ErrorShape:
+        return self._framer.errors

@@ -32,13 +32,19 @@ import msgspec
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from .. import sse
 from ..accumulate import ChatCompletionAccumulator, CompletionAccumulator
+from ..edge import (
+    KEEPALIVE,
+    SSE_START,
+    JSONResponse,
+    describe_error,
+    error_response,
+    wait_for_disconnect,
+)
 from ..types import ChatCompletion, ChatCompletionChunk, Completion, CompletionUsage
-from ._errors import describe_error, error_response
+from ._framing import PLAIN, AnswerEncoding
 from ._metrics import ServerMetrics
 from ._protocol import UNSENT_BYTES
-from ._responses import MsgspecResponse
 from ._scheduler import Ticket
 
 __all__ = ["CHAT", "TEXT", "GenerationResponse", "Job", "StreamKind", "quiet_stalled_responses"]
@@ -69,14 +75,6 @@ ChunkT_co = TypeVar("ChunkT_co", ChatCompletionChunk, Completion, covariant=True
 ChunkT_contra = TypeVar("ChunkT_contra", ChatCompletionChunk, Completion, contravariant=True)
 ResultT = TypeVar("ResultT", ChatCompletion, Completion)
 ResultT_co = TypeVar("ResultT_co", ChatCompletion, Completion, covariant=True)
-
-SSE_HEADERS: list[tuple[bytes, bytes]] = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache"),
-    # nginx buffers proxied responses unless told not to, which would hold back every token.
-    (b"x-accel-buffering", b"no"),
-]
-KEEPALIVE = sse.encode_comment("keep-alive")
 
 
 class Job(Protocol[ChunkT_co]):
@@ -168,6 +166,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         metrics: ServerMetrics,
         keepalive_interval: float,
         write_timeout: float = 30.0,
+        encoding: AnswerEncoding = PLAIN,
     ) -> None:
         # Response.__init__ would render a body up front; this response writes its own.
         self.status_code = 200
@@ -184,6 +183,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         self._metrics = metrics
         self._keepalive_interval = keepalive_interval
         self._write_timeout = write_timeout
+        self._encoding = encoding
         #: When the write in progress began (``time.monotonic()``), or None between writes.
         self._write_started: float | None = None
         self._stage = _Stage.QUEUED
@@ -211,8 +211,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
 
                 async def watch_for_disconnect() -> None:
                     nonlocal disconnected
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
+                    await wait_for_disconnect(receive)
                     disconnected = True
                     task_group.cancel_scope.cancel()
 
@@ -327,23 +326,24 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
             raise _ClientGone from exc
 
     async def _send_stream(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await send(SSE_START)
         await self._wait_for_engine(send)
         model = self._model
+        encode = self._encoding.event
 
         async def send_chunk(chunk: ChunkT) -> None:
             nonlocal model
             model = chunk.model or model
-            await self._send_body(send, sse.encode_json(chunk))
+            await self._send_body(send, encode(chunk))
 
         failure = await self._generate(send_chunk)
         if failure is not None:
-            _, detail, _ = describe_error(failure)
-            await self._send_body(send, sse.encode_error(detail))
+            status, detail, _ = describe_error(failure)
+            await self._send_body(send, self._encoding.errors.event(status, detail))
         elif self._include_usage:
             usage_chunk = self._kind.usage_chunk(self._completion_id, self._created, model, self._usage())
-            await self._send_body(send, sse.encode_json(usage_chunk))
-        await self._send_body(send, sse.DONE, more=False)
+            await self._send_body(send, encode(usage_chunk))
+        await self._send_body(send, self._encoding.end(), more=False)
 
     async def _send_reassembled(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._wait_for_engine(None)
@@ -355,7 +355,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         failure = await self._generate(add)
         response: Response
         if failure is not None:
-            response = error_response(failure)
+            response = error_response(failure, self._encoding.errors)
         else:
             result = accumulator.result()
             result = msgspec.structs.replace(
@@ -365,7 +365,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
                 model=result.model or self._model,
                 usage=self._usage(),
             )
-            response = MsgspecResponse(result)
+            response = JSONResponse(self._encoding.body(result))
         try:
             await response(scope, receive, send)
         except OSError as exc:

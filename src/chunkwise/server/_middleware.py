@@ -1,8 +1,9 @@
 """Pure ASGI middleware (never ``BaseHTTPMiddleware``, which would buffer and hide disconnects).
 
 * :class:`RequestContextMiddleware`, the outermost layer: gives every request an id (the
-  ``x-request-id`` header of every response), counts answers by status, and is the last resort that
-  turns an unexpected exception into a 500 in the error shape instead of a dropped connection.
+  ``x-request-id`` header of every response) and counts answers by status. It is the edge's
+  :class:`~chunkwise.edge.ErrorBoundary`, the server's one error choke point: an unexpected exception
+  becomes a 500 in the error shape (with its id, counted) instead of a dropped connection.
 * :class:`CORSMiddleware`: Starlette's, with its refusals of a preflight in the OpenAI error shape.
 * :class:`BearerAuthMiddleware`: ``/v1/*`` needs the API key when one is set. It sits inside the CORS
   middleware, so browser preflight requests are answered without a key, as browsers never send one.
@@ -18,7 +19,8 @@ from starlette.middleware import cors
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._errors import AuthenticationError, BadRequestError, error_response
+from .._errors import AuthenticationError, BadRequestError
+from ..edge import BEARER, ErrorBoundary, error_response, find_credential
 from ._metrics import ServerMetrics
 
 __all__ = ["BearerAuthMiddleware", "CORSMiddleware", "RequestContextMiddleware", "new_request_id"]
@@ -30,41 +32,25 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-class RequestContextMiddleware:
+class RequestContextMiddleware(ErrorBoundary):
     def __init__(self, app: ASGIApp, *, metrics: ServerMetrics, routes: frozenset[str]) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
         self.routes = routes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+    def enter(self, scope: Scope) -> None:
+        scope.setdefault("state", {})["request_id"] = new_request_id()
+
+    def starting(self, scope: Scope, message: Message) -> None:
+        MutableHeaders(scope=message)[REQUEST_ID_HEADER] = scope["state"]["request_id"]
         route = scope["path"] if scope["path"] in self.routes else "other"
-        started = False
-
-        async def send_with_context(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
-                self.metrics.requests.labels(route, str(message["status"])).inc()
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_context)
-        except Exception as exc:
-            response = error_response(exc)  # logs it
-            if not started:
-                await response(scope, receive, send_with_context)
+        self.metrics.requests.labels(route, str(message["status"])).inc()
 
 
 class BearerAuthMiddleware:
     def __init__(self, app: ASGIApp, *, api_key: str, protected_prefix: str = "/v1/") -> None:
         self.app = app
-        self._expected = f"Bearer {api_key}".encode()
+        self._expected = api_key.encode()
         self._prefix = protected_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -79,12 +65,12 @@ class BearerAuthMiddleware:
         await error_response(error)(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                candidate = b"Bearer " + token.strip()
-                return scheme.lower() == b"bearer" and secrets.compare_digest(candidate, self._expected)
-        return False
+        credential = find_credential(scope["headers"])
+        return (
+            credential is not None
+            and credential.scheme == BEARER
+            and secrets.compare_digest(credential.secret, self._expected)
+        )
 
 
 class CORSMiddleware(cors.CORSMiddleware):

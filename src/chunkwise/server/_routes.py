@@ -12,21 +12,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..edge import JSON_MEDIA_TYPE, BodyTooLargeError, JSONResponse, decode_json, model_list_response, read_json
 from ..engine._protocol import Engine
+from ..signing import ChainSealer, blake2b256
 from ..types import (
     ChatCompletionRequest,
     CompletionRequest,
     Model,
-    ModelList,
     ResponseFormatJSONObject,
     ResponseFormatJSONSchema,
 )
-from ._body import read_json
 from ._errors import ModelNotFoundError
+from ._framing import PLAIN, AnswerEncoding, FramedEncoding, Framer, SignedFramer
 from ._generation import CHAT, TEXT, GenerationResponse, StreamKind
 from ._metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from ._playground import playground
-from ._responses import JSON_MEDIA_TYPE, HealthStatus, MsgspecResponse
+from ._responses import HealthStatus
 from ._scheduler import Scheduler
 from ._settings import ServerSettings
 
@@ -39,7 +40,6 @@ __all__ = ["Endpoints"]
 INLINE_PREPARE_LIMIT = 64 * 1024
 
 PreparedT = TypeVar("PreparedT")
-RequestT = TypeVar("RequestT", ChatCompletionRequest, CompletionRequest)
 
 
 async def _prepare(prepare: Callable[[], PreparedT], body_size: int, *, builds_grammar: bool) -> PreparedT:
@@ -91,21 +91,48 @@ class Endpoints:
             raise ModelNotFoundError(model, self._engine.model_id)
 
     async def chat_completions(self, request: Request) -> Response:
-        return await self._generate(request, ChatCompletionRequest, self._engine.prepare_chat, CHAT, "chatcmpl")
+        received_at = time.perf_counter()
+        body, raw = await read_json(request, ChatCompletionRequest, limit=self._settings.max_body_size)
+        prepare = self._engine.prepare_chat
+        return await self._generate(
+            request, body, len(raw), prepare, CHAT, "chatcmpl", self._encoding(raw), received_at
+        )
 
     async def completions(self, request: Request) -> Response:
-        return await self._generate(request, CompletionRequest, self._engine.prepare_completion, TEXT, "cmpl")
+        received_at = time.perf_counter()
+        body, raw = await read_json(request, CompletionRequest, limit=self._settings.max_body_size)
+        prepare = self._engine.prepare_completion
+        return await self._generate(request, body, len(raw), prepare, TEXT, "cmpl", self._encoding(raw), received_at)
+
+    async def confidential_chat(self, request: Request, plaintext: bytes, framer: Framer) -> Response:
+        """A chat request opened from a confidential envelope, its answer sealed by ``framer``."""
+        received_at = time.perf_counter()
+        limit = self._settings.max_body_size
+        if len(plaintext) > limit:
+            raise BodyTooLargeError(limit)
+        body = decode_json(plaintext, ChatCompletionRequest)
+        prepare = self._engine.prepare_chat
+        encoding = FramedEncoding(framer)
+        return await self._generate(request, body, len(plaintext), prepare, CHAT, "chatcmpl", encoding, received_at)
+
+    def _encoding(self, request_body: bytes) -> AnswerEncoding:
+        """Answers in the clear, or, with a signing key, signed and chained from the request body's hash."""
+        signer = self._settings.signer
+        if signer is None:
+            return PLAIN
+        return FramedEncoding(SignedFramer(ChainSealer(blake2b256(request_body), signer)))
 
     async def _generate(
         self,
         request: Request,
-        body_type: type[RequestT],
+        body: ChatCompletionRequest | CompletionRequest,
+        size: int,
         prepare: Callable[..., Any],
         kind: StreamKind[Any, Any],
         id_prefix: str,
+        encoding: AnswerEncoding,
+        received_at: float,
     ) -> Response:
-        received_at = time.perf_counter()
-        body, size = await read_json(request, body_type, limit=self._settings.max_body_size)
         self._check_model(body.model)
         completion_id = f"{id_prefix}-{request.state.request_id}"
         created = int(time.time())
@@ -127,17 +154,18 @@ class Endpoints:
             metrics=self._metrics,
             keepalive_interval=self._settings.keepalive_interval,
             write_timeout=self._settings.write_timeout,
+            encoding=encoding,
         )
 
     async def list_models(self, request: Request) -> Response:
-        return MsgspecResponse(ModelList(data=[self._model]))
+        return model_list_response([self._model])
 
     async def retrieve_model(self, request: Request) -> Response:
         self._check_model(request.path_params["model"])
-        return MsgspecResponse(self._model)
+        return JSONResponse(self._model)
 
     async def health(self, request: Request) -> Response:
-        return MsgspecResponse(HealthStatus(model=self._engine.model_id))
+        return JSONResponse(HealthStatus(model=self._engine.model_id))
 
     async def metrics(self, request: Request) -> Response:
         return Response(self._metrics.exposition(), media_type=METRICS_CONTENT_TYPE)

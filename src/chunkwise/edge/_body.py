@@ -1,4 +1,9 @@
-"""Reading a JSON request body: bounded while it is read, decoded and validated by msgspec in one pass."""
+"""Reading a request body: bounded while it is read, decoded and validated by msgspec in one pass.
+
+Every failure is an :class:`~chunkwise.APIStatusError` with its status, deep nesting included: msgspec
+guards its C recursion with Python's limit, so a body of a few thousand ``[`` raises ``RecursionError``,
+which must be a 400 like any other bad JSON.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ from typing import TypeVar
 import msgspec
 from starlette.requests import ClientDisconnect, Request
 
-from ._errors import BadRequestError, ClientClosedRequestError, RequestTooLargeError, UnsupportedMediaTypeError
+from .._errors import BadRequestError, UnsupportedMediaTypeError
+from ._errors import BodyTooLargeError, ClientClosedRequestError
 
-__all__ = ["read_json", "validation_param"]
+__all__ = ["decode_json", "read_body", "read_json", "validation_param"]
 
 T = TypeVar("T")
 
@@ -35,17 +41,18 @@ def validation_param(error: msgspec.ValidationError) -> tuple[str | None, str]:
     return (path or None), text
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body; raises once it passes ``limit`` bytes, so an oversized body is never held whole."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLargeError(limit)
+        raise BodyTooLargeError(limit)
     parts: list[bytes] = []
     size = 0
     try:
         async for part in request.stream():
             size += len(part)
             if size > limit:
-                raise RequestTooLargeError(limit)
+                raise BodyTooLargeError(limit)
             parts.append(part)
     except ClientDisconnect:
         raise ClientClosedRequestError() from None
@@ -64,19 +71,22 @@ def _check_content_type(request: Request) -> None:
         )
 
 
-async def read_json(request: Request, type: type[T], *, limit: int) -> tuple[T, int]:
-    """Decode the body of ``request`` as ``type``; also return the body's size in bytes.
-
-    Every failure is a :class:`ServerError` with the right status.
-    """
-    _check_content_type(request)
-    body = await _read_limited(request, limit)
+def decode_json(body: bytes, type: type[T]) -> T:
+    """``body`` decoded (and validated) as ``type``; a 400 with ``param`` where msgspec names one."""
     try:
-        return msgspec.json.decode(body, type=type), len(body)
+        decoded: T = msgspec.json.decode(body, type=type)
     except msgspec.ValidationError as exc:
         param, message = validation_param(exc)
         raise BadRequestError(f"Invalid request: {message}.", param=param) from None
     except msgspec.DecodeError as exc:
         raise BadRequestError(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
-    except RecursionError:  # msgspec guards its C recursion with Python's limit
+    except RecursionError:
         raise BadRequestError("The body nests JSON values too deeply.", code="invalid_json") from None
+    return decoded
+
+
+async def read_json(request: Request, type: type[T], *, limit: int) -> tuple[T, bytes]:
+    """Decode the body of ``request`` as ``type``; also return the body as it came (to hash or measure)."""
+    _check_content_type(request)
+    body = await read_body(request, limit)
+    return decode_json(body, type), body

@@ -1,0 +1,55 @@
+"""The HTTP edge that the server and the gateway share.
+
+Everything between the socket and a route's own logic that both apps need, written once: bounded body
+reading (deep nesting included), the caller's credentials (``Authorization: Bearer`` or ``x-api-key``),
+error answers in a dialect's :class:`ErrorShape` behind one choke point (:class:`ErrorBoundary`,
+:func:`respond`), JSON answers and the model list, and event-stream answers (headers, keep-alives, the
+``[DONE]`` frame, disconnect watching). It sits above the engine and below the server and the gateway,
+and imports neither.
+"""
+
+from __future__ import annotations
+
+from ._body import decode_json, read_body, read_json, validation_param
+from ._boundary import ErrorBoundary, Handler, respond
+from ._credentials import BEARER, X_API_KEY, Credential, find_credential
+from ._errors import (
+    OPENAI_ERRORS,
+    BodyTooLargeError,
+    ClientClosedRequestError,
+    ErrorShape,
+    OpenAIErrorShape,
+    describe_error,
+    error_response,
+)
+from ._json import JSON_MEDIA_TYPE, JSONResponse, model_list_response
+from ._sse import DONE, KEEPALIVE, SSE_HEADERS, SSE_START, wait_for_disconnect
+
+__all__ = [
+    "BEARER",
+    "DONE",
+    "JSON_MEDIA_TYPE",
+    "KEEPALIVE",
+    "OPENAI_ERRORS",
+    "SSE_HEADERS",
+    "SSE_START",
+    "X_API_KEY",
+    "BodyTooLargeError",
+    "ClientClosedRequestError",
+    "Credential",
+    "ErrorBoundary",
+    "ErrorShape",
+    "Handler",
+    "JSONResponse",
+    "OpenAIErrorShape",
+    "decode_json",
+    "error_response",
+    "describe_error",
+    "find_credential",
+    "model_list_response",
+    "read_body",
+    "read_json",
+    "respond",
+    "validation_param",
+    "wait_for_disconnect",
+]

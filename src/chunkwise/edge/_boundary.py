@@ -1,0 +1,71 @@
+"""The one error choke point of both apps: no exception leaves a handler as a plain 500 or a dropped connection.
+
+:class:`ErrorBoundary` wraps a whole ASGI app. :func:`respond` runs one handler directly, for routes that
+skip the app's middleware on purpose (the gateway's proxied routes): it adds nothing on the way out, so a
+stream's messages go to ``send`` as they are. Both answer an exception with :func:`error_response`, in the
+dialect's :class:`ErrorShape`; once a response has started, the exception can only be logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._errors import OPENAI_ERRORS, ErrorShape, error_response
+
+__all__ = ["ErrorBoundary", "Handler", "respond"]
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ErrorBoundary:
+    """Pure ASGI middleware: an exception before the response started is answered in ``shape``.
+
+    A subclass that needs the response's start message too (to add a header, to count statuses) overrides
+    :meth:`enter` and :meth:`starting` instead of wrapping ``send`` once more.
+    """
+
+    def __init__(self, app: ASGIApp, *, shape: ErrorShape = OPENAI_ERRORS) -> None:
+        self.app = app
+        self.shape = shape
+
+    def enter(self, scope: Scope) -> None:
+        """Called once per HTTP request, before the app sees it."""
+
+    def starting(self, scope: Scope, message: Message) -> None:
+        """Called with the ``http.response.start`` message (the app's or the error answer's) before it is sent."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.enter(scope)
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                self.starting(scope, message)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception as exc:
+            response = error_response(exc, self.shape)  # logs it
+            if not started:
+                await response(scope, receive, watched_send)
+
+
+async def respond(
+    handler: Handler, scope: Scope, receive: Receive, send: Send, shape: ErrorShape = OPENAI_ERRORS
+) -> None:
+    """Runs ``handler`` and sends its response; an exception from the handler is answered in ``shape``."""
+    try:
+        response = await handler(Request(scope, receive))
+    except Exception as exc:
+        response = error_response(exc, shape)
+    await response(scope, receive, send)

@@ -1,0 +1,172 @@
+"""The proxy part: an admitted request goes upstream with failover, and its answer comes back and is recorded."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import msgspec
+from starlette.responses import Response
+
+from .._errors import APIStatusError, NotFoundError
+from ._admission import AdmittedRequest
+from ._ledger_writer import LedgerWriter
+from ._metrics import GatewayMetrics
+from ._passthrough import BodyProbe
+from ._proxy import Attempt, Failure, Hooks, ProxyStream, StreamOutcome, send_with_failover
+from ._routing import Router, Upstream
+from ._upstream import UpstreamClient, UpstreamError
+
+__all__ = ["Forwarder"]
+
+logger = logging.getLogger("chunkwise.gateway")
+
+_encoder = msgspec.json.Encoder()
+_body_probe = msgspec.json.Decoder(BodyProbe)
+
+
+class Forwarder:
+    """Sends admitted requests to the router's upstreams and passes their answers through."""
+
+    def __init__(self, router: Router, metrics: GatewayMetrics, ledger: LedgerWriter, client: UpstreamClient) -> None:
+        self._router = router
+        self._metrics = metrics
+        self._ledger = ledger
+        self._client = client
+        self._hooks = Hooks(on_start=self._on_start, on_release=self._on_release, on_error=self._on_error)
+        for upstream in router.upstreams:
+            metrics.outstanding.labels(upstream.name).set(0)
+
+    def _on_start(self, upstream: Upstream) -> None:
+        upstream.outstanding += 1
+        self._metrics.outstanding.labels(upstream.name).inc()
+
+    def _on_release(self, upstream: Upstream) -> None:
+        upstream.outstanding -= 1
+        self._metrics.outstanding.labels(upstream.name).dec()
+
+    def _on_error(self, upstream: Upstream, model: str, kind: str) -> None:
+        self._metrics.errors.labels(upstream.name, model, kind).inc()
+        if kind != "status_429":
+            self._router.eject(upstream)
+            self._metrics.ejections.labels(upstream.name).inc()
+            logger.warning("upstream %s ejected for %.0f s (%s)", upstream.name, self._router.ejection_cooldown, kind)
+
+    async def forward(self, request: AdmittedRequest, path: str, arrived: float) -> Response:
+        admitted, model, payload, body = request.admitted, request.model, request.payload, request.body
+        started_at = request.started_at
+        record = self._ledger.record
+        if not self._router.serves(model):
+            record(admitted, model, None, started_at=started_at, arrived=arrived, status=404, outcome="no_upstream")
+            raise NotFoundError(f"The model {model!r} does not exist on this gateway.", code="model_not_found")
+        stream = payload.get("stream") is True
+        strip_usage = False
+        if stream:
+            options = payload.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                # Ask for the usage chunk to bill by; the client, which did not ask, will not see it.
+                payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+                body = _encoder.encode(payload)
+                strip_usage = True
+        attempt = await send_with_failover(
+            self._client, self._router.candidates(model), path, body, model=model, stream=stream, hooks=self._hooks
+        )
+        if isinstance(attempt, Failure):
+            record(
+                admitted,
+                model,
+                attempt.upstream,
+                started_at=started_at,
+                arrived=arrived,
+                status=attempt.status,
+                outcome="upstream_error",
+            )
+            if attempt.body is not None:
+                headers = {"retry-after": attempt.retry_after} if attempt.retry_after else None
+                return Response(
+                    attempt.body, status_code=attempt.status, headers=headers, media_type="application/json"
+                )
+            raise APIStatusError(
+                attempt.message, status=attempt.status, type="upstream_error", code="upstream_unavailable"
+            )
+        if attempt.rest is not None:
+            return ProxyStream(
+                attempt,
+                strip_usage=strip_usage,
+                arrived=arrived,
+                on_end=lambda outcome: self._stream_ended(request, attempt, outcome, arrived),
+            )
+        return await self._whole_answer(request, attempt, arrived)
+
+    async def _whole_answer(self, request: AdmittedRequest, attempt: Attempt, arrived: float) -> Response:
+        admitted, model, started_at = request.admitted, request.model, request.started_at
+        upstream = attempt.upstream
+        response = attempt.response
+        try:
+            content = await response.aread()
+        except UpstreamError as exc:
+            self._ledger.record(
+                admitted, model, upstream, started_at=started_at, arrived=arrived, status=502, outcome="upstream_error"
+            )
+            raise APIStatusError(
+                f"The upstream failed: {exc}", status=502, type="upstream_error", code="upstream_failed"
+            ) from None
+        finally:
+            await response.aclose()
+            self._on_release(upstream)
+        prompt = completion = 0
+        if response.status_code == 200:
+            try:
+                usage = _body_probe.decode(content).usage
+            except msgspec.DecodeError:
+                usage = None
+            if usage is not None:
+                prompt, completion = usage.prompt_tokens, usage.completion_tokens
+        self._ledger.record(
+            admitted,
+            model,
+            upstream,
+            started_at=started_at,
+            arrived=arrived,
+            status=response.status_code,
+            outcome="ok" if response.status_code == 200 else "upstream_error",
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            ttft=time.perf_counter() - arrived,
+        )
+        media_type = response.headers.get("content-type", "application/json")
+        return Response(content, status_code=response.status_code, media_type=media_type)
+
+    def _stream_ended(self, request: AdmittedRequest, attempt: Attempt, outcome: StreamOutcome, arrived: float) -> None:
+        admitted, model = request.admitted, request.model
+        upstream = attempt.upstream
+        self._on_release(upstream)
+        inspector = outcome.inspector
+        if inspector.usage is not None:
+            prompt, completion = inspector.usage.prompt_tokens, inspector.usage.completion_tokens
+        else:
+            # Cut short or cancelled: bill what was delivered (one token per chunk with output).
+            prompt, completion = 0, inspector.delivered_tokens
+        if outcome.cancelled:
+            result = "cancelled"
+            self._metrics.cancelled.labels(upstream.name, model, admitted.key_name).inc()
+        elif outcome.failure is not None:
+            result = "cut_short"
+            self._metrics.errors.labels(upstream.name, model, "mid_stream").inc()
+        elif inspector.error is not None:
+            result = "upstream_error"
+        else:
+            result = "ok"
+        self._ledger.record(
+            admitted,
+            model,
+            upstream,
+            started_at=request.started_at,
+            arrived=arrived,
+            status=200,
+            outcome=result,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            ttft=outcome.ttft,
+            cancelled=outcome.cancelled,
+        )
