@@ -14,6 +14,7 @@ PUBLIC_MODULES = [
     "chunkwise.accumulate",
     "chunkwise.confidential",
     "chunkwise.signing",
+    "chunkwise.edge",
     "chunkwise.gateway",
     "chunkwise.ray",
 ]

@@ -71,3 +71,12 @@ def test_x_api_key_is_not_a_bearer_key(sqlite_url: str) -> None:
         _assert_openai_error(response, 401, "invalid_api_key")
         lower = httpx.get(f"{gateway.url}/v1/models", headers={"authorization": f"bearer {key}"}, timeout=30)
         assert lower.status_code == 200 and [entry["id"] for entry in lower.json()["data"]] == [MODEL]
+
+
+def test_unknown_paths_and_methods_get_the_error_shape(sqlite_url: str) -> None:
+    config = make_config(sqlite_url, [("a", _UNREACHABLE, [MODEL])])
+    with run_gateway(config) as gateway:
+        _assert_openai_error(httpx.get(f"{gateway.url}/v1/nothing", timeout=30), 404, None)
+        wrong_method = httpx.get(f"{gateway.url}/v1/chat/completions", timeout=30)
+        _assert_openai_error(wrong_method, 405, None)
+        assert wrong_method.headers["allow"] == "POST"

@@ -11,7 +11,7 @@ and imports neither.
 from __future__ import annotations
 
 from ._body import decode_json, read_body, read_json, validation_param
-from ._boundary import ErrorBoundary, Handler, respond
+from ._boundary import ErrorBoundary, Handler, exception_handlers, respond
 from ._credentials import BEARER, X_API_KEY, Credential, find_credential
 from ._errors import (
     OPENAI_ERRORS,
@@ -27,24 +27,25 @@ from ._sse import DONE, KEEPALIVE, SSE_HEADERS, SSE_START, wait_for_disconnect
 
 __all__ = [
     "BEARER",
-    "DONE",
-    "JSON_MEDIA_TYPE",
-    "KEEPALIVE",
-    "OPENAI_ERRORS",
-    "SSE_HEADERS",
-    "SSE_START",
-    "X_API_KEY",
     "BodyTooLargeError",
     "ClientClosedRequestError",
     "Credential",
+    "DONE",
     "ErrorBoundary",
     "ErrorShape",
     "Handler",
     "JSONResponse",
+    "JSON_MEDIA_TYPE",
+    "KEEPALIVE",
+    "OPENAI_ERRORS",
     "OpenAIErrorShape",
+    "SSE_HEADERS",
+    "SSE_START",
+    "X_API_KEY",
     "decode_json",
-    "error_response",
     "describe_error",
+    "error_response",
+    "exception_handlers",
     "find_credential",
     "model_list_response",
     "read_body",

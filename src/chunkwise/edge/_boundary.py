@@ -9,14 +9,17 @@ dialect's :class:`ErrorShape`; once a response has started, the exception can on
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._errors import ChunkwiseError, MethodNotAllowedError, NotFoundError
 from ._errors import OPENAI_ERRORS, ErrorShape, error_response
 
-__all__ = ["ErrorBoundary", "Handler", "respond"]
+__all__ = ["ErrorBoundary", "Handler", "exception_handlers", "respond"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -69,3 +72,27 @@ async def respond(
     except Exception as exc:
         response = error_response(exc, shape)
     await response(scope, receive, send)
+
+
+async def _chunkwise_error(request: Request, exc: Exception) -> Response:
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # The router's own 404 and 405 answers, in the OpenAI error shape and wording.
+    if isinstance(exc, HTTPException) and exc.status_code == 404:
+        return error_response(NotFoundError(f"Invalid URL ({request.method} {request.url.path})."))
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        error = MethodNotAllowedError(
+            f"Method {request.method} is not allowed on {request.url.path}.", headers=dict(exc.headers or {})
+        )
+        return error_response(error)
+    return error_response(exc)
+
+
+def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+    """Starlette's ``exception_handlers``: chunkwise's errors and the router's 404 and 405, in the error shape.
+
+    They answer inside the app's middleware (so CORS headers still apply); the boundary catches the rest.
+    """
+    return {ChunkwiseError: _chunkwise_error, HTTPException: _http_error}

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..edge import ErrorBoundary, Handler, JSONResponse, model_list_response, respond
+from ..edge import ErrorBoundary, Handler, JSONResponse, exception_handlers, model_list_response, respond
 from ..types import Model
 from ._admission import Admission
 from ._config import GatewayConfig
@@ -165,6 +165,11 @@ def create_gateway_app(config: GatewayConfig, store: Store | None = None) -> Gat
         finally:
             await gateway.stop()
 
-    starlette = Starlette(routes=gateway.routes(), middleware=[Middleware(ErrorBoundary)], lifespan=lifespan)
+    starlette = Starlette(
+        routes=gateway.routes(),
+        middleware=[Middleware(ErrorBoundary)],
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
     starlette.state.gateway = gateway
     return GatewayApp(gateway, starlette)

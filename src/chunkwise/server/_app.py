@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import msgspec
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
 
-from .._errors import ChunkwiseError, MethodNotAllowedError, NotFoundError
 from ..confidential import NodeKey
-from ..edge import error_response
+from ..edge import exception_handlers
 from ..engine._protocol import BatchingEngine, Engine
 from ._confidential import ConfidentialEndpoints
 from ._generation import quiet_stalled_responses
@@ -24,22 +20,6 @@ from ._settings import ServerSettings
 from ._signing import signing_key_route
 
 __all__ = ["create_app"]
-
-
-async def _chunkwise_error(request: Request, exc: Exception) -> Response:
-    return error_response(exc)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    # The router's own 404 and 405 answers, in the OpenAI error shape and wording.
-    if isinstance(exc, HTTPException) and exc.status_code == 404:
-        return error_response(NotFoundError(f"Invalid URL ({request.method} {request.url.path})."))
-    if isinstance(exc, HTTPException) and exc.status_code == 405:
-        error = MethodNotAllowedError(
-            f"Method {request.method} is not allowed on {request.url.path}.", headers=dict(exc.headers or {})
-        )
-        return error_response(error)
-    return error_response(exc)
 
 
 def create_app(
@@ -101,7 +81,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={ChunkwiseError: _chunkwise_error, HTTPException: _http_error},
+        exception_handlers=exception_handlers(),
     )
     app.state.engine = engine
     app.state.settings = settings
