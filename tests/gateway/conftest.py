@@ -201,11 +201,13 @@ class RunningGateway:
         return read_metric(httpx.get(f"{self.url}/metrics", timeout=10).text, name, **labels)
 
     def usage_rows(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-        """The ledger once it holds at least ``count`` rows (rows are written just after each response)."""
+        """The ledger once it holds at least ``count`` rows, all settled (a row opens at admission and is
+        settled just after its response)."""
         deadline = time.monotonic() + timeout
         while True:
             rows = with_store(self.config, lambda store: store.usage_rows())
-            if len(rows) >= count or time.monotonic() > deadline:
+            settled = all(row["outcome"] != "open" for row in rows)
+            if (len(rows) >= count and settled) or time.monotonic() > deadline:
                 return rows
             time.sleep(0.05)
 
@@ -226,6 +228,24 @@ def run_gateway(config: GatewayConfig) -> Iterator[RunningGateway]:
     )
     with run_uvicorn(server_config, name="gateway") as url:
         yield RunningGateway(url, app.state.gateway, config)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    url: str = request.getfixturevalue("postgres_url")
+    yield url
+    # One cluster serves the session: leave it empty for the next test.
+    asyncio.run(drop_tables(url))
+
+
+async def drop_tables(url: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("DROP TABLE IF EXISTS gateway_usage, gateway_keys")
 
 
 @pytest.fixture

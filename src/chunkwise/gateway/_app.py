@@ -45,7 +45,11 @@ class Gateway:
         self._store = store
         self._owns_store = store is None
         self.health_checks = HealthChecker(self.router, self.metrics, self.settings)
-        self.ledger = LedgerWriter(self.metrics)
+        self.ledger = LedgerWriter(
+            self.metrics,
+            progress_interval=self.settings.ledger_progress_interval,
+            retention=self.settings.usage_retention_days * 86400.0,
+        )
         self._upstream_client = UpstreamClient(
             connect_timeout=self.settings.connect_timeout, read_timeout=self.settings.read_timeout
         )
@@ -67,9 +71,9 @@ class Gateway:
     async def start(self) -> None:
         if self._store is None:
             self._store = await open_store(self.config.database, self.settings.limit_window)
-        self._admission = Admission(self._store, self.settings, self.metrics)
+        self._admission = Admission(self._store, self.settings, self.metrics, self.router.serves)
         await self.health_checks.start()
-        self.ledger.start(self._store)
+        await self.ledger.start(self._store)
 
     async def stop(self) -> None:
         await self.health_checks.stop()

@@ -54,6 +54,16 @@ class GatewaySettings:
     max_body_size: int = 4 * 1024 * 1024
     #: Length of the window ``rpm``/``tpm`` count in; 60 s makes them per minute.
     limit_window: int = 60
+    #: The most tokens a request without ``max_tokens`` may cost: the models' context length. It is reserved
+    #: against the key's budget while the request runs.
+    model_context_tokens: int = 8192
+    #: Seconds between ledger updates of running requests; a row this many times
+    #: :data:`~._ledger_writer.STALE_INTERVALS` behind belongs to a gateway that died, and is settled.
+    ledger_progress_interval: float = 1.0
+    #: Days settled ledger rows are kept; 0 keeps them for ever (``chunkwise usage prune`` deletes on demand).
+    usage_retention_days: float = 0.0
+    #: When set, ``GET /metrics`` requires ``Authorization: Bearer <metrics_token>``.
+    metrics_token: str = ""
 
 
 @dataclass(frozen=True)

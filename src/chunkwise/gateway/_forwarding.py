@@ -12,7 +12,7 @@ from .._errors import APIStatusError, NotFoundError
 from ._admission import AdmittedRequest
 from ._ledger_writer import LedgerWriter
 from ._metrics import GatewayMetrics
-from ._passthrough import BodyProbe
+from ._passthrough import BodyProbe, StreamInspector
 from ._proxy import Attempt, Failure, Hooks, ProxyStream, StreamOutcome, send_with_failover
 from ._routing import Router, Upstream
 from ._upstream import UpstreamClient, UpstreamError
@@ -53,12 +53,15 @@ class Forwarder:
             logger.warning("upstream %s ejected for %.0f s (%s)", upstream.name, self._router.ejection_cooldown, kind)
 
     async def forward(self, request: AdmittedRequest, path: str, arrived: float) -> Response:
-        admitted, model, payload, body = request.admitted, request.model, request.payload, request.body
+        admitted, payload, body = request.admitted, request.payload, request.body
+        model, label = request.model, request.label
         started_at = request.started_at
         record = self._ledger.record
         if not self._router.serves(model):
-            record(admitted, model, None, started_at=started_at, arrived=arrived, status=404, outcome="no_upstream")
-            raise NotFoundError(f"The model {model!r} does not exist on this gateway.", code="model_not_found")
+            record(admitted, label, None, started_at=started_at, arrived=arrived, status=404, outcome="no_upstream")
+            shown = model if len(model) <= 100 else model[:100] + "..."
+            raise NotFoundError(f"The model {shown!r} does not exist on this gateway.", code="model_not_found")
+        self._ledger.running(admitted)
         stream = payload.get("stream") is True
         strip_usage = False
         if stream:
@@ -74,7 +77,7 @@ class Forwarder:
         if isinstance(attempt, Failure):
             record(
                 admitted,
-                model,
+                label,
                 attempt.upstream,
                 started_at=started_at,
                 arrived=arrived,
@@ -90,16 +93,18 @@ class Forwarder:
                 attempt.message, status=attempt.status, type="upstream_error", code="upstream_unavailable"
             )
         if attempt.rest is not None:
-            return ProxyStream(
+            proxied = ProxyStream(
                 attempt,
                 strip_usage=strip_usage,
                 arrived=arrived,
                 on_end=lambda outcome: self._stream_ended(request, attempt, outcome, arrived),
             )
+            self._ledger.running(admitted, lambda: _billable(admitted.prompt_estimate, proxied.inspector))
+            return proxied
         return await self._whole_answer(request, attempt, arrived)
 
     async def _whole_answer(self, request: AdmittedRequest, attempt: Attempt, arrived: float) -> Response:
-        admitted, model, started_at = request.admitted, request.model, request.started_at
+        admitted, model, started_at = request.admitted, request.label, request.started_at
         upstream = attempt.upstream
         response = attempt.response
         try:
@@ -138,15 +143,11 @@ class Forwarder:
         return Response(content, status_code=response.status_code, media_type=media_type)
 
     def _stream_ended(self, request: AdmittedRequest, attempt: Attempt, outcome: StreamOutcome, arrived: float) -> None:
-        admitted, model = request.admitted, request.model
+        admitted, model = request.admitted, request.label
         upstream = attempt.upstream
         self._on_release(upstream)
         inspector = outcome.inspector
-        if inspector.usage is not None:
-            prompt, completion = inspector.usage.prompt_tokens, inspector.usage.completion_tokens
-        else:
-            # Cut short or cancelled: bill what was delivered (one token per chunk with output).
-            prompt, completion = 0, inspector.delivered_tokens
+        prompt, estimated, completion = _billable(admitted.prompt_estimate, inspector)
         if outcome.cancelled:
             result = "cancelled"
             self._metrics.cancelled.labels(upstream.name, model, admitted.key_name).inc()
@@ -166,7 +167,18 @@ class Forwarder:
             status=200,
             outcome=result,
             prompt_tokens=prompt,
+            prompt_estimated=estimated,
             completion_tokens=completion,
             ttft=outcome.ttft,
             cancelled=outcome.cancelled,
         )
+
+
+def _billable(prompt_estimate: int, inspector: StreamInspector) -> tuple[int, bool, int]:
+    """``(prompt, prompt estimated?, completion)`` for a stream: the upstream's usage once it has sent it;
+    before that (cancelled, cut short, still running) the gateway's prompt estimate and the chunks delivered
+    (one token per chunk with output)."""
+    usage = inspector.usage
+    if usage is not None:
+        return usage.prompt_tokens, False, usage.completion_tokens
+    return prompt_estimate, True, inspector.delivered_tokens

@@ -166,6 +166,11 @@ class ProxyStream(Response):
         self._room = asyncio.Event()
         self._room.set()
 
+    @property
+    def inspector(self) -> StreamInspector:
+        """What the stream has shown so far: its usage once sent, the tokens delivered."""
+        return self._inspector
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Plain asyncio tasks: an anyio task group costs about four times as much per request.
         pump = asyncio.current_task()

@@ -1,0 +1,151 @@
+"""The gateway's books under failure: a gateway killed mid-stream, clients that cancel, chaos.
+
+The gateway runs as a real ``chunkwise gateway`` subprocess, so that SIGKILL is a real crash; the
+upstream is the real server on the session's engine. Every test runs on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chunkwise.gateway import load_config
+from chunkwise.gateway._admission import estimate_prompt_tokens
+from tests.client.servers import free_port
+from tests.server.conftest import MODEL, RunningServer
+
+from .conftest import create_key, make_config, run_gateway, with_store
+
+#: Ledger progress every PROGRESS seconds: a crashed gateway's rows are stale after five of them.
+PROGRESS = 0.2
+STORY: list[dict[str, Any]] = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]
+
+
+def write_config(tmp_path: Path, database_url: str, upstream: RunningServer) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f"""[gateway]
+health_check_interval = 0.0
+ledger_progress_interval = {PROGRESS}
+
+[database]
+url = "{database_url}"
+
+[[upstreams]]
+name = "a"
+url = "{upstream.url}/v1"
+models = ["{MODEL}"]
+"""
+    )
+    return path
+
+
+@contextmanager
+def gateway_process(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``chunkwise gateway`` on ``port``, once it answers; killed at the end if it still runs."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chunkwise", "gateway", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "the gateway exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.05)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def settled_books(config: Path, count: int, timeout: float = 20.0) -> tuple[list[dict[str, Any]], Any]:
+    """The ledger's rows and the key once ``count`` rows are settled and nothing is reserved any more."""
+    loaded = load_config(config)
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = with_store(loaded, lambda store: store.usage_rows())
+        [key] = with_store(loaded, lambda store: store.list_keys())
+        settled = [row for row in rows if row["outcome"] != "open"]
+        if (len(settled) >= count and key.reserved_tokens == 0) or time.monotonic() > deadline:
+            return rows, key
+        time.sleep(0.1)
+
+
+def test_a_gateway_killed_mid_stream_bills_what_it_delivered_after_a_restart(
+    upstream: RunningServer, database_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, database_url, upstream)
+    key = create_key(load_config(config), "crash", budget_tokens=100_000)
+    port = free_port()
+    body = {"model": MODEL, "messages": STORY, "max_tokens": 400, "stream": True, "temperature": 0}
+    received = 0
+    with (
+        gateway_process(config, port) as process,
+        httpx.stream(
+            "POST",
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=60,
+        ) as response,
+    ):
+        lines = response.iter_lines()
+        for line in lines:
+            if line.startswith("data: ") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                received += 1
+                if received == 8:
+                    break
+        time.sleep(3 * PROGRESS)  # a progress write after the eighth chunk reached the client
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    left = with_store(load_config(config), lambda store: store.usage_rows())
+    assert [row["outcome"] for row in left] == ["open"]  # the dead gateway left its row open
+    with gateway_process(config, port):
+        rows, record = settled_books(config, 1)
+    [row] = rows
+    assert row["outcome"] == "interrupted"
+    assert row["completion_tokens"] >= received
+    assert row["prompt_tokens"] > 0 and row["prompt_estimated"]
+    assert record.reserved_tokens == 0
+    assert record.tokens_used == row["prompt_tokens"] + row["completion_tokens"]
+
+
+def test_a_cancelled_stream_bills_the_prompt_from_the_gateways_estimate(
+    upstream: RunningServer, database_url: str
+) -> None:
+    config = make_config(database_url, [("a", f"{upstream.url}/v1", [MODEL])], ledger_progress_interval=PROGRESS)
+    key = create_key(config, "cancel")
+    messages = [{"role": "user", "content": "Tell me about the weather. " * 40 + "Write a long story."}]
+    body = {"model": MODEL, "messages": messages, "max_tokens": 300, "stream": True}
+    with run_gateway(config) as gateway:
+        with httpx.stream(
+            "POST",
+            f"{gateway.url}/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=60,
+        ) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: ") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                    break  # and hang up
+        [row] = gateway.usage_rows(1)
+    assert row["cancelled"] and row["outcome"] == "cancelled"
+    assert row["prompt_tokens"] == estimate_prompt_tokens(body) > 200 and row["prompt_estimated"]
+    assert row["completion_tokens"] >= 1
