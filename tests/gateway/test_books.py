@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from chunkwise.gateway import load_config
+from chunkwise.gateway import ConfigError, load_config
 from chunkwise.gateway._admission import estimate_prompt_tokens
 from tests.client.servers import free_port
 from tests.server.conftest import MODEL, RunningServer
@@ -149,3 +150,93 @@ def test_a_cancelled_stream_bills_the_prompt_from_the_gateways_estimate(
     assert row["cancelled"] and row["outcome"] == "cancelled"
     assert row["prompt_tokens"] == estimate_prompt_tokens(body) > 200 and row["prompt_estimated"]
     assert row["completion_tokens"] >= 1
+
+
+# --- bounded growth ----------------------------------------------------------------------------------
+
+
+def test_made_up_models_are_counted_as_unknown_and_stored_strings_stay_small(
+    upstream: RunningServer, sqlite_url: str
+) -> None:
+    config = make_config(sqlite_url, [("a", f"{upstream.url}/v1", [MODEL])])
+    key = create_key(config, "anything")  # no model list: any model name gets past the key
+    headers = {"authorization": f"Bearer {key}"}
+    huge = "m" * 1_000_000
+    with run_gateway(config) as gateway, httpx.Client(base_url=gateway.url, headers=headers, timeout=60) as http:
+        for index in range(30):
+            made_up = {"model": f"made-up-{index}", "messages": STORY, "max_tokens": 1}
+            assert http.post("/v1/chat/completions", json=made_up).status_code == 404
+        refused = http.post("/v1/chat/completions", json={"model": huge, "messages": STORY, "max_tokens": 1})
+        assert refused.status_code == 404 and len(refused.content) < 2000
+        rows = gateway.usage_rows(31)
+        exposition = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+    assert {row["model"] for row in rows} == {"unknown"}
+    assert "made-up" not in exposition and huge[:100] not in exposition
+    assert len(exposition) < 100_000
+
+
+# --- operations ----------------------------------------------------------------------------------------
+
+
+def test_key_names_with_control_characters_are_refused(sqlite_url: str) -> None:
+    # A tab or newline in a name forged rows in `keys list`, which writes tab-separated lines.
+    from click.testing import CliRunner
+
+    from chunkwise.cli import main
+
+    config = make_config(sqlite_url, [("a", "http://127.0.0.1:9/v1", [MODEL])])
+    for name in ("tab\there", "new\nline", "", "x" * 101):
+        with pytest.raises(ConfigError, match="key name"):
+            create_key(config, name)
+    config_path = Path(sqlite_url[len("sqlite:///") :]).parent / "gateway.toml"
+    config_path.write_text(
+        f'[database]\nurl = "{sqlite_url}"\n[[upstreams]]\nname = "a"\nurl = "http://127.0.0.1:9/v1"\n'
+    )
+    result = CliRunner().invoke(main, ["keys", "create", "--config", str(config_path), "--name", "forged\tadmin"])
+    assert result.exit_code == 1 and "control characters" in result.output
+
+
+def test_metrics_can_require_a_token(upstream: RunningServer, sqlite_url: str) -> None:
+    config = make_config(sqlite_url, [("a", f"{upstream.url}/v1", [MODEL])], metrics_token="ops-secret")
+    with run_gateway(config) as gateway:
+        refused = httpx.get(f"{gateway.url}/metrics", timeout=10)
+        wrong = httpx.get(f"{gateway.url}/metrics", headers={"authorization": "Bearer nope"}, timeout=10)
+        allowed = httpx.get(f"{gateway.url}/metrics", headers={"authorization": "Bearer ops-secret"}, timeout=10)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    assert wrong.status_code == 401
+    assert allowed.status_code == 200 and "chunkwise_gateway" in allowed.text
+
+
+def test_usage_is_indexed_by_key_and_time_and_old_rows_can_be_pruned(
+    upstream: RunningServer, tmp_path: Path, sqlite_url: str
+) -> None:
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from chunkwise.cli import main
+
+    config_path = write_config(tmp_path, sqlite_url, upstream)
+    config = load_config(config_path)
+    key = create_key(config, "old")
+    with run_gateway(config) as gateway:
+        for _ in range(2):
+            body = {"model": MODEL, "messages": STORY, "max_tokens": 1}
+            response = httpx.post(
+                f"{gateway.url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=60
+            )
+            assert response.status_code == 200
+        gateway.usage_rows(2)
+    database = sqlite3.connect(sqlite_url[len("sqlite:///") :])
+    plan = database.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM gateway_usage WHERE key_id = 'k' AND started_at >= 0"
+    ).fetchall()
+    assert "gateway_usage_key_started" in str(plan)
+    database.execute("UPDATE gateway_usage SET started_at = started_at - 100 * 86400 WHERE id = 1")
+    database.commit()
+    database.close()
+    result = CliRunner().invoke(main, ["usage", "--config", str(config_path), "--prune-before", "90d", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "pruned 1 ledger row" in result.stderr
+    [summary] = json.loads(result.stdout)
+    assert summary["requests"] == 1

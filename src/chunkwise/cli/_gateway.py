@@ -192,8 +192,17 @@ def parse_since(text: str, now: float | None = None) -> float:
 @_config_option
 @click.option("--since", default=None, help="Only requests since then: 30m, 12h, 7d or an ISO date/time.")
 @click.option("--json", "as_json", is_flag=True, help="JSON: one object per key and model.")
-def usage(config_path: Path, since: str | None, as_json: bool) -> None:
+@click.option(
+    "--prune-before",
+    default=None,
+    help="First delete the settled rows of requests started before then (90d, or an ISO date/time).",
+)
+def usage(config_path: Path, since: str | None, as_json: bool, prune_before: str | None) -> None:
     """Report requests and tokens per key and model from the usage ledger."""
+    if prune_before is not None:
+        cutoff = parse_since(prune_before)
+        pruned = _with_store(config_path, lambda store: store.prune_usage(cutoff))
+        click.echo(f"pruned {pruned} ledger row{'s' if pruned != 1 else ''}", err=True)
     start = parse_since(since) if since else 0.0
     summaries = _with_store(config_path, lambda store: store.usage_summary(start))
     if as_json:

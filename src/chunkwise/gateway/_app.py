@@ -9,6 +9,7 @@ and the endpoints; every handler runs behind the edge's one error choke point.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import time
 from collections.abc import AsyncIterator
 
@@ -19,7 +20,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..edge import ErrorBoundary, Handler, JSONResponse, exception_handlers, model_list_response, respond
+from .._errors import AuthenticationError
+from ..edge import (
+    BEARER,
+    ErrorBoundary,
+    Handler,
+    JSONResponse,
+    exception_handlers,
+    find_credential,
+    model_list_response,
+    respond,
+)
 from ..types import Model
 from ._admission import Admission
 from ._config import GatewayConfig
@@ -117,6 +128,15 @@ class Gateway:
 
     async def metrics_endpoint(self, request: Request) -> Response:
         from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+        token = self.settings.metrics_token
+        if token:
+            credential = find_credential(request.scope["headers"])
+            given = credential.text if credential is not None and credential.scheme == BEARER else ""
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                raise AuthenticationError(
+                    "GET /metrics needs the metrics token: Authorization: Bearer TOKEN.", code="invalid_api_key"
+                )
 
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
