@@ -240,3 +240,34 @@ def test_usage_is_indexed_by_key_and_time_and_old_rows_can_be_pruned(
     assert "pruned 1 ledger row" in result.stderr
     [summary] = json.loads(result.stdout)
     assert summary["requests"] == 1
+
+
+def test_a_body_naming_a_key_twice_is_refused(upstream: RunningServer, sqlite_url: str) -> None:
+    # Routed by the last "model", forwarded raw to an upstream that may read the first.
+    config = make_config(sqlite_url, [("a", f"{upstream.url}/v1", [MODEL])])
+    key = create_key(config, "dupes", models=[MODEL])
+    body = b'{"model": "gpt-4", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "model": "%s"}'
+    with run_gateway(config) as gateway:
+        answer = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            content=body % MODEL.encode(),
+            headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+            timeout=60,
+        )
+        nested = b'{"model": "%s", "messages": [{"role": "user", "content": "Hi", "content": "Hey"}], "max_tokens": 1}'
+        allowed = httpx.post(
+            f"{gateway.url}/v1/chat/completions",
+            content=nested % MODEL.encode(),
+            headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+            timeout=60,
+        )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "duplicate_key" and answer.json()["error"]["param"] == "model"
+    assert allowed.status_code == 200  # only the top level is checked
+    direct = httpx.post(
+        f"{upstream.url}/v1/chat/completions",
+        content=body % MODEL.encode(),
+        headers={"content-type": "application/json"},
+        timeout=60,
+    )
+    assert direct.status_code == 400 and direct.json()["error"]["code"] == "duplicate_key"
