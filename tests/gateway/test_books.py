@@ -271,3 +271,103 @@ def test_a_body_naming_a_key_twice_is_refused(upstream: RunningServer, sqlite_ur
         timeout=60,
     )
     assert direct.status_code == 400 and direct.json()["error"]["code"] == "duplicate_key"
+
+
+# --- chaos -----------------------------------------------------------------------------------------------
+
+CHAOS_REQUESTS = 200
+CHAOS_KEYS = 20
+CHAOS_BUDGET = 1200
+CHAOS_MAX_TOKENS = 8
+#: What a stream may deliver between two progress writes: the most a crash can leave unbilled per request.
+CHAOS_SLACK = 12
+
+
+def test_chaos_random_kills_leave_the_books_right(upstream: RunningServer, database_url: str, tmp_path: Path) -> None:
+    import asyncio
+    import random
+
+    config_path = write_config(tmp_path, database_url, upstream)
+    config = load_config(config_path)
+    secrets = [create_key(config, f"chaos-{index}", budget_tokens=CHAOS_BUDGET) for index in range(CHAOS_KEYS)]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    delivered: dict[str, list[int]] = {secret: [] for secret in secrets}
+    chance = random.Random(20)
+
+    async def one(secret: str) -> None:
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Count slowly from one to fifty."}],
+            "max_tokens": CHAOS_MAX_TOKENS,
+            "stream": True,
+        }
+        while True:
+            chunks = 0
+            try:
+                async with (
+                    httpx.AsyncClient(timeout=30) as client,
+                    client.stream("POST", url, json=body, headers={"authorization": f"Bearer {secret}"}) as answer,
+                ):
+                    if answer.status_code == 200:
+                        async for line in answer.aiter_lines():
+                            if line.startswith("data: {") and '"content":"' in line.replace(" ", ""):
+                                chunks += 1
+            except httpx.ConnectError:
+                await asyncio.sleep(0.05)  # the gateway is down: this request never reached it; try again
+                continue
+            except httpx.HTTPError:
+                pass  # cut by a kill
+            delivered[secret].append(chunks)
+            return
+
+    async def clients() -> None:
+        jobs = [secrets[index % CHAOS_KEYS] for index in range(CHAOS_REQUESTS)]
+        limit = asyncio.Semaphore(16)
+
+        async def run(secret: str) -> None:
+            async with limit:
+                await one(secret)
+
+        await asyncio.gather(*(run(secret) for secret in jobs))
+
+    def chaos(stop: list[bool]) -> None:
+        while not stop[0]:
+            with gateway_process(config_path, port) as process:
+                deadline = time.monotonic() + chance.uniform(2.0, 4.0)
+                while time.monotonic() < deadline and not stop[0]:
+                    time.sleep(0.05)
+                if not stop[0]:
+                    process.send_signal(signal.SIGKILL)
+
+    import threading
+
+    stop = [False]
+    killer = threading.Thread(target=chaos, args=(stop,))
+    killer.start()
+    try:
+        asyncio.run(clients())
+    finally:
+        stop[0] = True
+        killer.join(60)
+    with gateway_process(config_path, port):  # one more start: reconciliation of what the last kill left
+        deadline = time.monotonic() + 20
+        while True:
+            rows = with_store(config, lambda store: store.usage_rows())
+            keys = with_store(config, lambda store: store.list_keys())
+            if all(row["outcome"] != "open" for row in rows) and all(key.reserved_tokens == 0 for key in keys):
+                break
+            assert time.monotonic() < deadline, "reservations or open rows outlived their requests"
+            time.sleep(0.2)
+    by_name = {key.name: key for key in keys}
+    interrupted = sum(row["outcome"] == "interrupted" for row in rows)
+    assert interrupted >= 1, "no kill landed on a running request"
+    for index, secret in enumerate(secrets):
+        key = by_name[f"chaos-{index}"]
+        mine = [row for row in rows if row["key_id"] == key.id]
+        served = [count for count in delivered[secret] if count > 0]
+        assert len(mine) >= len(served)  # every request that delivered a chunk has its row
+        cut = sum(row["outcome"] == "interrupted" for row in mine)
+        assert sum(row["completion_tokens"] for row in mine) >= sum(served) - CHAOS_SLACK * cut
+        assert key.tokens_used == sum(row["prompt_tokens"] + row["completion_tokens"] for row in mine)
+        assert key.tokens_used <= CHAOS_BUDGET
