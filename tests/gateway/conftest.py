@@ -213,6 +213,33 @@ class RunningGateway:
 
 
 @contextmanager
+def gateway_process(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``chunkwise gateway`` as a subprocess on ``port``, once it answers; killed at the end if it still runs
+    (a test may stop it its own way first)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chunkwise", "gateway", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "the gateway exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.05)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+@contextmanager
 def run_gateway(config: GatewayConfig) -> Iterator[RunningGateway]:
     """The gateway app under uvicorn on 127.0.0.1 and a free port, with its lifespan (database, health)."""
     app = create_gateway_app(config)

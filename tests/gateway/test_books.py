@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +20,7 @@ from chunkwise.gateway._admission import estimate_prompt_tokens
 from tests.client.servers import free_port
 from tests.server.conftest import MODEL, RunningServer
 
-from .conftest import create_key, make_config, run_gateway, with_store
+from .conftest import create_key, gateway_process, make_config, run_gateway, with_store
 
 #: Ledger progress every PROGRESS seconds: a crashed gateway's rows are stale after five of them.
 PROGRESS = 0.2
@@ -48,32 +44,6 @@ models = ["{MODEL}"]
 """
     )
     return path
-
-
-@contextmanager
-def gateway_process(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """``chunkwise gateway`` on ``port``, once it answers; killed at the end if it still runs."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chunkwise", "gateway", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, "the gateway exited"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.05)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
 
 
 def settled_books(config: Path, count: int, timeout: float = 20.0) -> tuple[list[dict[str, Any]], Any]:

@@ -120,9 +120,14 @@ def test_a_grammar_over_the_parse_budget_is_refused_naming_the_budget() -> None:
 
 
 def test_a_slow_grammar_does_not_hold_up_other_grammars() -> None:
-    checker = GrammarChecker(timeout=60)
+    checker = GrammarChecker(timeout=60, helpers=2)
     try:
-        checker.problem('root ::= "warm"')
+        # Both helpers started and warm, so that only a parse is measured.
+        warming = [threading.Thread(target=checker.problem, args=(f'root ::= "warm{i}"',)) for i in range(2)]
+        for thread in warming:
+            thread.start()
+        for thread in warming:
+            thread.join()
         slow = threading.Thread(target=checker.problem, args=(SLOW_GRAMMAR,))
         slow.start()
         time.sleep(0.2)  # the slow parse has begun
@@ -139,24 +144,29 @@ def test_a_slow_grammar_does_not_hold_up_other_grammars() -> None:
 # --- 2. a client that stops reading --------------------------------------------------------------
 
 
-def test_a_client_that_stops_reading_is_cut_off_and_frees_the_engine(strict_server: RunningServer) -> None:
+def send_and_stop_reading(connection: socket.socket, n: int) -> None:
+    """Ask for a long stream of big chunks on ``connection``, and never read a byte of the answer."""
     body = json.dumps(
         {
             "model": MODEL,
             "messages": [{"role": "user", "content": "Count from one to one thousand."}],
             "stream": True,
-            "n": 8,
+            "n": n,
             "logprobs": True,
             "top_logprobs": 20,
             "max_tokens": 1000,
         }
     ).encode()
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    connection.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_frees_the_engine(strict_server: RunningServer) -> None:
     reader = socket.socket()
     reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     reader.connect(address(strict_server))
     try:
-        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        reader.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)  # ... and never read a byte
+        send_and_stop_reading(reader, 8)
         with httpx.Client(base_url=strict_server.url, timeout=90) as http:
             # Queued behind the stalled stream; answered once that stream is cut.
             response = chat(http, max_tokens=4)
@@ -170,20 +180,8 @@ def test_a_client_that_stops_reading_is_cut_off_whatever_the_socket_buffers(engi
     # Default kernel buffers on both sides: they grow to megabytes, enough to hold this whole answer, so only
     # a server that bounds its buffers or measures what the client has taken can tell that it stopped reading.
     settings = ServerSettings(write_timeout=1.0)
-    body = json.dumps(
-        {
-            "model": MODEL,
-            "messages": [{"role": "user", "content": "Count from one to one thousand."}],
-            "stream": True,
-            "n": 4,
-            "logprobs": True,
-            "top_logprobs": 20,
-            "max_tokens": 1000,
-        }
-    ).encode()
     with serve(create_app(engine, settings)) as running, socket.create_connection(address(running)) as reader:
-        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        reader.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)  # ... and never read a byte
+        send_and_stop_reading(reader, 4)
         started = time.monotonic()
         while running.metric("chunkwise_stalled_streams_total", endpoint="chat") == 0:
             assert time.monotonic() - started < 15, "the stalled stream still holds the engine"

@@ -28,7 +28,9 @@ from typing import IO
 __all__ = ["GrammarChecker", "default_checker", "main"]
 
 _LENGTH = struct.Struct("!I")
-_OK, _REJECTED = b"1", b"0"
+_OK, _REJECTED, _READY = b"1", b"0", b"R"
+#: Seconds a new helper may take to start, not counted in any grammar's budget.
+_START_TIMEOUT = 60.0
 
 
 class _Helper:
@@ -39,7 +41,10 @@ class _Helper:
 
     def ask(self, grammar: bytes, timeout: float) -> bytes | None:
         """The child's one-byte verdict, b"" if it died, None past ``timeout`` (then it is stopped)."""
-        process = self._running()
+        try:
+            process = self._running()
+        except OSError:
+            return b""
         assert process.stdin is not None and process.stdout is not None
         try:
             process.stdin.write(_LENGTH.pack(len(grammar)) + grammar)
@@ -55,12 +60,19 @@ class _Helper:
     def _running(self) -> subprocess.Popen[bytes]:
         if self._process is None or self._process.poll() is not None:
             self.stop()
-            self._process = subprocess.Popen(
+            process = subprocess.Popen(
                 [sys.executable, "-c", "from chunkwise.engine._grammar_check import main; main()"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,  # llama.cpp logs each parse error there
             )
+            self._process = process
+            # The budget is for parsing: wait for the child to start (an interpreter and llama.cpp) first.
+            assert process.stdout is not None
+            ready, _, _ = select.select([process.stdout], [], [], _START_TIMEOUT)
+            if not ready or os.read(process.stdout.fileno(), 1) != _READY:
+                self.stop()
+                raise OSError("the grammar helper did not start")
         return self._process
 
     def stop(self) -> None:
@@ -139,6 +151,8 @@ def main() -> None:
     import llama_cpp
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdout.write(_READY)
+    stdout.flush()
     while (header := _read_exactly(stdin, _LENGTH.size)) is not None:
         grammar = _read_exactly(stdin, _LENGTH.unpack(header)[0])
         if grammar is None:
