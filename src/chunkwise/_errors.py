@@ -35,8 +35,10 @@
     │   └── VerificationError         a response failed a cryptographic check (never retried)
     │       ├── SignatureError               a missing or bad signature or response hash
     │       ├── BrokenChainError             a chunk dropped, reordered or replayed from another response
+    │       │   └── IncompleteChainError     a checked stream cut short: also an ``IncompleteStreamError``
     │       └── DecryptionError              a confidential response that does not decrypt
     ├── RequestValidationError        the client rejected a request before sending it, also a ``ValueError``
+    ├── ClientConfigError             an invalid client setting (base URL, key, timeout), also a ``ValueError``
     ├── ClientStateError              misuse, also a ``RuntimeError``
     │   ├── ClientClosedError         the client was used after ``close()``
     │   └── StreamConsumedError       a stream was iterated again after it ended
@@ -65,12 +67,14 @@ __all__ = [
     "BrokenChainError",
     "ChunkwiseError",
     "ClientClosedError",
+    "ClientConfigError",
     "ClientStateError",
     "ConflictError",
     "DecryptionError",
     "EngineError",
     "EnvelopeError",
     "EventTooLargeError",
+    "IncompleteChainError",
     "IncompleteStreamError",
     "InternalServerError",
     "MethodNotAllowedError",
@@ -305,12 +309,24 @@ class BrokenChainError(VerificationError):
     """A chunk does not follow the one before it: one was dropped, reordered, or replayed from another response."""
 
 
+class IncompleteChainError(BrokenChainError, IncompleteStreamError):
+    """A checked (signed or confidential) stream ended (``[DONE]`` is not signed) or broke before its last chunk.
+
+    Whoever is on the path can cut a stream, so this is a :class:`BrokenChainError`; it is also an
+    :class:`IncompleteStreamError`, with ``partial`` made of the chunks that passed their checks.
+    """
+
+
 class DecryptionError(VerificationError):
     """A confidential response does not decrypt with the request's key, or its plaintext hash differs."""
 
 
 class RequestValidationError(ChunkwiseError, ValueError):
     """The client rejected a request before sending it (a field out of range, a wrong type): ``str`` says which."""
+
+
+class ClientConfigError(ChunkwiseError, ValueError):
+    """A client setting is invalid (``base_url``, ``verify_key``, a timeout, ...): ``str`` says which."""
 
 
 class ClientStateError(ChunkwiseError, RuntimeError):

@@ -288,6 +288,17 @@ async def slow_first_byte(x: Exchange) -> None:
     await ok(x)
 
 
+async def drip(x: Exchange) -> None:
+    """The whole (unstreamed) answer, one byte every 20 ms: every read is quick, the answer takes seconds."""
+    await x.head(200, {"content-type": "application/json"}, stream=False)
+    body = json.dumps(COMPLETION).encode()
+    x.reusable = False
+    for index in range(len(body)):
+        await x.send(body[index : index + 1])
+        await asyncio.sleep(0.02)
+    await x.end()
+
+
 async def endless(x: Exchange) -> None:
     """A chunk every 10 ms until the client goes away."""
     await x.head()
@@ -345,6 +356,7 @@ SCENARIOS: dict[str, Scenario] = {
     "keepalive_only": keepalive_only,
     "silent_after_first": silent_after_first,
     "slow_first_byte": slow_first_byte,
+    "drip": drip,
     "endless": endless,
     "retry_after_seconds": rate_limited_then_ok(lambda: {"retry-after": "1"}),
     "retry_after_ms": rate_limited_then_ok(lambda: {"retry-after-ms": "200"}),

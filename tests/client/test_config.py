@@ -149,3 +149,49 @@ def test_base_url_must_be_http() -> None:
 def test_timeouts_must_be_positive(bad: float) -> None:
     with pytest.raises(ValueError, match="idle"):
         chunkwise.Timeouts(idle=bad)
+
+
+BAD_SETTINGS = [
+    ({"base_url": "http://example.com:port/v1"}, "base_url"),
+    ({"base_url": "ftp://example.com/v1"}, "http"),
+    ({"verify_key": "not a key"}, "verify_key"),
+    ({"timeout": 0}, "Timeouts.connect"),
+    ({"max_retries": -1}, "max_retries"),
+]
+
+
+@pytest.mark.parametrize(("settings", "match"), BAD_SETTINGS)
+def test_invalid_settings_are_config_errors(settings: dict[str, object], match: str) -> None:
+    with pytest.raises(chunkwise.ClientConfigError, match=match) as info:
+        chunkwise.Client(**settings)  # type: ignore[arg-type]
+    # In the one tree, and still the ValueError it was.
+    assert isinstance(info.value, chunkwise.ChunkwiseError) and isinstance(info.value, ValueError)
+
+
+def test_an_invalid_per_call_timeout_is_a_config_error(fault_server: FaultServer) -> None:
+    base_url = fault_server.base_url("ok")
+    with chunkwise.Client(base_url=base_url) as client, pytest.raises(chunkwise.ClientConfigError, match="idle"):
+        client.chat.completions.create(model="m", messages=MESSAGES, timeout=chunkwise.Timeouts(idle=-1))
+    assert not fault_server.state(base_url).requests
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("confidential", [False, True])
+def test_a_lone_surrogate_is_refused_before_sending(fault_server: FaultServer, kind: Kind, confidential: bool) -> None:
+    base_url = fault_server.base_url("ok")
+    messages = [{"role": "user", "content": "half a pair: \ud83d"}]
+
+    async def create_async() -> None:
+        async with chunkwise.AsyncClient(base_url=base_url) as client:
+            chat = client.confidential.chat if confidential else client.chat
+            await chat.completions.create(model="m", messages=messages)
+
+    with pytest.raises(chunkwise.RequestValidationError, match="not valid Unicode") as info:
+        if kind == "async":
+            anyio.run(create_async)
+        else:
+            with chunkwise.Client(base_url=base_url) as client:
+                chat = client.confidential.chat if confidential else client.chat
+                chat.completions.create(model="m", messages=messages)
+    assert isinstance(info.value, ValueError)
+    assert not fault_server.state(base_url).requests

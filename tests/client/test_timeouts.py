@@ -75,6 +75,21 @@ def test_total_deadline_while_chunks_keep_coming(fault_server: FaultServer, kind
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [(Timeouts(first_chunk=0.3), chunkwise.FirstChunkTimeoutError), (Timeouts(total=0.3), chunkwise.TotalTimeoutError)],
+)
+def test_a_dripping_answer_meets_the_deadline(
+    fault_server: FaultServer, kind: Kind, timeout: Timeouts, error: type[chunkwise.APITimeoutError]
+) -> None:
+    # A byte every 20 ms: no read waits long, but the whole answer takes seconds.
+    outcome = run(kind, fault_server.base_url("drip"), how="unstreamed", timeout=timeout)
+
+    assert isinstance(outcome.error, error)
+    assert 0.3 <= outcome.seconds < FIRED_BY
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_per_call_timeout_overrides_the_client(fault_server: FaultServer, kind: Kind) -> None:
     outcome = run(kind, fault_server.base_url("keepalive_only"), client={"timeout": 30}, timeout=SHORT)
 

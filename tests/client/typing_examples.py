@@ -26,6 +26,9 @@ def sync_client(client: chunkwise.Client, flag: bool) -> None:
         assert_type(next(stream), ChatCompletionChunk)
         assert_type(stream.final_completion(), ChatCompletion)
     assert_type(client.models.list(), ModelList)
+    confidential = client.confidential.chat.completions
+    assert_type(confidential.create(model="m", messages=MESSAGES), ChatCompletion)
+    assert_type(confidential.create(model="m", messages=MESSAGES, stream=True), chunkwise.Stream)
 
 
 async def async_client(client: chunkwise.AsyncClient, flag: bool) -> None:
@@ -44,6 +47,12 @@ async def async_client(client: chunkwise.AsyncClient, flag: bool) -> None:
         assert_type(await anext(stream), ChatCompletionChunk)
         assert_type(await stream.final_completion(), ChatCompletion)
     assert_type(await client.models.list(), ModelList)
+    confidential = client.confidential.chat.completions
+    assert_type(await confidential.create(model="m", messages=MESSAGES), ChatCompletion)
+    assert_type(await confidential.create(model="m", messages=MESSAGES, stream=True), chunkwise.AsyncStream)
+    assert_type(
+        await confidential.create(model="m", messages=MESSAGES, stream=flag), ChatCompletion | chunkwise.AsyncStream
+    )
 
 
 def errors(error: chunkwise.APIStatusError, timeout: chunkwise.APITimeoutError) -> None:

@@ -12,6 +12,7 @@ PUBLIC_MODULES = [
     "chunkwise.types",
     "chunkwise.sse",
     "chunkwise.accumulate",
+    "chunkwise.dialects",
     "chunkwise.confidential",
     "chunkwise.signing",
     "chunkwise.edge",

@@ -16,7 +16,9 @@ from chunkwise.engine import (
     LlamaCppEngine,
     TextGeneration,
     default_model_path,
+    usage_chunk,
 )
+from chunkwise.types import ChatCompletionChunk
 
 from .support import chat, completion
 
@@ -26,6 +28,7 @@ def test_exports():
     assert exported == sorted(exported)
     assert all(hasattr(chunkwise.engine, name) for name in exported)
     assert {
+        "BatchingStats",
         "Engine",
         "Generation",
         "TextGeneration",
@@ -33,6 +36,7 @@ def test_exports():
         "LlamaCppEngine",
         "DEFAULT_MODEL_ID",
         "default_model_path",
+        "usage_chunk",
     } <= set(chunkwise.engine.__all__)
     assert DEFAULT_MODEL_ID == "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -62,6 +66,40 @@ def test_the_engine_and_its_generations_implement_the_protocols(engine: LlamaCpp
     assert engine.context_length == 2048  # per sequence: the training context (8192) capped at 2048
     assert isinstance(engine.prepare_chat(chat(), request_id="x", created=0), Generation)
     assert isinstance(engine.prepare_completion(completion("Hi"), request_id="x", created=0), TextGeneration)
+
+
+@pytest.mark.engine
+@pytest.mark.anyio
+async def test_aclose_stops_a_generation_and_its_usage_chunk_counts_what_was_made(engine: LlamaCppEngine):
+    generation = engine.prepare_chat(
+        chat(max_tokens=200, logit_bias={"0": -100, "2": -100}), request_id="chatcmpl-x", created=7
+    )
+    chunks = generation.stream()
+    for _ in range(3):
+        await anext(chunks)
+    await generation.aclose()
+    await generation.aclose()  # more than once is fine
+    with pytest.raises(StopAsyncIteration):
+        await anext(chunks)
+    made = generation.completion_tokens
+    assert 0 < made < 200
+    last = usage_chunk(ChatCompletionChunk, generation, id="chatcmpl-x", created=7, model="m")
+    assert (last.id, last.created, last.model, last.choices) == ("chatcmpl-x", 7, "m", [])
+    assert last.usage is not None
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (generation.prompt_tokens, made)
+    assert last.usage.total_tokens == generation.prompt_tokens + made
+    with pytest.raises(RuntimeError):
+        generation.stream()
+
+
+@pytest.mark.engine
+@pytest.mark.anyio
+async def test_aclose_before_streaming_frees_nothing_and_ends_the_generation(engine: LlamaCppEngine):
+    generation = engine.prepare_chat(chat(max_tokens=5), request_id="x", created=0)
+    await generation.aclose()
+    assert generation.completion_tokens == 0
+    with pytest.raises(RuntimeError):
+        generation.stream()
 
 
 @pytest.mark.engine

@@ -38,6 +38,7 @@ async def test_an_error_in_one_request_ends_only_that_request(
     assert not engine.busy
 
 
+@pytest.mark.engine  # a fresh engine of its own: the test needs the sequence ids of an unused one
 async def test_a_shared_step_lists_consecutive_sequence_ids_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     # llama.cpp splits a decode step into one pass over the weights per run of consecutive ids, so the
     # ids a step carries must come in order, and requests admitted together get neighbouring ids.

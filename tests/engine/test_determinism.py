@@ -103,6 +103,7 @@ async def test_a_system_prompt_shorter_than_a_prefill_piece_is_reused_without_ch
     assert stats.prefix_cache_tokens - tokens >= 3 * len(SHORT_SYSTEM.split())
 
 
+@pytest.mark.engine  # a fresh engine of its own: the test needs an empty prefix cache
 async def test_two_system_prompts_in_turn_both_stay_cached() -> None:
     # The two prompts share only the template's first few tokens: reusing those in place would evict the
     # other system prompt each time, so every request would evaluate its long system prompt again.

@@ -65,12 +65,11 @@ def schema_format(schema: dict[str, Any]) -> dict[str, Any]:
 async def test_json_object_output_parses(engine: LlamaCppEngine):
     chunks = await run_chat(
         engine,
-        chat("Describe a cat as JSON.", max_tokens=40, temperature=0, response_format={"type": "json_object"}),
+        # Greedy, the model closes this object well within max_tokens: an answer cut short would prove nothing.
+        chat("Describe a cat as a JSON object.", max_tokens=64, temperature=0, response_format={"type": "json_object"}),
     )
-    if finish_reason(chunks) == "stop":
-        assert isinstance(json.loads(content_of(chunks)), dict)
-    else:  # cut short: still the start of an object
-        assert content_of(chunks).startswith("{")
+    assert finish_reason(chunks) == "stop"
+    assert isinstance(json.loads(content_of(chunks)), dict)
 
 
 async def test_json_schema_output_matches_the_schema(engine: LlamaCppEngine):

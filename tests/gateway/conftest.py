@@ -45,8 +45,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(here):
             item.add_marker(pytest.mark.timeout(120))
-            if "engine" in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.engine)
 
 
 @pytest.fixture(scope="session")

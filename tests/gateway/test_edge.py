@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 
-from tests.server.conftest import MODEL
+from tests.server.conftest import MODEL, RunningServer
 
 from .conftest import create_key, make_config, run_gateway
 
@@ -80,3 +80,20 @@ def test_unknown_paths_and_methods_get_the_error_shape(sqlite_url: str) -> None:
         wrong_method = httpx.get(f"{gateway.url}/v1/chat/completions", timeout=30)
         _assert_openai_error(wrong_method, 405, None)
         assert wrong_method.headers["allow"] == "POST"
+
+
+def test_a_stream_start_is_never_shared_between_responses(upstream: RunningServer, sqlite_url: str) -> None:
+    # The server's middleware adds its request id to a stream's start message in place; the gateway, in the
+    # same process here, must not send that id (or any other response's header) with its own streams.
+    config = make_config(sqlite_url, [("a", f"{upstream.url}/v1", [MODEL])])
+    key = create_key(config)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "stream": True}
+    with run_gateway(config) as gateway:
+        direct = httpx.post(f"{upstream.url}/v1/chat/completions", json=body, timeout=60)
+        assert direct.status_code == 200 and "x-request-id" in direct.headers
+        through = httpx.post(
+            f"{gateway.url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=60
+        )
+        assert through.status_code == 200
+        assert "x-request-id" not in through.headers
+        assert through.headers["content-type"] == "text/event-stream"

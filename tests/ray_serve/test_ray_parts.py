@@ -8,7 +8,7 @@ own exception types; everything else is real.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import msgspec
@@ -64,7 +64,7 @@ async def test_closing_a_replica_stream_stops_the_engine_and_counts_a_cancel(eng
     stream = replica.generate(replica_request(chat_request(500, logit_bias=NO_EOS)))
     for _ in range(4):
         await anext(stream)
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     header = decode_message(await anext(aiter(replica.generate(replica_request(chat_request(1))))))
     assert isinstance(header, ReplicaHeader)
     assert header.cancelled == 1
@@ -84,13 +84,19 @@ class _WedgedEngine:
         class Stuck:
             prompt_tokens = 1
             completion_tokens = 0
+            chunks: AsyncGenerator[ChatCompletionChunk, None] | None = None
 
-            async def _stream(self) -> AsyncIterator[ChatCompletionChunk]:
+            async def _stream(self) -> AsyncGenerator[ChatCompletionChunk, None]:
                 await asyncio.Event().wait()
                 yield ChatCompletionChunk(id="", created=0, model="", choices=[])
 
             def stream(self) -> AsyncIterator[ChatCompletionChunk]:
-                return self._stream()
+                self.chunks = self._stream()
+                return self.chunks
+
+            async def aclose(self) -> None:
+                if self.chunks is not None:
+                    await self.chunks.aclose()
 
         return Stuck()
 
@@ -213,9 +219,9 @@ async def test_a_request_error_is_not_retried_and_closing_cancels_the_call(engin
     assert len(handle.made) == 1
 
     handle = _Handle([_Call([HEADER, piece("a", 1), piece("b", 2)])])
-    stream = RayEngine(handle, engine).prepare_chat(chat_request(4), request_id="x", created=1).stream()
-    await anext(stream)
-    await stream.aclose()  # type: ignore[attr-defined]
+    generation = RayEngine(handle, engine).prepare_chat(chat_request(4), request_id="x", created=1)
+    await anext(aiter(generation.stream()))
+    await generation.aclose()
     assert handle.made[0].was_cancelled
 
 
@@ -269,12 +275,18 @@ async def test_prefix_affinity_keeps_prefixes_apart_and_on_their_replica_until_i
 
 def test_admission_runs_up_to_capacity_then_queues_then_refuses() -> None:
     from chunkwise.ray._admission import DeploymentAdmission
-    from chunkwise.server._errors import QueueFullError
+    from chunkwise.server import Admission, QueueFullError, Scheduler
 
-    admission = DeploymentAdmission(lambda: 2, 1, retry_after=3)
-    first, second, third = admission.admit(), admission.admit(), admission.admit()
+    replicas = [2]
+    admission = DeploymentAdmission(lambda: replicas[0], 1, retry_after=3)
+    assert isinstance(admission, Admission) and not isinstance(admission, Scheduler)
+    assert (admission.capacity, admission.running) == (2, 0)
+    first, second, third = admission.admit(), admission.admit(weight=4), admission.admit()
     assert first.granted and second.granted and third.waiting
-    assert admission.queue_depth == 1 and admission.busy
+    # Counted in requests, whatever their n: the replicas' engines admit the sequences.
+    assert (admission.running, admission.queue_depth) == (2, 1) and admission.busy
+    replicas[0] = 3  # the deployment scaled up: capacity follows it
+    assert admission.capacity == 3
     with pytest.raises(QueueFullError):
         admission.admit()
     second.release()

@@ -35,8 +35,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(_HERE):
             item.add_marker(pytest.mark.timeout(120))
-            if "engine" in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.engine)
 
 
 @pytest.fixture
@@ -72,7 +70,7 @@ def unsigned_server(engine: Engine) -> Iterator[RunningServer]:
 def serve_asgi(app: ASGIApp) -> Iterator[str]:
     """Run an ASGI app that is not a chunkwise server (the relay, a fake node) on a free loopback port."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="off", timeout_graceful_shutdown=2
+        app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on", timeout_graceful_shutdown=2
     )
     with run_uvicorn(config, name="uvicorn-test-app") as url:
         yield url

@@ -203,25 +203,23 @@ def test_a_replayed_envelope_is_refused(unsigned_server: RunningServer) -> None:
     assert again.status_code == 400 and again.json()["error"]["code"] == "replayed_envelope"
 
 
+class OtherNodesLock(httpx.HTTPTransport):
+    """Answers the lock itself, with another node's key (as a stale lock would); the rest goes to the server."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/nodes/lock"):
+            lock = NodesCreateLockResponse(public_key=NodeKey().public_key_base64, node_small_id=0, stack_small_id=1)
+            return httpx.Response(200, content=msgspec.json.encode(lock))
+        return super().handle_request(request)
+
+
 def test_a_wrong_node_key_is_a_clear_client_error(unsigned_server: RunningServer) -> None:
     with (
-        chunkwise.Client(base_url=f"{unsigned_server.url}/v1", max_retries=0) as client,
+        chunkwise.Client(base_url=f"{unsigned_server.url}/v1", max_retries=0, transport=OtherNodesLock()) as client,
         pytest.raises(chunkwise.BadRequestError, match="not this server's key") as info,
     ):
-        exchange_with_wrong_key(client)
+        client.confidential.chat.completions.create(model=MODEL, messages=MESSAGES, **GREEDY)
     assert info.value.error is not None and info.value.error.code == "unknown_node_key"
-
-
-def exchange_with_wrong_key(client: chunkwise.Client) -> None:
-    from chunkwise.client._confidential import ConfidentialExchange
-
-    exchange = ConfidentialExchange(
-        client, model=MODEL, messages=MESSAGES, stream=False, params=GREEDY, extra_body=None
-    )
-    lock = NodesCreateLockResponse(public_key=NodeKey().public_key_base64, node_small_id=0, stack_small_id=1)
-    exchange.read_lock(httpx.Response(200, content=msgspec.json.encode(lock)))
-    call = exchange.chat_call(chunkwise.client.USE_CLIENT_DEFAULT, 0, None)
-    client._fetch(call, call.read_completion)
 
 
 def test_confidential_routes_need_the_api_key(engine: Any) -> None:

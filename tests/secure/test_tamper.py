@@ -76,6 +76,9 @@ def test_the_untouched_relay_works(mitm: Relay, signer: Signer) -> None:
     assert len(relay.tamper.streams) == 2
 
 
+#: An error frame such as anyone on the path can send: it carries no signature and no envelope.
+INJECTED_ERROR = event({"error": {"message": "engine failed", "type": "server_error", "param": None, "code": None}})
+
 CONFIDENTIAL_TAMPERING: list[tuple[str, Callable[[list[bytes]], list[bytes]], type[Exception], str]] = [
     (
         "flipped ciphertext byte",
@@ -87,6 +90,8 @@ CONFIDENTIAL_TAMPERING: list[tuple[str, Callable[[list[bytes]], list[bytes]], ty
     ("dropped chunk", lambda events: events[:2] + events[3:], chunkwise.BrokenChainError, "expected chunk 2"),
     ("reordered chunks", lambda events: swapped(events, 1, 2), chunkwise.BrokenChainError, "expected chunk 1"),
     ("dropped final chunk", lambda events: events[:-1], chunkwise.BrokenChainError, "final usage chunk"),
+    ("cut short at the end", lambda events: events[:3], chunkwise.BrokenChainError, "without finishing"),
+    ("injected error frame", lambda events: [*events[:2], INJECTED_ERROR], chunkwise.SignatureError, "not signed"),
 ]
 
 
@@ -154,6 +159,8 @@ SIGNED_TAMPERING: list[tuple[str, Callable[[list[bytes]], list[bytes]], type[Exc
         chunkwise.BrokenChainError,
         "before choice 0",
     ),
+    ("cut short at the end", lambda events: events[:3], chunkwise.BrokenChainError, "without finishing"),
+    ("injected error frame", lambda events: [*events[:2], INJECTED_ERROR], chunkwise.SignatureError, "not signed"),
     (
         "signature stripped",
         lambda events: [events[0].split(b',"signature"')[0] + b"}", *events[1:]],
@@ -176,6 +183,25 @@ def test_signed_stream_tampering(
     relay.tamper.events = tamper
     with pytest.raises(error, match=match):
         read_stream(url, confidential=False, verify_key=signer.public_key)
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [lambda events: events[:3], lambda events: [*events[:3], events[-1]]],
+    ids=["without [DONE]", "with the unsigned [DONE]"],
+)
+def test_a_checked_stream_cut_short_is_also_incomplete(
+    mitm: Relay, signer: Signer, cut: Callable[[list[bytes]], list[bytes]]
+) -> None:
+    """Cut at the end, a checked stream's chain is broken; it is incomplete too, with what did arrive."""
+    relay, url = mitm
+    relay.tamper.events = cut
+    with pytest.raises(chunkwise.IncompleteChainError) as info:
+        read_stream(url, confidential=False, verify_key=signer.public_key)
+    error = info.value
+    assert isinstance(error, chunkwise.BrokenChainError) and isinstance(error, chunkwise.IncompleteStreamError)
+    sent = [parsed(event)["choices"][0]["delta"].get("content") or "" for event in relay.tamper.streams[-1][:3]]
+    assert error.chunks_received == 3 and error.partial.choices[0].message.content == "".join(sent)
 
 
 def test_signed_chunk_replayed_from_another_stream(mitm: Relay, signer: Signer) -> None:

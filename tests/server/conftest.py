@@ -21,8 +21,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from chunkwise.engine import DEFAULT_MODEL_ID
-from chunkwise.engine._protocol import Engine
+from chunkwise.engine import DEFAULT_MODEL_ID, Engine
 from chunkwise.server import ServerSettings, create_app, h11_protocol
 
 MODEL = DEFAULT_MODEL_ID
@@ -36,8 +35,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.path.is_relative_to(here):
             # A hung stream must fail the test, not the whole CI job.
             item.add_marker(pytest.mark.timeout(120))
-            if "engine" in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.engine)
 
 
 @dataclass
@@ -105,7 +102,7 @@ def serve(app: Starlette, *, send_buffer: int | None = None) -> Iterator[Running
             header_timeout=app.state.settings.header_timeout, max_connections=app.state.settings.max_connections
         ),
         ws="none",
-        lifespan="off",
+        lifespan="on",
         timeout_graceful_shutdown=2,
     )
     try:

@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from chunkwise.engine import LlamaCppEngine
 from chunkwise.server import ServerSettings, create_app
@@ -128,7 +126,8 @@ def test_n_grammar_seeds_and_free_text_side_by_side(server: RunningServer) -> No
     requests = [
         body(TOPICS[0], max_tokens=10, n=3, temperature=1.0, seed=7),
         body(TOPICS[1], max_tokens=10),
-        body("Give a JSON object with a name.", max_tokens=24, response_format={"type": "json_object"}),
+        # Greedy, it closes its object well within max_tokens: the whole answer must parse.
+        body("Describe a cat as a JSON object.", max_tokens=64, response_format={"type": "json_object"}),
         body(TOPICS[2], max_tokens=10, temperature=1.0, seed=11),
         body(TOPICS[2], max_tokens=10, temperature=1.0, seed=12),
     ]
@@ -137,22 +136,12 @@ def test_n_grammar_seeds_and_free_text_side_by_side(server: RunningServer) -> No
     assert together == alone
     assert len(together[0]) == 3 and len(set(together[0])) > 1, "n=3 samples three different choices"
     assert together[3] != together[4], "each request samples with its own seed"
-    if together[2][0].rstrip().endswith("}"):
-        assert isinstance(json.loads(together[2][0]), dict)
-    else:  # cut off by max_tokens: still a JSON object's beginning
-        assert together[2][0].lstrip().startswith("{")
+    assert isinstance(json.loads(together[2][0]), dict)
 
 
-@pytest.fixture(scope="module")
-def tiny_engine() -> Iterator[LlamaCppEngine]:
-    """Two sequences of 256 cells (llama.cpp's smallest): a full context and a full engine are quick to reach."""
-    with LlamaCppEngine(n_ctx=256, max_sequences=2, n_threads=1) as engine:
-        yield engine
-
-
-def test_a_small_kv_cache_runs_everyone_to_the_end_and_refuses_what_cannot_fit(tiny_engine: LlamaCppEngine) -> None:
+def test_a_small_kv_cache_runs_everyone_to_the_end_and_refuses_what_cannot_fit(small_engine: LlamaCppEngine) -> None:
     settings = ServerSettings(queue_size=8, keepalive_interval=KEEPALIVE_INTERVAL)
-    with serve(create_app(tiny_engine, settings)) as running:
+    with serve(create_app(small_engine, settings)) as running:
         # No max_tokens: each request may fill its whole sequence; four of them share two sequences.
         padding = " Please." * 100
         requests = [body(topic + padding, max_tokens=None, logit_bias=NO_EOS) for topic in TOPICS[:4]]
@@ -173,5 +162,5 @@ def test_a_small_kv_cache_runs_everyone_to_the_end_and_refuses_what_cannot_fit(t
         for thread in threads:
             thread.join(120)
         assert finished == ["length"] * 4, "every sequence filled its own context and stopped there"
-        assert running.metric("chunkwise_kv_cells") == 2 * tiny_engine.context_length
-        assert running.metric("chunkwise_kv_cells_used") <= 2 * tiny_engine.context_length
+        assert running.metric("chunkwise_kv_cells") == 2 * small_engine.context_length
+        assert running.metric("chunkwise_kv_cells_used") <= 2 * small_engine.context_length

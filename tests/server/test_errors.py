@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from chunkwise import EngineError
-from chunkwise.engine import LlamaCppEngine
-from chunkwise.engine._protocol import Generation, TextGeneration
+from chunkwise.engine import Generation, LlamaCppEngine, TextGeneration
 from chunkwise.server import ServerSettings, create_app
 from chunkwise.types import ChatCompletionChunk, ChatCompletionRequest, CompletionRequest
 from tests.conftest import N_CTX
@@ -131,9 +130,10 @@ def test_oversized_body_is_413(small_body_server: RunningServer) -> None:
 # The real engine cannot be made to fail on demand, so this wrapper runs the real generation and raises
 # EngineError after a few chunks, as a crashed llama.cpp call would.
 class _FailingGeneration:
-    def __init__(self, inner: Generation, fail_after: int) -> None:
+    def __init__(self, inner: Generation[ChatCompletionChunk], fail_after: int) -> None:
         self._inner = inner
         self._fail_after = fail_after
+        self._chunks: AsyncGenerator[ChatCompletionChunk, None] | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -143,17 +143,22 @@ class _FailingGeneration:
     def completion_tokens(self) -> int:
         return self._inner.completion_tokens
 
-    async def stream(self) -> AsyncIterator[ChatCompletionChunk]:
-        chunks = self._inner.stream()
-        try:
-            count = 0
-            async for chunk in chunks:
-                if count == self._fail_after:
-                    raise EngineError("llama_decode returned -3")
-                count += 1
-                yield chunk
-        finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+    def stream(self) -> AsyncIterator[ChatCompletionChunk]:
+        self._chunks = self._failing()
+        return self._chunks
+
+    async def _failing(self) -> AsyncGenerator[ChatCompletionChunk, None]:
+        count = 0
+        async for chunk in self._inner.stream():
+            if count == self._fail_after:
+                raise EngineError("llama_decode returned -3")
+            count += 1
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._chunks is not None:
+            await self._chunks.aclose()
+        await self._inner.aclose()
 
 
 class _FailingEngine:
@@ -169,7 +174,9 @@ class _FailingEngine:
     def context_length(self) -> int:
         return self._inner.context_length
 
-    def prepare_chat(self, request: ChatCompletionRequest, *, request_id: str, created: int) -> Generation:
+    def prepare_chat(
+        self, request: ChatCompletionRequest, *, request_id: str, created: int
+    ) -> Generation[ChatCompletionChunk]:
         inner = self._inner.prepare_chat(request, request_id=request_id, created=created)
         return _FailingGeneration(inner, self._fail_after)
 
@@ -211,7 +218,9 @@ def test_engine_failure_mid_stream_sends_an_error_frame_then_done(failing_server
 class _BuggyEngine(_FailingEngine):
     """An engine whose ``prepare_chat`` has a bug: the exception must come out as a JSON 500, not a crash."""
 
-    def prepare_chat(self, request: ChatCompletionRequest, *, request_id: str, created: int) -> Generation:
+    def prepare_chat(
+        self, request: ChatCompletionRequest, *, request_id: str, created: int
+    ) -> Generation[ChatCompletionChunk]:
         raise RuntimeError("a bug in a handler")
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from chunkwise.server._errors import QueueFullError
-from chunkwise.server._scheduler import Scheduler
+from chunkwise.server import Admission, QueueFullError, Scheduler
 
 
 @pytest.mark.anyio
@@ -65,6 +64,7 @@ async def test_a_waiter_that_leaves_frees_its_place_and_keeps_order() -> None:
 @pytest.mark.anyio
 async def test_requests_run_together_up_to_the_capacity_in_sequences_and_wait_in_order() -> None:
     scheduler = Scheduler(queue_size=4, retry_after=1, capacity=4)
+    assert isinstance(scheduler, Admission) and scheduler.capacity == 4 and scheduler.running == 0
     pair, single = scheduler.admit(weight=2), scheduler.admit()
     assert pair.granted and single.granted and scheduler.running == 3
     triple, late_single = scheduler.admit(weight=3), scheduler.admit()

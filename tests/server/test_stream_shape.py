@@ -67,15 +67,17 @@ def test_no_usage_chunk_unless_asked(http: httpx.Client, options: dict[str, Any]
 
 
 def test_usage_chunk_when_asked(http: httpx.Client) -> None:
-    payloads = data_payloads(stream(http, stream_options={"include_usage": True}).text)
+    # End-of-text is banned, so the answer runs to max_tokens and the count is known exactly.
+    no_eos = {"0": -100, "2": -100}
+    payloads = data_payloads(stream(http, stream_options={"include_usage": True}, logit_bias=no_eos).text)
     assert payloads[-1] == "[DONE]"
     usage_chunk = json.loads(payloads[-2])
     assert usage_chunk["choices"] == []
     usage = usage_chunk["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     content_chunks = [json.loads(p) for p in payloads[:-2]]
-    if content_chunks[-1]["choices"][0]["finish_reason"] == "length":
-        assert usage["completion_tokens"] == 6
+    assert content_chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert usage["completion_tokens"] == 6 and usage["prompt_tokens"] > 0
 
 
 def test_non_streaming_response_is_json_with_usage(http: httpx.Client) -> None:

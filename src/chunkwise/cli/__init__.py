@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .. import __version__
+from .._version import __version__
 from ._chat import chat, models
 from ._gateway import gateway, keys, usage
 from ._serve import serve

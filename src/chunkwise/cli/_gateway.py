@@ -33,7 +33,7 @@ _config_option = click.option(
 def _require_gateway_extra() -> None:
     """Import the gateway (with its uvicorn protocol) once, turning a missing module into a clear error."""
     try:
-        import chunkwise.gateway._http  # noqa: F401  (imports the gateway package too)
+        import chunkwise.gateway  # noqa: F401  (with its uvicorn protocol)
     except ModuleNotFoundError as exc:
         raise click.ClickException(
             f"the gateway needs {exc.name}, which is not installed: pip install 'chunkwise[gateway]'"
@@ -74,8 +74,7 @@ def gateway(config_path: Path, host: str | None, port: int | None, log_level: st
     _require_gateway_extra()
     import uvicorn
 
-    from ..gateway import create_gateway_app, load_config
-    from ..gateway._http import GatewayHttpProtocol
+    from ..gateway import GatewayHttpProtocol, create_gateway_app, load_config
 
     try:
         config = load_config(config_path)

@@ -334,7 +334,7 @@ def serve(
             access_log=access_log,
             http=h11_protocol(header_timeout=settings.header_timeout, max_connections=settings.max_connections),
             ws="none",
-            lifespan="off",
+            lifespan="on",
             # Open streams get this long to finish on Ctrl-C before they are cut.
             timeout_graceful_shutdown=3,
         )

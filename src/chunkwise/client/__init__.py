@@ -9,14 +9,6 @@
 from __future__ import annotations
 
 from ._client import AsyncClient, Client
-from ._confidential import (
-    AsyncConfidential,
-    AsyncConfidentialChat,
-    AsyncConfidentialChatCompletions,
-    Confidential,
-    ConfidentialChat,
-    ConfidentialChatCompletions,
-)
 from ._config import USE_CLIENT_DEFAULT, UseClientDefault
 from ._errors import (
     APIConnectionError,
@@ -38,7 +30,20 @@ from ._errors import (
     UnexpectedResponseError,
     UnprocessableEntityError,
 )
-from ._resources import AsyncChat, AsyncChatCompletions, AsyncModels, Chat, ChatCompletions, Models
+from ._resources import (
+    AsyncChat,
+    AsyncChatCompletions,
+    AsyncConfidential,
+    AsyncConfidentialChat,
+    AsyncConfidentialChatCompletions,
+    AsyncModels,
+    Chat,
+    ChatCompletions,
+    Confidential,
+    ConfidentialChat,
+    ConfidentialChatCompletions,
+    Models,
+)
 from ._retries import Backoff
 from ._streaming import AsyncStream, Stream
 from ._timeouts import Timeouts

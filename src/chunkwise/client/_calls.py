@@ -20,7 +20,7 @@ from ..types import ChatCompletion, ChatCompletionRequest, Message, ModelList, c
 from ._config import USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
 from ._errors import APIConnectionError, UnexpectedResponseError
 from ._guards import ResponseGuard
-from ._responses import decode_success, is_event_stream, parse_error_body, request_id_of, status_error
+from ._responses import decode_body, decode_success, is_event_stream, parse_error_body, request_id_of, status_error
 from ._retries import RetryState
 from ._streaming import StreamCore
 from ._timeouts import Deadlines, Timeouts
@@ -57,17 +57,20 @@ def chat_request_body(
         fields["stream"] = True
     try:
         request = msgspec.convert(fields, ChatCompletionRequest)
+        if not extra_body:
+            return msgspec.json.encode(request)
+        return msgspec.json.encode({**msgspec.to_builtins(request), **extra_body})
     except msgspec.ValidationError as exc:
         raise RequestValidationError(f"invalid chat completion request: {exc}") from None
-    if not extra_body:
-        return msgspec.json.encode(request)
-    return msgspec.json.encode({**msgspec.to_builtins(request), **extra_body})
+    except UnicodeEncodeError as exc:  # a lone surrogate, which UTF-8 cannot carry
+        text = exc.object[max(0, exc.start - 20) : exc.end + 20]
+        raise RequestValidationError(f"the request holds text that is not valid Unicode: {text!r}") from None
 
 
 class Call:
     """Everything about one API call that is not I/O."""
 
-    __slots__ = ("_new_guard", "body", "deadlines", "headers", "method", "path", "retry", "streaming")
+    __slots__ = ("_new_guard", "body", "body_from", "deadlines", "headers", "method", "path", "retry", "streaming")
 
     def __init__(
         self,
@@ -77,16 +80,18 @@ class Call:
         method: str,
         path: str,
         body: bytes | None,
+        body_from: tuple[Call, Callable[[httpx.Response], bytes]] | None = None,
         streaming: bool,
         timeout: Timeouts | float | None | UseClientDefault,
         max_retries: int | UseClientDefault,
         extra_headers: Mapping[str, str] | None,
         new_guard: Callable[[], ResponseGuard] | None = None,
     ) -> None:
-        self._new_guard = new_guard
         self.method = method
         self.path = path
         self.body = body
+        #: A call to make first, and how its answer becomes this call's body (the confidential lock).
+        self.body_from = body_from
         self.streaming = streaming
         timeouts = config.timeouts if timeout is USE_CLIENT_DEFAULT else Timeouts.coerce(timeout)
         self.deadlines = Deadlines(timeouts, streaming=streaming)
@@ -94,11 +99,12 @@ class Call:
         self.retry = RetryState(retries, config.backoff, self.deadlines, rng)
         headers = httpx.Headers(config.headers)
         headers["accept"] = "text/event-stream" if streaming else "application/json"
-        if body is not None:
+        if body is not None or body_from is not None:
             headers["content-type"] = "application/json"
         if extra_headers:
             headers.update(extra_headers)
         self.headers = headers
+        self._new_guard = new_guard
 
     def build_request(self, http: httpx.Client | httpx.AsyncClient, config: ClientConfig) -> httpx.Request:
         """The request for the next attempt (it carries that attempt's timeouts)."""
@@ -179,14 +185,7 @@ def read_chat_completion(response: httpx.Response, guard: ResponseGuard | None =
         except ChunkwiseError as exc:
             exc.request_id = request_id_of(response.headers)
             raise
-        try:
-            return completion_decoder.decode(body)
-        except msgspec.DecodeError as exc:
-            raise UnexpectedResponseError(
-                f"the checked {response.status_code} answer does not decode as a chat completion: {exc}",
-                response=response,
-                request_id=request_id_of(response.headers),
-            ) from exc
+        return decode_body(response, body, completion_decoder)
     core = StreamCore(Deadlines(_NO_TIMEOUTS, streaming=True), request_id_of(response.headers), guard)
     core.receive(response.content)
     if core.open:

@@ -1,55 +1,69 @@
 """``Client`` and ``AsyncClient``.
 
-:class:`_BaseClient` holds the configuration and everything that does no I/O; each client adds only
-its I/O loop: the retry loop (sleep or ``await`` sleep), sending an attempt, and opening a stream.
+:class:`_BaseClient` is everything that does no I/O: the constructor, the configuration and the calls. It is
+also the requester that the endpoints (:mod:`._resources`) hold: they build a call and ask their client for
+a completion, a stream or the model list. Each client adds only its I/O: the retry loop (sleep or ``await``
+sleep), sending an attempt, and those three requests, which return values (``Client``) or coroutines of
+them (``AsyncClient``); the type parameters tell a type checker which.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
-from typing import Self, TypeVar
+from abc import abstractmethod
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from functools import cached_property
+from typing import Generic, TypeVar
 
 import anyio
 import httpx
 
-from .._errors import APIError, ClientClosedError
+from .._errors import APIError, ClientClosedError, ClientConfigError
 from ..signing import decode_public_key
-from ._calls import Call
-from ._confidential import AsyncConfidential, Confidential
+from ..types import ChatCompletion, ModelList
+from ._calls import Call, read_model_list
+from ._closing import AsyncClosing, Closing
 from ._config import DEFAULT_MAX_RETRIES, USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
 from ._guards import ResponseGuard
-from ._resources import AsyncChat, AsyncModels, Chat, Models
+from ._resources import Async, AsyncChat, AsyncConfidential, AsyncModels, Chat, Confidential, Models
 from ._retries import Backoff
 from ._streaming import AsyncStream, Stream
-from ._timeouts import Timeouts
+from ._timeouts import Deadlines, Timeouts
 
 __all__ = ["AsyncClient", "Client"]
 
 R = TypeVar("R")
+HttpT = TypeVar("HttpT")
+TransportT = TypeVar("TransportT")
+CompletionT = TypeVar("CompletionT")
+StreamT = TypeVar("StreamT")
+ModelListT = TypeVar("ModelListT")
+
+#: Builds the call when a request starts (so that an async request raises when awaited, not when made).
+NewCall = Callable[[], Call]
 
 #: Room for many concurrent streams; httpx's own default (100) would queue the 101st.
 _DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 
 
-class _BaseClient:
-    _http: httpx.Client | httpx.AsyncClient
-
+class _BaseClient(Generic[HttpT, TransportT, CompletionT, StreamT, ModelListT]):
     def __init__(
         self,
         *,
-        base_url: str | httpx.URL | None,
-        api_key: str | None,
-        timeout: Timeouts | float | None,
-        max_retries: int,
-        backoff: Backoff,
-        default_headers: Mapping[str, str] | None,
-        default_query: Mapping[str, str] | None,
-        verify_key: str | bytes | None,
-        injected: bool,
+        base_url: str | httpx.URL | None = None,
+        api_key: str | None = None,
+        timeout: Timeouts | float | None = Timeouts(),  # noqa: B008 (frozen)
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        backoff: Backoff = Backoff(),  # noqa: B008 (frozen)
+        default_headers: Mapping[str, str] | None = None,
+        default_query: Mapping[str, str] | None = None,
+        http_client: HttpT | None = None,
+        transport: TransportT | None = None,
+        verify_key: str | bytes | None = None,
     ) -> None:
+        if http_client is not None and transport is not None:
+            raise ClientConfigError("pass http_client or transport, not both")
         self._config = ClientConfig.resolve(
             base_url=base_url,
             api_key=api_key,
@@ -59,9 +73,13 @@ class _BaseClient:
             default_headers=default_headers,
             default_query=default_query,
         )
-        #: The pinned Ed25519 public key every answer must be signed by, if any.
-        self.verify_key: bytes | None = None if verify_key is None else decode_public_key(verify_key)
-        self._owns_http = not injected
+        try:
+            #: The pinned Ed25519 public key every answer must be signed by, if any.
+            self.verify_key: bytes | None = None if verify_key is None else decode_public_key(verify_key)
+        except ValueError as exc:
+            raise ClientConfigError(f"verify_key: {exc}") from None
+        self._owns_http = http_client is None
+        self._http: HttpT = self._open_http(transport) if http_client is None else http_client
         self._closed = False
         self._rng = random.Random()
 
@@ -83,6 +101,7 @@ class _BaseClient:
         path: str,
         *,
         body: bytes | None = None,
+        body_from: tuple[Call, Callable[[httpx.Response], bytes]] | None = None,
         streaming: bool = False,
         timeout: Timeouts | float | None | UseClientDefault = USE_CLIENT_DEFAULT,
         max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
@@ -97,6 +116,7 @@ class _BaseClient:
             method=method,
             path=path,
             body=body,
+            body_from=body_from,
             streaming=streaming,
             timeout=timeout,
             max_retries=max_retries,
@@ -104,11 +124,24 @@ class _BaseClient:
             new_guard=new_guard,
         )
 
+    @abstractmethod
+    def _open_http(self, transport: TransportT | None) -> HttpT: ...
+
+    @abstractmethod
+    def _complete(self, new_call: NewCall) -> CompletionT: ...
+
+    @abstractmethod
+    def _open_stream(self, new_call: NewCall) -> StreamT:
+        """The stream, once its first chunk arrived, so that everything before it can be retried."""
+
+    @abstractmethod
+    def _list_models(self, new_call: NewCall) -> ModelListT: ...
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={str(self.base_url)!r})"
 
 
-class Client(_BaseClient):
+class Client(_BaseClient[httpx.Client, httpx.BaseTransport, ChatCompletion, Stream, ModelList], Closing):
     """A client for any OpenAI-compatible chat-completions server.
 
     >>> with chunkwise.Client() as client:  # CHUNKWISE_BASE_URL, else http://127.0.0.1:8000/v1
@@ -123,6 +156,7 @@ class Client(_BaseClient):
     ``OPENAI_API_KEY``. ``timeout`` is a :class:`Timeouts` (a number sets connect, first-chunk and
     idle at once; ``None`` disables them). Pass ``http_client`` to reuse an ``httpx.Client`` (it is
     not closed by :meth:`close`), or ``transport`` to build the client on a transport of your own.
+    An invalid setting raises a :class:`~chunkwise.ClientConfigError` (a ``ValueError``).
 
     ``verify_key`` pins a server's Ed25519 public key (``chunkwise serve --signing-key-file``, ``GET
     /signing-key``): every answer must then be signed by it and chained, or reading it raises a
@@ -130,41 +164,16 @@ class Client(_BaseClient):
     (end-to-end encrypted) against chunkwise or the Atoma cloud.
     """
 
-    _http: httpx.Client
+    chat = cached_property(Chat)
+    models = cached_property(Models)
+    confidential = cached_property(Confidential)
 
-    def __init__(
-        self,
-        *,
-        base_url: str | httpx.URL | None = None,
-        api_key: str | None = None,
-        timeout: Timeouts | float | None = Timeouts(),  # noqa: B008 (frozen)
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        backoff: Backoff = Backoff(),  # noqa: B008 (frozen)
-        default_headers: Mapping[str, str] | None = None,
-        default_query: Mapping[str, str] | None = None,
-        http_client: httpx.Client | None = None,
-        transport: httpx.BaseTransport | None = None,
-        verify_key: str | bytes | None = None,
-    ) -> None:
-        if http_client is not None and transport is not None:
-            raise ValueError("pass http_client or transport, not both")
-        super().__init__(
-            base_url=base_url,
-            api_key=api_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff=backoff,
-            default_headers=default_headers,
-            default_query=default_query,
-            verify_key=verify_key,
-            injected=http_client is not None,
-        )
-        self._http = http_client or httpx.Client(transport=transport, limits=_DEFAULT_LIMITS)
-        self.chat = Chat(self)
-        self.models = Models(self)
-        self.confidential = Confidential(self)
+    def _open_http(self, transport: httpx.BaseTransport | None) -> httpx.Client:
+        return httpx.Client(transport=transport, limits=_DEFAULT_LIMITS)
 
     def _retrying(self, call: Call, attempt: Callable[[], R]) -> R:
+        if call.body_from is not None:
+            call.body = self._fetch(*call.body_from)
         while True:
             call.start_attempt()
             try:
@@ -181,6 +190,8 @@ class Client(_BaseClient):
             response = self._http.send(request, stream=True)
             call.headers_arrived()
             if not call.streams(response):
+                assert isinstance(response.stream, httpx.SyncByteStream)
+                response.stream = _DeadlineBoundBody(response.stream, call.deadlines)
                 try:
                     response.read()
                 finally:
@@ -190,7 +201,13 @@ class Client(_BaseClient):
     def _fetch(self, call: Call, read: Callable[[httpx.Response], R]) -> R:
         return self._retrying(call, lambda: read(self._send(call)))
 
-    def _stream(self, call: Call) -> Stream:
+    def _complete(self, new_call: NewCall) -> ChatCompletion:
+        call = new_call()
+        return self._fetch(call, call.read_completion)
+
+    def _open_stream(self, new_call: NewCall) -> Stream:
+        call = new_call()
+
         def attempt() -> Stream:
             response = self._send(call)
             if not call.streams(response):
@@ -199,22 +216,44 @@ class Client(_BaseClient):
 
         return self._retrying(call, attempt)
 
+    def _list_models(self, new_call: NewCall) -> ModelList:
+        return self._fetch(new_call(), read_model_list)
+
     def close(self) -> None:
         """Close the connections, unless the ``httpx.Client`` was passed in. Safe to call more than once."""
         self._closed = True
         if self._owns_http:
             self._http.close()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
+class _DeadlineBoundBody(httpx.SyncByteStream):
+    """A body read that stops at the call's deadlines.
+
+    httpx's sync API bounds each read, not the whole body, so a server that drips a byte now and then would
+    outlast every deadline: the clock is checked after each read, as the async client's cancel scope would.
+    """
+
+    def __init__(self, body: httpx.SyncByteStream, deadlines: Deadlines) -> None:
+        self._body = body
+        self._deadlines = deadlines
+
+    def __iter__(self) -> Iterator[bytes]:
+        for data in self._body:
+            expired = self._deadlines.passed(self._deadlines.now())
+            if expired is not None:
+                raise expired
+            yield data
+
+    def close(self) -> None:
+        self._body.close()
 
 
-class AsyncClient(_BaseClient):
+class AsyncClient(
+    _BaseClient[
+        httpx.AsyncClient, httpx.AsyncBaseTransport, Async[ChatCompletion], Async[AsyncStream], Async[ModelList]
+    ],
+    AsyncClosing,
+):
     """The async twin of :class:`Client`, on ``httpx.AsyncClient``.
 
     >>> async with chunkwise.AsyncClient() as client:
@@ -228,41 +267,16 @@ class AsyncClient(_BaseClient):
     ...             print(text, end="")
     """
 
-    _http: httpx.AsyncClient
+    chat = cached_property(AsyncChat)
+    models = cached_property(AsyncModels)
+    confidential = cached_property(AsyncConfidential)
 
-    def __init__(
-        self,
-        *,
-        base_url: str | httpx.URL | None = None,
-        api_key: str | None = None,
-        timeout: Timeouts | float | None = Timeouts(),  # noqa: B008 (frozen)
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        backoff: Backoff = Backoff(),  # noqa: B008 (frozen)
-        default_headers: Mapping[str, str] | None = None,
-        default_query: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        verify_key: str | bytes | None = None,
-    ) -> None:
-        if http_client is not None and transport is not None:
-            raise ValueError("pass http_client or transport, not both")
-        super().__init__(
-            base_url=base_url,
-            api_key=api_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            backoff=backoff,
-            default_headers=default_headers,
-            default_query=default_query,
-            verify_key=verify_key,
-            injected=http_client is not None,
-        )
-        self._http = http_client or httpx.AsyncClient(transport=transport, limits=_DEFAULT_LIMITS)
-        self.chat = AsyncChat(self)
-        self.models = AsyncModels(self)
-        self.confidential = AsyncConfidential(self)
+    def _open_http(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=transport, limits=_DEFAULT_LIMITS)
 
     async def _retrying(self, call: Call, attempt: Callable[[], Awaitable[R]]) -> R:
+        if call.body_from is not None:
+            call.body = await self._fetch(*call.body_from)
         while True:
             call.start_attempt()
             try:
@@ -300,7 +314,13 @@ class AsyncClient(_BaseClient):
 
         return await self._retrying(call, attempt)
 
-    async def _stream(self, call: Call) -> AsyncStream:
+    async def _complete(self, new_call: NewCall) -> ChatCompletion:
+        call = new_call()
+        return await self._fetch(call, call.read_completion)
+
+    async def _open_stream(self, new_call: NewCall) -> AsyncStream:
+        call = new_call()
+
         async def attempt() -> AsyncStream:
             response = await self._send(call)
             if not call.streams(response):
@@ -309,16 +329,11 @@ class AsyncClient(_BaseClient):
 
         return await self._retrying(call, attempt)
 
+    async def _list_models(self, new_call: NewCall) -> ModelList:
+        return await self._fetch(new_call(), read_model_list)
+
     async def aclose(self) -> None:
         """Close the connections, unless the ``httpx.AsyncClient`` was passed in. Safe to call more than once."""
         self._closed = True
         if self._owns_http:
             await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        await self.aclose()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from .._errors import ClientConfigError
+from .._version import __version__
 from ._retries import Backoff
 from ._timeouts import Timeouts
 
@@ -74,16 +76,18 @@ class ClientConfig:
     ) -> ClientConfig:
         env = os.environ if environ is None else environ
         if max_retries < 0:
-            raise ValueError("max_retries must not be negative")
-        url = httpx.URL(str(base_url) if base_url is not None else env.get(BASE_URL_VARIABLE) or DEFAULT_BASE_URL)
+            raise ClientConfigError("max_retries must not be negative")
+        text = str(base_url) if base_url is not None else env.get(BASE_URL_VARIABLE) or DEFAULT_BASE_URL
+        try:
+            url = httpx.URL(text)
+        except httpx.InvalidURL as exc:
+            raise ClientConfigError(f"base_url {text!r} is not a URL: {exc}") from None
         if url.scheme not in ("http", "https"):
-            raise ValueError(f"base_url must be an http:// or https:// URL, not {str(url)!r}")
+            raise ClientConfigError(f"base_url must be an http:// or https:// URL, not {str(url)!r}")
         if not url.raw_path.endswith(b"/"):
             url = url.copy_with(raw_path=url.raw_path + b"/")
         if api_key is None:
             api_key = next((env[name] for name in API_KEY_VARIABLES if env.get(name)), None)
-        from .. import __version__  # here, not at the top: chunkwise/__init__ imports this package
-
         headers = httpx.Headers({"user-agent": f"chunkwise/{__version__}"})
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"

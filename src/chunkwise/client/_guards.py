@@ -2,7 +2,7 @@
 
 A :class:`ResponseGuard` sees one response: every event of a stream through :meth:`~ResponseGuard.open`
 (the :class:`~chunkwise.sse.ChunkStreamDecoder` calls it before decoding) or the whole body of a
-non-stream answer, and finally the chunks it let through (:meth:`~ResponseGuard.finish`), to catch
+non-stream answer, and finally the chunks it let through (:meth:`~ResponseGuard.missing_end`), to catch
 chunks missing at the end. Both clients use the same guards; a retry gets a new one.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from .._errors import BrokenChainError, SignatureError
+from .._errors import SignatureError
 from ..confidential import ClientSession
 from ..signing import ChainVerifier, blake2b256
 from ..types import ChatCompletionChunk
@@ -87,14 +87,14 @@ class ResponseGuard:
             return
         self._nonces.add(nonce)
 
-    def finish(self, chunks: Sequence[ChatCompletionChunk]) -> None:
-        """At the end of a stream that looked finished: were chunks cut off before the end?
+    def missing_end(self, chunks: Sequence[ChatCompletionChunk]) -> str | None:
+        """At the end of a stream that looked finished: why its last chunks are missing, if they are.
 
         ``[DONE]`` and the end of input are not signed, so a stream counts as whole only when every
         choice that appeared has finished and, when usage was asked for, the usage chunk came last.
         """
         if not chunks:
-            raise BrokenChainError("the stream ended without a single verified chunk")
+            return "the stream ended without a single verified chunk"
         open_choices: set[int] = set()
         for chunk in chunks:
             for choice in chunk.choices:
@@ -104,6 +104,7 @@ class ResponseGuard:
                     open_choices.discard(choice.index)
         if open_choices:
             listed = ", ".join(str(index) for index in sorted(open_choices))
-            raise BrokenChainError(f"the stream ended before choice {listed} finished: its last chunks are missing")
+            return f"the stream ended before choice {listed} finished: its last chunks are missing"
         if self._expect_usage and chunks[-1].usage is None:
-            raise BrokenChainError("the stream ended without its final usage chunk: its last chunk is missing")
+            return "the stream ended without its final usage chunk: its last chunk is missing"
+        return None

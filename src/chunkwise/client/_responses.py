@@ -11,7 +11,7 @@ import msgspec
 from ..types import ErrorDetail
 from ._errors import BY_STATUS, APIStatusError, InternalServerError, UnexpectedResponseError
 
-__all__ = ["decode_success", "is_event_stream", "parse_error_body", "request_id_of", "status_error"]
+__all__ = ["decode_body", "decode_success", "is_event_stream", "parse_error_body", "request_id_of", "status_error"]
 
 T = TypeVar("T")
 
@@ -107,6 +107,11 @@ def decode_success(response: httpx.Response, decoder: msgspec.json.Decoder[T]) -
                 error=error,
                 request_id=request_id_of(response.headers),
             )
+    return decode_body(response, content, decoder)
+
+
+def decode_body(response: httpx.Response, content: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    """``content`` (the body of ``response``, or what a guard opened of it), typed."""
     try:
         return decoder.decode(content)
     except msgspec.DecodeError as exc:

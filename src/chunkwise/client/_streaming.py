@@ -13,8 +13,7 @@ the loop's generator is closed), or when the stream is garbage-collected.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
-from types import TracebackType
-from typing import Self, cast
+from typing import cast
 
 import anyio
 import httpx
@@ -22,13 +21,16 @@ import httpx
 from .._errors import (
     APIError,
     ChunkwiseError,
+    IncompleteChainError,
     IncompleteStreamError,
+    SignatureError,
     StreamConsumedError,
     StreamError,
 )
 from ..accumulate import accumulate
 from ..sse import ChunkStreamDecoder, Done, EndOfInput, ErrorFrame
 from ..types import ChatCompletion, ChatCompletionChunk
+from ._closing import AsyncClosing, Closing
 from ._errors import APIConnectionError
 from ._guards import ResponseGuard
 from ._responses import request_id_of
@@ -88,15 +90,13 @@ class StreamCore:
         elif end is not None:
             self.open = False
             if isinstance(end, ErrorFrame):
-                message = end.error.message or "the server reported an error in the stream"
-                self.failure = StreamError(message, error=end.error, request_id=self.request_id)
+                self.failure = self._error_frame(end)
             elif isinstance(end, EndOfInput) and not end.finished_properly:
                 self.failure = self._incomplete(f"the stream ended after {len(self.received)} chunks without finishing")
             elif self._guard is not None:
-                try:
-                    self._guard.finish(self.received)
-                except ChunkwiseError as exc:
-                    self._stop(exc)
+                missing = self._guard.missing_end(self.received)
+                if missing is not None:
+                    self._stop(self._incomplete(missing))
         return chunks
 
     def _stop(self, error: ChunkwiseError) -> ChunkwiseError:
@@ -106,8 +106,20 @@ class StreamCore:
         self.failure = error
         return error
 
+    def _error_frame(self, frame: ErrorFrame) -> ChunkwiseError:
+        message = frame.error.message or "the server reported an error in the stream"
+        if self._guard is None:
+            return StreamError(message, error=frame.error, request_id=self.request_id)
+        # Error frames are neither signed nor encrypted, so anyone on the path could have sent this one.
+        return SignatureError(
+            f"the checked stream ended with an error frame that is not signed or sealed: {message!r}",
+            request_id=self.request_id,
+        )
+
     def _incomplete(self, message: str) -> IncompleteStreamError:
-        return IncompleteStreamError(
+        # Anyone on the path can cut a checked stream short: that breaks its chain too.
+        kind = IncompleteStreamError if self._guard is None else IncompleteChainError
+        return kind(
             message,
             partial=accumulate(self.received),
             chunks_received=len(self.received),
@@ -238,7 +250,7 @@ class _StreamBase:
         return f"<{type(self).__name__} {state}, {len(self._core.received)} chunks, request_id={self.request_id!r}>"
 
 
-class Stream(_StreamBase):
+class Stream(_StreamBase, Closing):
     """A streamed chat completion: an iterator of :class:`~chunkwise.types.ChatCompletionChunk`.
 
     >>> with client.chat.completions.create(model="m", messages=messages, stream=True) as stream:
@@ -248,7 +260,8 @@ class Stream(_StreamBase):
 
     Iterate it once. Leaving the ``with`` block, breaking out of the loop, an error, or garbage
     collection closes the connection. An error frame raises :class:`~chunkwise.StreamError`, a stream
-    cut short :class:`~chunkwise.IncompleteStreamError`.
+    cut short :class:`~chunkwise.IncompleteStreamError`; on a checked (signed or confidential) stream they
+    raise :class:`~chunkwise.SignatureError` and :class:`~chunkwise.IncompleteChainError`.
     """
 
     def __init__(self, response: httpx.Response, core: StreamCore) -> None:
@@ -301,16 +314,8 @@ class Stream(_StreamBase):
         self._chunks.close()
         self.response.close()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
-
-class AsyncStream(_StreamBase):
+class AsyncStream(_StreamBase, AsyncClosing):
     """The async twin of :class:`Stream`.
 
     >>> async with await client.chat.completions.create(model="m", messages=messages, stream=True) as stream:
@@ -371,11 +376,3 @@ class AsyncStream(_StreamBase):
         with anyio.CancelScope(shield=True):
             await self._chunks.aclose()
             await self.response.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        await self.aclose()

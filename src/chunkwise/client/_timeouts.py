@@ -11,8 +11,9 @@ read may block and which error to raise when that time is up:
 * the async loop wraps every read in a cancel scope that ends at the nearest deadline, so each
   deadline fires on time;
 * httpx's sync API has no per-read timeout: httpcore looks up the read timeout once when it starts
-  reading the headers and once when it starts reading the body. The sync loop therefore checks the
-  clock after every network read (keep-alives included), and hands httpx a timeout extension whose
+  reading the headers and once when it starts reading the body. The sync loops (a stream's, and the
+  read of a whole answer) therefore check the clock after every network read (keep-alives included),
+  so a server that drips bytes cannot outlast a deadline, and hand httpx a timeout extension whose
   ``read`` entry is computed at the moment httpcore looks it up (:class:`LiveTransportTimeouts`):
   the shortest read timeout that can never fire before one of our deadlines has passed. While bytes
   flow every deadline is exact; on a connection that falls completely silent after its headers, a
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from .._errors import ClientConfigError
 from ._errors import (
     APITimeoutError,
     ConnectTimeoutError,
@@ -58,7 +60,7 @@ class Timeouts:
         for name in ("connect", "first_chunk", "idle", "total"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ValueError(f"Timeouts.{name} must be a positive number of seconds or None, not {value!r}")
+                raise ClientConfigError(f"Timeouts.{name} must be a positive number of seconds or None, not {value!r}")
 
     @classmethod
     def coerce(cls, value: Timeouts | float | None) -> Timeouts:
@@ -221,7 +223,8 @@ class LiveTransportTimeouts(dict[str, float | None]):
     httpcore calls ``.get("read")`` as it starts reading the headers and again as it starts reading
     the body, so each phase gets :meth:`Deadlines.read_timeout` as of that moment. The stored entries
     are good for the whole response, so a transport that copies the dict or indexes it is safe too,
-    only less tight.
+    only less tight. That order of lookups is httpcore's internals: pyproject.toml bounds httpcore's
+    version and tests/test_workarounds.py fails when it changes.
     """
 
     __slots__ = ("_deadlines",)

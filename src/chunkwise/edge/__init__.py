@@ -23,7 +23,7 @@ from ._errors import (
     error_response,
 )
 from ._json import JSON_MEDIA_TYPE, JSONResponse, model_list_response
-from ._sse import DONE, KEEPALIVE, SSE_HEADERS, SSE_START, wait_for_disconnect
+from ._sse import DONE, KEEPALIVE, SSE_HEADERS, wait_for_disconnect
 
 __all__ = [
     "BEARER",
@@ -40,7 +40,6 @@ __all__ = [
     "OPENAI_ERRORS",
     "OpenAIErrorShape",
     "SSE_HEADERS",
-    "SSE_START",
     "X_API_KEY",
     "decode_json",
     "describe_error",

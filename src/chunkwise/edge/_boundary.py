@@ -27,6 +27,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 class ErrorBoundary:
     """Pure ASGI middleware: an exception before the response started is answered in ``shape``.
 
+    In a Starlette app it goes in ``middleware=``: Starlette's own outermost layer answers any exception in
+    plain text before a wrapper outside the app could.
+
     A subclass that needs the response's start message too (to add a header, to count statuses) overrides
     :meth:`enter` and :meth:`starting` instead of wrapping ``send`` once more.
     """

@@ -30,7 +30,7 @@ __all__ = [
     "error_response",
 ]
 
-logger = logging.getLogger("chunkwise.server")
+logger = logging.getLogger("chunkwise.edge")
 
 _encoder = msgspec.json.Encoder()
 
@@ -89,8 +89,12 @@ OPENAI_ERRORS: ErrorShape = OpenAIErrorShape()
 
 
 def error_response(exc: BaseException, shape: ErrorShape = OPENAI_ERRORS) -> Response:
-    """The answer for ``exc`` in ``shape``; unexpected exceptions are logged with their traceback here."""
+    """The answer for ``exc`` in ``shape``; failures are logged with their traceback here.
+
+    An :class:`APIStatusError` is an answer chosen on purpose (the gateway's 502 for a failed upstream, a
+    refusal): it is not logged again. Anything else that maps to a 5xx is a failure of this process.
+    """
     status, detail, headers = describe_error(exc)
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, APIStatusError):
         logger.error("answering %d: %s", status, detail.message, exc_info=exc)
     return Response(shape.body(status, detail), status_code=status, headers=headers, media_type="application/json")

@@ -8,20 +8,20 @@ returns.
 
 from __future__ import annotations
 
-from starlette.types import Message, Receive
+from starlette.types import Receive
 
 from .. import sse
 
-__all__ = ["DONE", "KEEPALIVE", "SSE_HEADERS", "SSE_START", "wait_for_disconnect"]
+__all__ = ["DONE", "KEEPALIVE", "SSE_HEADERS", "wait_for_disconnect"]
 
+#: The headers of a 200 event stream. Each response sends them in a start message of its own: middleware
+#: edits a start message in place (Starlette's ``MutableHeaders`` replaces its header list with a copy).
 SSE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
     # nginx buffers proxied responses unless told not to, which would hold back every token.
     (b"x-accel-buffering", b"no"),
 ]
-#: The ``http.response.start`` message of a 200 event stream.
-SSE_START: Message = {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS}
 #: A comment that keeps proxies and clients from timing out while nothing else is sent.
 KEEPALIVE = sse.encode_comment("keep-alive")
 #: The last event of an OpenAI stream.

@@ -27,19 +27,34 @@ Example::
 
 from __future__ import annotations
 
+from ._batching import BatchingHistogram, BatchingStats
 from ._bundled import DEFAULT_MODEL_ID, default_model_path
 from ._generation import LlamaGeneration
 from ._llama import LlamaCppEngine
-from ._protocol import BatchingEngine, Engine, Generation, InvalidRequestError, TextGeneration
+from ._protocol import (
+    BatchingEngine,
+    Engine,
+    Generation,
+    InvalidRequestError,
+    StreamOnce,
+    TextGeneration,
+    generation_usage,
+    usage_chunk,
+)
 
 __all__ = [
     "BatchingEngine",
+    "BatchingHistogram",
+    "BatchingStats",
     "DEFAULT_MODEL_ID",
     "Engine",
     "Generation",
     "InvalidRequestError",
     "LlamaCppEngine",
     "LlamaGeneration",
+    "StreamOnce",
     "TextGeneration",
     "default_model_path",
+    "generation_usage",
+    "usage_chunk",
 ]

@@ -42,10 +42,10 @@ from ._generation import Emit, WorkerDone
 from ._requests import DecodePlan
 from ._sampling import SamplerChain, sequence_seed
 
-__all__ = ["BatchingStats", "Histogram", "StepLoop"]
+__all__ = ["BatchingHistogram", "BatchingStats", "StepLoop"]
 
 
-class Histogram:
+class BatchingHistogram:
     """Cumulative bucket counts, the shape Prometheus exports; written by the worker, read by the server."""
 
     __slots__ = ("bounds", "count", "counts", "total")
@@ -78,9 +78,9 @@ class BatchingStats:
         self.prefix_cache_hits = 0
         self.prefix_cache_tokens = 0
         #: Tokens per shared decode step (one per running sequence).
-        self.batch_size = Histogram((1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64))
+        self.batch_size = BatchingHistogram((1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64))
         #: Wall time of each step: the shared decode, the sampling and any prompt pieces.
-        self.step_seconds = Histogram((0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56))
+        self.step_seconds = BatchingHistogram((0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56))
 
 
 class _Slot:

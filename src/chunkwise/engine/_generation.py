@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol
+from typing import Protocol
 
 from .._errors import EngineError
 from ._choices import ChunkT, Emitted
+from ._protocol import StreamOnce
 from ._requests import DecodePlan
 
 __all__ = ["Emit", "LlamaGeneration", "Runner", "WorkerDone"]
@@ -39,14 +40,13 @@ class Runner(Protocol[ChunkT]):
     def submit(self, plan: DecodePlan[ChunkT], emit: Emit[ChunkT], cancel: threading.Event) -> asyncio.Future[None]: ...
 
 
-class LlamaGeneration(Generic[ChunkT]):
+class LlamaGeneration(StreamOnce[ChunkT]):
     """One prepared request; implements both :class:`Generation` and :class:`TextGeneration`."""
 
     def __init__(self, runner: Runner[ChunkT], plan: DecodePlan[ChunkT]) -> None:
         self._runner: Runner[ChunkT] = runner
         self._plan: DecodePlan[ChunkT] = plan
         self._completion_tokens = 0
-        self._started = False
 
     @property
     def prompt_tokens(self) -> int:
@@ -62,13 +62,9 @@ class LlamaGeneration(Generic[ChunkT]):
         """The per-choice token budget after clamping to the context."""
         return self._plan.max_new_tokens
 
-    def stream(self) -> AsyncIterator[ChunkT]:
-        if self._started:
-            raise RuntimeError("A generation's stream can be iterated only once")
-        self._started = True
-        return self._stream()
-
-    async def _stream(self) -> AsyncIterator[ChunkT]:
+    async def _stream(self) -> AsyncGenerator[ChunkT, None]:
+        # Closed early (aclose), the finally below stops the model within one step and waits until the worker
+        # has let go of this request's sequences.
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[list[Emitted[ChunkT]] | WorkerDone] = asyncio.Queue()
         cancel = threading.Event()

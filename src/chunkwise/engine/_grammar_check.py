@@ -38,6 +38,7 @@ class _Helper:
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
+        self._exit_hook = False
 
     def ask(self, grammar: bytes, timeout: float) -> bytes | None:
         """The child's one-byte verdict, b"" if it died, None past ``timeout`` (then it is stopped)."""
@@ -67,6 +68,11 @@ class _Helper:
                 stderr=subprocess.DEVNULL,  # llama.cpp logs each parse error there
             )
             self._process = process
+            if not self._exit_hook:
+                # Registered with the first helper process, not at import: importing the engine must not
+                # change what the interpreter does at exit.
+                atexit.register(self.stop)
+                self._exit_hook = True
             # The budget is for parsing: wait for the child to start (an interpreter and llama.cpp) first.
             assert process.stdout is not None
             ready, _, _ = select.select([process.stdout], [], [], _START_TIMEOUT)
@@ -137,8 +143,8 @@ class GrammarChecker:
             helper.stop()
 
 
+#: The engine's checker; it starts its helper processes (and their exit hooks) on the first grammars.
 default_checker = GrammarChecker()
-atexit.register(default_checker.close)
 
 
 def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:

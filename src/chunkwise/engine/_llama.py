@@ -51,13 +51,20 @@ _backend_ready = False
 #: gets its own cells, so the KV cache holds ``max_sequences`` times this (about 23 KiB a cell here).
 DEFAULT_SEQUENCE_CONTEXT = 2048
 
-#: llama.cpp's CPU backend is built with OpenMP and meets its threads at an OpenMP barrier after every op
-#: of the graph, a few hundred per decode. With ``GOMP_SPINCOUNT`` unset, libgomp here waited there far
-#: less actively than its documented default: measured on 2 cores, an 8-sequence decode step took 38-39 ms
-#: unset and 33-34 ms with the default spelled out (one-token decode 6.7 -> 5.9 ms). libgomp reads it once,
-#: when llama.cpp's libraries load (after this module is imported), so it is set here, unless the user set
-#: it. After the last decode a thread spins this long (a few milliseconds) before it sleeps.
-os.environ.setdefault("GOMP_SPINCOUNT", "300000")
+
+def _prefer_spinning_openmp() -> None:
+    """Ask libgomp to spin at its barriers, unless the user chose otherwise; call before llama.cpp loads.
+
+    llama.cpp's CPU backend is built with OpenMP and meets its threads at an OpenMP barrier after every op
+    of the graph, a few hundred per decode. With ``GOMP_SPINCOUNT`` unset, libgomp here waits there far less
+    actively than its documented default, and decode steps were measurably slower (see git history for the
+    measurement). libgomp reads the variable once, in its constructor, when ``import llama_cpp`` loads
+    llama.cpp's shared libraries: so it is set here, just before the engine's first import of llama_cpp,
+    and not when this module is imported, which must leave the process environment alone. If llama_cpp was
+    already imported, the setting comes too late to matter but does no harm. After the last decode a thread
+    spins this long (a few milliseconds) before it sleeps.
+    """
+    os.environ.setdefault("GOMP_SPINCOUNT", "300000")
 
 
 def _init_backend(lib: Any) -> None:
@@ -93,6 +100,7 @@ class LlamaCppEngine:
         n_gpu_layers: int = 0,
         verbose: bool = False,
     ) -> None:
+        _prefer_spinning_openmp()
         import llama_cpp
 
         if max_sequences < 1:

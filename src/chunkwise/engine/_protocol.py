@@ -9,13 +9,22 @@ chunks, so streaming and non-streaming cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol, runtime_checkable
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from .._errors import APIStatusError
-from ..types import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest
+from ..types import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest, CompletionUsage
 
-__all__ = ["BatchingEngine", "Engine", "Generation", "InvalidRequestError", "TextGeneration"]
+__all__ = [
+    "BatchingEngine",
+    "Engine",
+    "Generation",
+    "InvalidRequestError",
+    "StreamOnce",
+    "TextGeneration",
+    "generation_usage",
+    "usage_chunk",
+]
 
 
 class InvalidRequestError(APIStatusError):
@@ -25,12 +34,18 @@ class InvalidRequestError(APIStatusError):
     type = "invalid_request_error"
 
 
-@runtime_checkable
-class Generation(Protocol):
-    """One prepared chat request. ``stream`` may be iterated once.
+ChunkT = TypeVar("ChunkT", ChatCompletionChunk, Completion)
+ChunkT_co = TypeVar("ChunkT_co", ChatCompletionChunk, Completion, covariant=True)
 
-    Closing the iterator early (``aclose``, which the server does when the client disconnects) stops the
-    model within one token. ``completion_tokens`` then counts only the tokens actually made.
+
+@runtime_checkable
+class Generation(Protocol[ChunkT_co]):
+    """One prepared request: chat (``Generation[ChatCompletionChunk]``) or legacy text (:class:`TextGeneration`).
+
+    ``stream`` may be iterated once. :meth:`aclose` stops the model within one token and frees what the
+    generation holds; callers await it in every case (the server does, under a cancel shield, when the
+    client disconnects), and it is safe before, during or after streaming, and more than once.
+    ``completion_tokens`` then counts only the tokens actually made; :func:`usage_chunk` reports them.
     """
 
     @property
@@ -39,20 +54,51 @@ class Generation(Protocol):
     @property
     def completion_tokens(self) -> int: ...
 
-    def stream(self) -> AsyncIterator[ChatCompletionChunk]: ...
+    def stream(self) -> AsyncIterator[ChunkT_co]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class StreamOnce(Generic[ChunkT]):
+    """What every :class:`Generation` does alike: ``stream`` once, ``aclose`` at any time.
+
+    A subclass writes ``_stream``, an async generator whose ``finally`` stops the model: :meth:`aclose` closes
+    it, as a caller that stops iterating early must (an ``async for`` that breaks off leaves it open).
+    """
+
+    _started = False
+    _chunks: AsyncGenerator[ChunkT, None] | None = None
+
+    def stream(self) -> AsyncIterator[ChunkT]:
+        if self._started:
+            raise RuntimeError("A generation's stream can be iterated only once")
+        self._started = True
+        self._chunks = self._stream()
+        return self._chunks
+
+    async def aclose(self) -> None:
+        self._started = True  # a closed generation cannot be streamed any more
+        if self._chunks is not None:
+            await self._chunks.aclose()
+
+    def _stream(self) -> AsyncGenerator[ChunkT, None]:
+        raise NotImplementedError
 
 
 @runtime_checkable
-class TextGeneration(Protocol):
-    """One prepared legacy-completions request; the same rules as :class:`Generation`."""
+class TextGeneration(Generation[Completion], Protocol):
+    """One prepared legacy-completions request: a :class:`Generation` of :class:`~chunkwise.types.Completion`."""
 
-    @property
-    def prompt_tokens(self) -> int: ...
 
-    @property
-    def completion_tokens(self) -> int: ...
+def generation_usage(generation: Generation[Any]) -> CompletionUsage:
+    """The tokens ``generation`` read and made so far (all of them once its stream has ended)."""
+    prompt, completion = generation.prompt_tokens, generation.completion_tokens
+    return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
-    def stream(self) -> AsyncIterator[Completion]: ...
+
+def usage_chunk(kind: type[ChunkT], generation: Generation[ChunkT], *, id: str, created: int, model: str) -> ChunkT:
+    """The chunk that ends a stream asked for with ``stream_options.include_usage``: no choices, only usage."""
+    return kind(id=id, created=created, model=model, choices=[], usage=generation_usage(generation))
 
 
 @runtime_checkable
@@ -69,7 +115,9 @@ class Engine(Protocol):
     @property
     def context_length(self) -> int: ...
 
-    def prepare_chat(self, request: ChatCompletionRequest, *, request_id: str, created: int) -> Generation:
+    def prepare_chat(
+        self, request: ChatCompletionRequest, *, request_id: str, created: int
+    ) -> Generation[ChatCompletionChunk]:
         """Validate and tokenize; raise :class:`InvalidRequestError` for what cannot be honoured."""
         ...
 

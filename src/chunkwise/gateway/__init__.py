@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._app import Gateway, GatewayApp, create_gateway_app
 from ._config import ConfigError, DatabaseConfig, GatewayConfig, GatewaySettings, UpstreamConfig, load_config
+from ._http import GatewayHttpProtocol
 from ._keys import KeyRecord
 from ._ledger import Store, UsageRow, UsageSummary, open_store
 
@@ -17,6 +18,7 @@ __all__ = [
     "Gateway",
     "GatewayApp",
     "GatewayConfig",
+    "GatewayHttpProtocol",
     "GatewaySettings",
     "KeyRecord",
     "Store",

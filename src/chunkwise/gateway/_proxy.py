@@ -16,7 +16,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..edge import DONE, OPENAI_ERRORS, SSE_START, wait_for_disconnect
+from ..edge import DONE, OPENAI_ERRORS, SSE_HEADERS, wait_for_disconnect
 from ..types import ErrorDetail
 from ._passthrough import StreamInspector
 from ._routing import Upstream
@@ -230,7 +230,7 @@ class ProxyStream(Response):
         pending = self._pending
         # The head and the first bytes in the same turn of the event loop, so that they leave in one write
         # (see ._http); what else arrived with the first read is already in it (the client joins pieces).
-        await send(SSE_START)
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         pending.insert(0, self._attempt.first)
         while True:
             if not pending:

@@ -19,8 +19,8 @@ from typing import Any
 from starlette.applications import Starlette
 
 from .._errors import ChunkwiseError
-from ..engine._protocol import Engine
-from ..server._settings import ServerSettings
+from ..engine import Engine
+from ..server import ServerSettings
 from ._admission import DeploymentAdmission
 from ._engine import RayEngine
 from ._load import DeploymentLoad

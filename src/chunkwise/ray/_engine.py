@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncGenerator
+from typing import Any, TypeVar
 
 import msgspec
 
 from .._errors import EngineError
-from ..engine._protocol import Engine
+from ..engine import Engine, StreamOnce
 from ..types import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest
 from ._load import DeploymentLoad
 from ._messages import ChatPiece, Endpoint, ReplicaHeader, ReplicaRequest, TextPiece, decode_message
@@ -43,7 +43,7 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, exceptions.RayActorError | exceptions.ActorUnavailableError)
 
 
-class RayGeneration(Generic[ChunkT]):
+class RayGeneration(StreamOnce[ChunkT]):
     """One request prepared by the ingress; implements ``Generation`` and ``TextGeneration``."""
 
     def __init__(
@@ -63,7 +63,6 @@ class RayGeneration(Generic[ChunkT]):
         self._load = load
         self._attempts = attempts
         self._retry_backoff = retry_backoff
-        self._started = False
 
     @property
     def prompt_tokens(self) -> int:
@@ -73,13 +72,8 @@ class RayGeneration(Generic[ChunkT]):
     def completion_tokens(self) -> int:
         return self._completion_tokens
 
-    def stream(self) -> AsyncIterator[ChunkT]:
-        if self._started:
-            raise RuntimeError("A generation's stream can be iterated only once")
-        self._started = True
-        return self._stream()
-
-    async def _stream(self) -> AsyncIterator[ChunkT]:
+    async def _stream(self) -> AsyncGenerator[ChunkT, None]:
+        # Closed early (aclose), the finally below cancels the replica's call, which stops its model.
         delivered = False
         for attempt in range(1, self._attempts + 1):
             response = self._handle.options(stream=True).generate.remote(self._request)

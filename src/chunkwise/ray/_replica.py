@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import msgspec
 
 from .._errors import EngineError
-from ..engine._protocol import Engine, Generation, TextGeneration
+from ..engine import Engine, Generation, TextGeneration
 from ..types import ChatCompletionChunk, ChatCompletionRequest, CompletionRequest
 from ._messages import ChatPiece, ReplicaHeader, ReplicaRequest, TextPiece, encode_message
 
@@ -64,9 +64,9 @@ class EngineReplica:
             generated_tokens=self._generated_tokens,
         )
 
-    async def generate(self, request: ReplicaRequest) -> AsyncIterator[bytes]:
+    async def generate(self, request: ReplicaRequest) -> AsyncGenerator[bytes, None]:
         """Stream the header, then one message per chunk, as bytes."""
-        generation: Generation | TextGeneration
+        generation: Generation[ChatCompletionChunk] | TextGeneration
         if request.endpoint == "chat":
             chat = msgspec.json.decode(request.body, type=ChatCompletionRequest)
             generation = self._engine.prepare_chat(chat, request_id=request.request_id, created=request.created)
@@ -88,10 +88,8 @@ class EngineReplica:
                 yield encode_message(piece)
             finished = True
         finally:
-            # Closing the engine stream is what stops the model; it runs on cancellation too.
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            # Closing the generation is what stops the model; it runs on cancellation too.
+            await generation.aclose()
             self._ongoing -= 1
             self._generated_tokens += generation.completion_tokens
             if not finished:

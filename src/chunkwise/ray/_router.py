@@ -42,7 +42,7 @@ class PrefixAffinityRouter(FIFOMixin, RequestRouter):  # type: ignore[misc]
 
     def _queue_length(self, replica: RunningReplica) -> int:
         # The router's own view of each replica's queue (probed, then counted up and down as it sends).
-        length = self._replica_queue_len_cache.get(replica.replica_id)
+        length = self.replica_queue_len_cache.get(replica.replica_id)
         return int(length) if length is not None else 0
 
     def _remember(self, key: bytes, owner: str) -> None:

@@ -5,9 +5,22 @@ Run it with any ASGI server; ``chunkwise serve`` runs it under uvicorn with the 
 
 from __future__ import annotations
 
+from ._admission import Admission, Ticket
 from ._app import create_app
+from ._errors import QueueFullError
 from ._keys import load_node_key, load_signer
 from ._protocol import h11_protocol
+from ._scheduler import Scheduler
 from ._settings import ServerSettings
 
-__all__ = ["ServerSettings", "create_app", "h11_protocol", "load_node_key", "load_signer"]
+__all__ = [
+    "Admission",
+    "QueueFullError",
+    "Scheduler",
+    "ServerSettings",
+    "Ticket",
+    "create_app",
+    "h11_protocol",
+    "load_node_key",
+    "load_signer",
+]

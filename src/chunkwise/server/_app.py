@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from ..confidential import NodeKey
 from ..edge import exception_handlers
-from ..engine._protocol import BatchingEngine, Engine
+from ..engine import BatchingEngine, Engine
+from ._admission import Admission
 from ._confidential import ConfidentialEndpoints
 from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
@@ -22,8 +26,15 @@ from ._signing import signing_key_route
 __all__ = ["create_app"]
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    # uvicorn's logger is the process's, not the app's: filtered only while the app runs.
+    with quiet_stalled_responses():
+        yield
+
+
 def create_app(
-    engine: Engine, settings: ServerSettings | None = None, *, scheduler: Scheduler | None = None
+    engine: Engine, settings: ServerSettings | None = None, *, scheduler: Admission | None = None
 ) -> Starlette:
     """An ASGI app serving ``engine`` with the OpenAI chat-completions API.
 
@@ -40,7 +51,6 @@ def create_app(
     ``scheduler`` replaces the app's own admission queue, for engines whose capacity lives elsewhere (Ray).
     """
     settings = settings or ServerSettings()
-    quiet_stalled_responses()
     metrics = ServerMetrics()
     if scheduler is None:
         capacity = settings.max_running
@@ -82,6 +92,7 @@ def create_app(
         routes=routes,
         middleware=middleware,
         exception_handlers=exception_handlers(),
+        lifespan=_lifespan,
     )
     app.state.engine = engine
     app.state.settings = settings

@@ -19,11 +19,13 @@ The engine never waits for this side in any case: its worker hands chunks over w
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import enum
 import logging
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -35,19 +37,20 @@ from starlette.types import Message, Receive, Scope, Send
 from ..accumulate import ChatCompletionAccumulator, CompletionAccumulator
 from ..edge import (
     KEEPALIVE,
-    SSE_START,
+    SSE_HEADERS,
     JSONResponse,
     describe_error,
     error_response,
     wait_for_disconnect,
 )
-from ..types import ChatCompletion, ChatCompletionChunk, Completion, CompletionUsage
+from ..engine import Generation, generation_usage, usage_chunk
+from ..types import ChatCompletion, ChatCompletionChunk, Completion
+from ._admission import Ticket
 from ._framing import PLAIN, AnswerEncoding
 from ._metrics import ServerMetrics
 from ._protocol import UNSENT_BYTES
-from ._scheduler import Ticket
 
-__all__ = ["CHAT", "TEXT", "GenerationResponse", "Job", "StreamKind", "quiet_stalled_responses"]
+__all__ = ["CHAT", "TEXT", "GenerationResponse", "StreamKind", "quiet_stalled_responses"]
 
 logger = logging.getLogger("chunkwise.server")
 
@@ -63,30 +66,35 @@ class _StalledResponseFilter(logging.Filter):
 
 
 _stalled_response_filter = _StalledResponseFilter()
+_quieting_lock = threading.Lock()
+_quieting = 0
 
 
-def quiet_stalled_responses() -> None:
-    """Keep uvicorn from logging an error for a response this module cut on purpose (idempotent)."""
-    logging.getLogger("uvicorn.error").addFilter(_stalled_response_filter)
+@contextlib.contextmanager
+def quiet_stalled_responses() -> Iterator[None]:
+    """While the block runs, uvicorn logs no error for a response this module cut on purpose.
+
+    The filter goes on uvicorn's process-wide logger, so it is added only while an app runs (its lifespan)
+    and removed when the last running app stops: several apps may run in one process at once.
+    """
+    global _quieting
+    uvicorn_logger = logging.getLogger("uvicorn.error")
+    with _quieting_lock:
+        _quieting += 1
+        uvicorn_logger.addFilter(_stalled_response_filter)
+    try:
+        yield
+    finally:
+        with _quieting_lock:
+            _quieting -= 1
+            if _quieting == 0:
+                uvicorn_logger.removeFilter(_stalled_response_filter)
 
 
 ChunkT = TypeVar("ChunkT", ChatCompletionChunk, Completion)
-ChunkT_co = TypeVar("ChunkT_co", ChatCompletionChunk, Completion, covariant=True)
 ChunkT_contra = TypeVar("ChunkT_contra", ChatCompletionChunk, Completion, contravariant=True)
 ResultT = TypeVar("ResultT", ChatCompletion, Completion)
 ResultT_co = TypeVar("ResultT_co", ChatCompletion, Completion, covariant=True)
-
-
-class Job(Protocol[ChunkT_co]):
-    """What the engine prepared: :class:`~chunkwise.engine.Generation` or ``TextGeneration``."""
-
-    @property
-    def prompt_tokens(self) -> int: ...
-
-    @property
-    def completion_tokens(self) -> int: ...
-
-    def stream(self) -> AsyncIterator[ChunkT_co]: ...
 
 
 class Accumulator(Protocol[ChunkT_contra, ResultT_co]):
@@ -102,12 +110,9 @@ class StreamKind(Generic[ChunkT, ResultT]):
     #: The ``endpoint`` label of the metrics.
     endpoint: str
     accumulator: Callable[[], Accumulator[ChunkT, ResultT]]
-    usage_chunk: Callable[[str, int, str, CompletionUsage], ChunkT]
+    #: The chunk class, which :func:`~chunkwise.engine.usage_chunk` builds the usage chunk of.
+    chunk_type: type[ChunkT]
     has_output: Callable[[ChunkT], bool]
-
-
-def _chat_usage_chunk(id: str, created: int, model: str, usage: CompletionUsage) -> ChatCompletionChunk:
-    return ChatCompletionChunk(id=id, created=created, model=model, choices=[], usage=usage)
 
 
 def _chat_has_output(chunk: ChatCompletionChunk) -> bool:
@@ -118,19 +123,15 @@ def _chat_has_output(chunk: ChatCompletionChunk) -> bool:
     return False
 
 
-def _text_usage_chunk(id: str, created: int, model: str, usage: CompletionUsage) -> Completion:
-    return Completion(id=id, created=created, model=model, choices=[], usage=usage)
-
-
 def _text_has_output(piece: Completion) -> bool:
     return any(choice.text for choice in piece.choices)
 
 
 CHAT: StreamKind[ChatCompletionChunk, ChatCompletion] = StreamKind(
-    "chat", ChatCompletionAccumulator, _chat_usage_chunk, _chat_has_output
+    "chat", ChatCompletionAccumulator, ChatCompletionChunk, _chat_has_output
 )
 TEXT: StreamKind[Completion, Completion] = StreamKind(
-    "completions", CompletionAccumulator, _text_usage_chunk, _text_has_output
+    "completions", CompletionAccumulator, Completion, _text_has_output
 )
 
 
@@ -155,7 +156,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         self,
         *,
         kind: StreamKind[ChunkT, ResultT],
-        job: Job[ChunkT],
+        job: Generation[ChunkT],
         ticket: Ticket,
         stream: bool,
         include_usage: bool,
@@ -172,7 +173,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         self.status_code = 200
         self.background = None
         self._kind: StreamKind[ChunkT, ResultT] = kind
-        self._job: Job[ChunkT] = job
+        self._job: Generation[ChunkT] = job
         self._ticket = ticket
         self._stream = stream
         self._include_usage = include_usage
@@ -306,18 +307,12 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
             self._metrics.engine_errors.labels(self._kind.endpoint).inc()
             logger.error("%s: generation failed", self._completion_id, exc_info=exc)
         finally:
-            aclose = getattr(chunks, "aclose", None)
-            if aclose is not None:
-                with anyio.CancelScope(shield=True):
-                    await aclose()
+            with anyio.CancelScope(shield=True):
+                await self._job.aclose()
             self._ticket.release()
             self._metrics.prompt_tokens.labels(self._kind.endpoint).inc(self._job.prompt_tokens)
             self._metrics.generated_tokens.labels(self._kind.endpoint).inc(self._job.completion_tokens)
         return failure
-
-    def _usage(self) -> CompletionUsage:
-        prompt, completion = self._job.prompt_tokens, self._job.completion_tokens
-        return CompletionUsage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
     async def _send_body(self, send: Send, data: bytes, *, more: bool = True) -> None:
         try:
@@ -326,7 +321,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
             raise _ClientGone from exc
 
     async def _send_stream(self, send: Send) -> None:
-        await send(SSE_START)
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         await self._wait_for_engine(send)
         model = self._model
         encode = self._encoding.event
@@ -341,8 +336,10 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
             status, detail, _ = describe_error(failure)
             await self._send_body(send, self._encoding.errors.event(status, detail))
         elif self._include_usage:
-            usage_chunk = self._kind.usage_chunk(self._completion_id, self._created, model, self._usage())
-            await self._send_body(send, encode(usage_chunk))
+            last = usage_chunk(
+                self._kind.chunk_type, self._job, id=self._completion_id, created=self._created, model=model
+            )
+            await self._send_body(send, encode(last))
         await self._send_body(send, self._encoding.end(), more=False)
 
     async def _send_reassembled(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -363,7 +360,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
                 id=self._completion_id,
                 created=self._created,
                 model=result.model or self._model,
-                usage=self._usage(),
+                usage=generation_usage(self._job),
             )
             response = JSONResponse(self._encoding.body(result))
         try:

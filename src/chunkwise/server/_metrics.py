@@ -10,8 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from ..engine._batching import BatchingStats
-from ..engine._batching import Histogram as StatsHistogram
+from ..engine import BatchingHistogram, BatchingStats
 
 __all__ = ["METRICS_CONTENT_TYPE", "ServerMetrics"]
 
@@ -94,7 +93,7 @@ class ReportsBatching(Protocol):
     def batching_stats(self) -> BatchingStats: ...
 
 
-def _histogram(name: str, documentation: str, histogram: StatsHistogram) -> HistogramMetricFamily:
+def _histogram(name: str, documentation: str, histogram: BatchingHistogram) -> HistogramMetricFamily:
     buckets: list[tuple[str, float]] = []
     cumulative = 0
     for bound, count in zip([*map(str, histogram.bounds), "+Inf"], histogram.counts, strict=True):

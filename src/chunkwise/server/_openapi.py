@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from .. import __version__
+from .._version import __version__
 from ..confidential import (
     ConfidentialComputeRequest,
     ConfidentialComputeResponse,

@@ -19,6 +19,9 @@
 
 ``chunkwise serve`` passes :func:`h11_protocol` as uvicorn's ``http`` class; the h11 implementation is
 chosen explicitly so that the timeout holds whether or not httptools happens to be installed.
+
+This leans on uvicorn's internals (the hooks and state of ``H11Protocol``): pyproject.toml bounds uvicorn's
+version and tests/test_workarounds.py fails when they change.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..edge import JSON_MEDIA_TYPE, BodyTooLargeError, JSONResponse, decode_json, model_list_response, read_json
-from ..engine._protocol import Engine
+from ..engine import Engine
 from ..signing import ChainSealer, blake2b256
 from ..types import (
     ChatCompletionRequest,
@@ -22,13 +22,13 @@ from ..types import (
     ResponseFormatJSONObject,
     ResponseFormatJSONSchema,
 )
+from ._admission import Admission
 from ._errors import ModelNotFoundError
 from ._framing import PLAIN, AnswerEncoding, FramedEncoding, Framer, SignedFramer
 from ._generation import CHAT, TEXT, GenerationResponse, StreamKind
 from ._metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from ._playground import playground
 from ._responses import HealthStatus
-from ._scheduler import Scheduler
 from ._settings import ServerSettings
 
 __all__ = ["Endpoints"]
@@ -63,7 +63,7 @@ class Endpoints:
         *,
         engine: Engine,
         settings: ServerSettings,
-        scheduler: Scheduler,
+        scheduler: Admission,
         metrics: ServerMetrics,
         openapi: bytes,
     ) -> None:

@@ -1,58 +1,19 @@
 """Admission by capacity: up to ``capacity`` sequences run at once, everyone else waits in a bounded queue.
 
-A request takes a :class:`Ticket` the moment it is admitted (so a full queue is a 429 before any response
-starts), weighted by how many sequences it runs (``n``). It awaits :meth:`Ticket.wait` until the engine
-has room for it and calls :meth:`Ticket.release` when it is done, cancelled or disconnected. Release hands
-the freed room to the waiting tickets in order, synchronously, so no later request can slip past an
-earlier one. With a capacity of 1 this is one generation at a time. Everything runs on the event loop;
-nothing here blocks.
+The server's own :class:`~chunkwise.server.Admission`. A request's :class:`~chunkwise.server.Ticket` is
+weighted by how many sequences it runs (``n``). Release hands the freed room to the waiting tickets in
+order, synchronously, so no later request can slip past an earlier one. With a capacity of 1 this is one
+generation at a time. Everything runs on the event loop; nothing here blocks.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-import anyio
-
+from ._admission import Ticket
 from ._errors import QueueFullError
 
-__all__ = ["Scheduler", "Ticket"]
-
-
-class Ticket:
-    """A request's place: waiting in the queue, running in the engine, or released."""
-
-    __slots__ = ("_granted", "_released", "_scheduler", "weight")
-
-    def __init__(self, scheduler: Scheduler, weight: int) -> None:
-        self._scheduler = scheduler
-        self._granted = anyio.Event()
-        self._released = False
-        #: The sequences this request runs.
-        self.weight = weight
-
-    @property
-    def granted(self) -> bool:
-        """This request may run (and has not released its room)."""
-        return self._granted.is_set() and not self._released
-
-    @property
-    def waiting(self) -> bool:
-        return not self._granted.is_set() and not self._released
-
-    async def wait(self) -> None:
-        """Return once this ticket may run. Cancelling the wait keeps the place in the queue."""
-        await self._granted.wait()
-
-    def release(self) -> None:
-        """Leave the queue, or give the room back to the waiting tickets. Safe to call more than once."""
-        if self._released:
-            return
-        self._released = True
-        self._scheduler._on_release(self)
-
-    def _grant(self) -> None:
-        self._granted.set()
+__all__ = ["Scheduler"]
 
 
 class Scheduler:
@@ -88,10 +49,10 @@ class Scheduler:
         rejects what it cannot run at all). Raises :class:`QueueFullError` (429) when ``queue_size`` requests
         are already waiting.
         """
-        ticket = Ticket(self, min(max(weight, 1), self.capacity))
+        ticket = Ticket(min(max(weight, 1), self.capacity), self._on_release)
         if not self._waiting and self._running + ticket.weight <= self.capacity:
             self._running += ticket.weight
-            ticket._grant()
+            ticket.grant()
         elif len(self._waiting) >= self.queue_size:
             raise QueueFullError(self.queue_size, self.retry_after)
         else:
@@ -99,11 +60,11 @@ class Scheduler:
         return ticket
 
     def _on_release(self, ticket: Ticket) -> None:
-        if ticket._granted.is_set():
+        if ticket.was_granted:
             self._running -= ticket.weight
             while self._waiting and self._running + self._waiting[0].weight <= self.capacity:
                 head = self._waiting.popleft()
                 self._running += head.weight
-                head._grant()
+                head.grant()
         else:
             self._waiting.remove(ticket)

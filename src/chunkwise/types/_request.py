@@ -207,6 +207,8 @@ class ChatCompletionRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     seed: int | None = None
+    #: vLLM's and llama-server's extension; Anthropic's ``top_k`` translates to it.
+    top_k: Annotated[int, Meta(ge=0)] | None = None
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: ToolChoice | None = None
