@@ -53,8 +53,7 @@ class Forwarder:
             logger.warning("upstream %s ejected for %.0f s (%s)", upstream.name, self._router.ejection_cooldown, kind)
 
     async def forward(self, request: AdmittedRequest, path: str, arrived: float) -> Response:
-        admitted, payload, body = request.admitted, request.payload, request.body
-        model, label = request.model, request.label
+        admitted, model, label = request.admitted, request.model, request.label
         started_at = request.started_at
         record = self._ledger.record
         if not self._router.serves(model):
@@ -62,6 +61,21 @@ class Forwarder:
             shown = model if len(model) <= 100 else model[:100] + "..."
             raise NotFoundError(f"The model {shown!r} does not exist on this gateway.", code="model_not_found")
         self._ledger.running(admitted)
+        try:
+            return await self._send(request, path, arrived)
+        except BaseException:
+            # Whatever went wrong, the request is over: its reservation must not outlive it.
+            if self._ledger.is_running(admitted):
+                record(
+                    admitted, label, None, started_at=started_at, arrived=arrived, status=500, outcome="gateway_error"
+                )
+            raise
+
+    async def _send(self, request: AdmittedRequest, path: str, arrived: float) -> Response:
+        admitted, payload, body = request.admitted, request.payload, request.body
+        model, label = request.model, request.label
+        started_at = request.started_at
+        record = self._ledger.record
         stream = payload.get("stream") is True
         strip_usage = False
         if stream:

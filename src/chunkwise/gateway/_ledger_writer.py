@@ -67,6 +67,10 @@ class LedgerWriter:
         estimate = admitted.prompt_estimate
         self._running[admitted.usage_id] = progress or (lambda: (estimate, True, 0))
 
+    def is_running(self, admitted: Admitted) -> bool:
+        """Whether ``admitted`` has not been recorded yet."""
+        return admitted.usage_id in self._running
+
     async def _write(self) -> None:
         assert self._store is not None
         queue = self._queue
