@@ -151,3 +151,34 @@ def test_two_gateways_sharing_postgresql_share_limits_and_ledger(
         assert record.tokens_used == sum(row["prompt_tokens"] + row["completion_tokens"] for row in rows)
     finally:
         asyncio.run(drop_tables(postgres_url))
+
+
+def test_sqlite_calls_leave_the_event_loop_free_while_the_database_is_locked(tmp_path: Path) -> None:
+    # Another process holding the write lock (a CLI command, a second gateway) makes SQLite wait; the wait
+    # must not stop every other request's I/O on the gateway's event loop.
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+
+    async def scenario(store: Store) -> None:
+        _, secret = await store.create_key("k")
+        holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        admission = asyncio.create_task(store.admit(secret, MODEL, 1, time.time()))
+        await asyncio.sleep(0.5)
+        assert ticks >= 20, "the event loop stood still while SQLite waited for its lock"
+        holder.execute("COMMIT")
+        holder.close()
+        assert await admission is not None
+        ticker.cancel()
+
+    run(url, scenario)
