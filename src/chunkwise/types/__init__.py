@@ -36,8 +36,8 @@ __all__ = sorted(
 )
 
 #: Reusable typed decoders (msgspec's advice: build once, reuse on the hot path).
-chunk_decoder: msgspec.json.Decoder[_chunk.ChatCompletionChunk] = msgspec.json.Decoder(_chunk.ChatCompletionChunk)
-completion_decoder: msgspec.json.Decoder[_completion.ChatCompletion] = msgspec.json.Decoder(_completion.ChatCompletion)
+chunk_decoder: msgspec.json.Decoder[ChatCompletionChunk] = msgspec.json.Decoder(ChatCompletionChunk)
+completion_decoder: msgspec.json.Decoder[ChatCompletion] = msgspec.json.Decoder(ChatCompletion)
 
 _encoder = msgspec.json.Encoder()
 
