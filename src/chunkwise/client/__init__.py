@@ -10,26 +10,7 @@ from __future__ import annotations
 
 from ._client import AsyncClient, Client
 from ._config import USE_CLIENT_DEFAULT, UseClientDefault
-from ._errors import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
-    ConnectTimeoutError,
-    FirstChunkTimeoutError,
-    IdleTimeoutError,
-    InternalServerError,
-    NotFoundError,
-    PaymentRequiredError,
-    PermissionDeniedError,
-    RateLimitError,
-    RequestTooLargeError,
-    TotalTimeoutError,
-    UnexpectedResponseError,
-    UnprocessableEntityError,
-)
+from ._errors import *
 from ._resources import (
     AsyncChat,
     AsyncChatCompletions,
