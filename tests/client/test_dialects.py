@@ -97,10 +97,7 @@ def _run_sync(dialect: Dialect, base_url: str, how: How, options: dict[str, Any]
                         outcome.texts.extend(stream.iter_text())
                     outcome.final = stream.final_response() if dialect == "responses" else stream.final_message()
         except chunkwise.ChunkwiseError as exc:
-            outcome.error = exc
-            if stream is not None:
-                outcome.events = list(stream.events)
-                outcome.snapshot = stream.snapshot()
+            _record_failure(outcome, exc, stream)
     outcome.seconds = time.monotonic() - start
     return outcome
 
@@ -128,12 +125,16 @@ async def _run_async(
                     else:
                         outcome.final = await stream.final_message()
         except chunkwise.ChunkwiseError as exc:
-            outcome.error = exc
-            if stream is not None:
-                outcome.events = list(stream.events)
-                outcome.snapshot = stream.snapshot()
+            _record_failure(outcome, exc, stream)
     outcome.seconds = time.monotonic() - start
     return outcome
+
+
+def _record_failure(outcome: Outcome, error: chunkwise.ChunkwiseError, stream: Any) -> None:
+    outcome.error = error
+    if stream is not None:  # what arrived before the failure
+        outcome.events = list(stream.events)
+        outcome.snapshot = stream.snapshot()
 
 
 def text_of(final: ResponseObject | MessagesResponse | None) -> str:

@@ -11,7 +11,8 @@ do not count as progress for the idle deadline.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -59,23 +60,53 @@ __all__ = [
 ]
 
 E = TypeVar("E")
+E_co = TypeVar("E_co", covariant=True)
+E_contra = TypeVar("E_contra", contravariant=True)
 FinalT = TypeVar("FinalT")
+FinalT_co = TypeVar("FinalT_co", covariant=True)
 
 _response_decoder = msgspec.json.Decoder(ResponseObject)
 _message_decoder = msgspec.json.Decoder(MessagesResponse)
 
 
+class _Decoder(Protocol[E_co]):
+    def feed(self, data: bytes) -> Sequence[E_co]: ...
+
+    def close(self) -> Sequence[E_co]: ...
+
+
+class _Accumulator(Protocol[E_contra, FinalT_co]):
+    def add(self, event: E_contra) -> None: ...
+
+    def result(self) -> FinalT_co: ...
+
+
 class _DialectCore(EventCore[E], Generic[E, FinalT]):
     """A dialect stream's core: events in, reassembled as they come; errors and cut streams raise."""
 
-    __slots__ = ()
+    __slots__ = ("_accumulator", "_decoder")
+
+    def __init__(
+        self,
+        deadlines: Deadlines,
+        request_id: str | None,
+        decoder: _Decoder[E],
+        accumulator: _Accumulator[E, FinalT],
+    ) -> None:
+        super().__init__(deadlines, request_id)
+        self._decoder = decoder
+        self._accumulator = accumulator
+
+    def result(self) -> FinalT:
+        """The final object as far as the events go (a snapshot)."""
+        return self._accumulator.result()
 
     def _interpret(self, data: bytes | None) -> tuple[list[E], bool]:
-        events = self._decode(data)
+        events = self._decoder.close() if data is None else self._decoder.feed(data)
         delivered: list[E] = []
         progressed = False
         for event in events:
-            self._add(event)
+            self._accumulator.add(event)
             error = self._error(event)
             if error is not None:
                 self.open = False
@@ -104,40 +135,22 @@ class _DialectCore(EventCore[E], Generic[E, FinalT]):
 
     # --- what each dialect says --------------------------------------------------------------------------
 
-    def _decode(self, data: bytes | None) -> list[E]:
-        raise NotImplementedError
-
-    def _add(self, event: E) -> None:
-        raise NotImplementedError
-
     def _error(self, event: E) -> ErrorDetail | None:
         raise NotImplementedError
 
     def _ends(self, event: E) -> bool:
         raise NotImplementedError
 
-    def _to_chat(self) -> Any:
+    def _to_chat(self) -> Callable[[E], list[ChatCompletionChunk | ErrorDetail]]:
         """A function from one event to the chat chunks it stands for."""
-        raise NotImplementedError
-
-    def result(self) -> FinalT:
-        """The final object as far as the events go (a snapshot)."""
         raise NotImplementedError
 
 
 class ResponsesCore(_DialectCore[ResponseStreamEvent, ResponseObject]):
-    __slots__ = ("_accumulator", "_decoder")
+    __slots__ = ()
 
     def __init__(self, deadlines: Deadlines, request_id: str | None) -> None:
-        super().__init__(deadlines, request_id)
-        self._decoder = ResponsesStreamDecoder()
-        self._accumulator = ResponseAccumulator()
-
-    def _decode(self, data: bytes | None) -> list[ResponseStreamEvent]:
-        return self._decoder.close() if data is None else self._decoder.feed(data)
-
-    def _add(self, event: ResponseStreamEvent) -> None:
-        self._accumulator.add(event)
+        super().__init__(deadlines, request_id, ResponsesStreamDecoder(), ResponseAccumulator())
 
     def _error(self, event: ResponseStreamEvent) -> ErrorDetail | None:
         if isinstance(event, ResponseErrorEvent):
@@ -152,26 +165,15 @@ class ResponsesCore(_DialectCore[ResponseStreamEvent, ResponseObject]):
     def _ends(self, event: ResponseStreamEvent) -> bool:
         return isinstance(event, ResponseCompletedEvent | ResponseIncompleteEvent)
 
-    def _to_chat(self) -> Any:
+    def _to_chat(self) -> Callable[[ResponseStreamEvent], list[ChatCompletionChunk | ErrorDetail]]:
         return ResponsesToChat().feed
-
-    def result(self) -> ResponseObject:
-        return self._accumulator.result()
 
 
 class MessagesCore(_DialectCore[MessagesStreamEvent, MessagesResponse]):
-    __slots__ = ("_accumulator", "_decoder")
+    __slots__ = ()
 
     def __init__(self, deadlines: Deadlines, request_id: str | None) -> None:
-        super().__init__(deadlines, request_id)
-        self._decoder = MessagesStreamDecoder()
-        self._accumulator = MessagesAccumulator()
-
-    def _decode(self, data: bytes | None) -> list[MessagesStreamEvent]:
-        return self._decoder.close() if data is None else self._decoder.feed(data)
-
-    def _add(self, event: MessagesStreamEvent) -> None:
-        self._accumulator.add(event)
+        super().__init__(deadlines, request_id, MessagesStreamDecoder(), MessagesAccumulator())
 
     def _error(self, event: MessagesStreamEvent) -> ErrorDetail | None:
         if isinstance(event, MessagesErrorEvent):
@@ -181,11 +183,8 @@ class MessagesCore(_DialectCore[MessagesStreamEvent, MessagesResponse]):
     def _ends(self, event: MessagesStreamEvent) -> bool:
         return isinstance(event, MessageStopEvent)
 
-    def _to_chat(self) -> Any:
+    def _to_chat(self) -> Callable[[MessagesStreamEvent], list[ChatCompletionChunk | ErrorDetail]]:
         return MessagesToChat().feed
-
-    def result(self) -> MessagesResponse:
-        return self._accumulator.result()
 
 
 def _read_final(
