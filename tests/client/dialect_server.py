@@ -30,6 +30,7 @@ from chunkwise.dialects import (
     ChatToMessages,
     ChatToResponses,
     PingEvent,
+    ResponseErrorEvent,
     ResponsesRequest,
     completion_to_message,
     completion_to_response,
@@ -128,6 +129,14 @@ class _Dialect:
         events += writer.fail(message)
         return [encode_dialect_event(event) for event in events]
 
+    def failed_response(self, chunks: list[ChatCompletionChunk], message: str) -> tuple[list[bytes], bytes]:
+        """Responses only: the events of a failed stream without its ``error`` event, and the failed response."""
+        writer = self.writer()
+        assert isinstance(writer, ChatToResponses)
+        events = [event for chunk in chunks for event in writer.feed(chunk)]
+        events += [event for event in writer.fail(message) if not isinstance(event, ResponseErrorEvent)]
+        return [encode_dialect_event(event) for event in events], msgspec.json.encode(writer.response)
+
     def whole(self, chunks: list[ChatCompletionChunk]) -> bytes:
         completion = accumulate(chunks)
         if self.messages:
@@ -181,6 +190,11 @@ async def scenario(name: str, dialect: _Dialect, attempt: int, stream: bool, hea
         return await answer(dialect, TEXT_CHUNKS, stream, headers)
     if name == "error-event":
         return _sse(_paced(dialect.failing(TEXT_CHUNKS[:3], "engine crashed")), headers)
+    if name == "failed":  # Responses: `response.failed` alone in a stream, or a failed response answered whole
+        events, whole = dialect.failed_response(TEXT_CHUNKS[:3], "out of memory")
+        if stream:
+            return _sse(_paced(events), headers)
+        return Response(whole, media_type="application/json", headers=headers)
     if name == "cut":  # the body ends cleanly before the terminal event
         return _sse(_paced(dialect.events(TEXT_CHUNKS)[:5]), headers)
     if name == "broken":  # the connection breaks mid-body

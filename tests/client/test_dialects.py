@@ -284,6 +284,26 @@ def test_the_error_event_raises_stream_error(server: DialectServer, kind: Kind, 
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_response_failed_without_an_error_event_raises_stream_error(server: DialectServer, kind: Kind) -> None:
+    outcome = run(kind, "responses", server.base_url("failed"))
+
+    error = outcome.error
+    assert isinstance(error, chunkwise.StreamError)
+    assert error.message == "out of memory" and error.error.code == "server_error"
+    assert isinstance(outcome.snapshot, ResponseObject) and outcome.snapshot.status == "failed"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failed_response_answered_whole_raises(server: DialectServer, kind: Kind) -> None:
+    # A 200 whose body is a failed response: an error, not a result to overlook.
+    outcome = run(kind, "responses", server.base_url("failed"), "unstreamed")
+
+    error = outcome.error
+    assert isinstance(error, chunkwise.UnexpectedResponseError)
+    assert error.error is not None and error.error.message == "out of memory"
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("scenario", ["cut", "broken"])
 def test_a_stream_cut_short_raises_incomplete_stream_error(

@@ -175,7 +175,9 @@ class Client(_BaseClient[httpx.Client, httpx.BaseTransport, ChatCompletion, Stre
     ``verify_key`` pins a server's Ed25519 public key (``chunkwise serve --signing-key-file``, ``GET
     /signing-key``): every answer must then be signed by it and chained, or reading it raises a
     :class:`~chunkwise.VerificationError`. ``client.confidential.chat.completions`` runs confidential chat
-    (end-to-end encrypted) against chunkwise or the Atoma cloud.
+    (end-to-end encrypted) against chunkwise or the Atoma cloud. ``client.responses`` (OpenAI's Responses API)
+    and ``client.messages`` (Anthropic's Messages API) speak the other dialects, with the same deadlines,
+    retries and errors; ``base_url`` ends in ``/v1`` for them too (``https://api.anthropic.com/v1``).
     """
 
     chat = cached_property(Chat)
