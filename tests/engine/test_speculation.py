@@ -104,7 +104,7 @@ LONG_SYSTEM = " ".join(f"Rule {number}: keep every answer short, kind and exact.
 
 def long_request(question: str) -> ChatCompletionRequest:
     messages = [{"role": "system", "content": LONG_SYSTEM}, {"role": "user", "content": question}]
-    body = {"model": "test", "messages": messages, "temperature": 0, "max_tokens": 6, "logprobs": True}
+    body = {"model": "test", "messages": messages, "temperature": 0, "max_tokens": 4, "logprobs": True}
     return msgspec.convert(body, type=ChatCompletionRequest)
 
 
@@ -118,12 +118,12 @@ def logprobs_of(chunks: list[ChatCompletionChunk]) -> list[float | None]:
     ]
 
 
-async def test_a_long_sequence_alone_gets_bitwise_the_logprobs_it_gets_among_others_with_two_threads() -> None:
+async def test_a_long_sequence_gets_bitwise_the_same_logprobs_alone_and_among_others_with_two_threads() -> None:
     # Two threads split the attention of a lone token over a 512-cell KV view and merge the partial sums,
     # which changes the last bits (found with bench/verify_invariance.py); the loop never decodes that
-    # shape, with or without speculation. One thread never takes that path, hence this engine of its own.
-    questions = ["Name a color.", "Say hello.", "Name a fruit.", "Name an animal."] * 2
-    with LlamaCppEngine(n_ctx=512, n_threads=2, max_sequences=8, speculation=False) as engine:
+    # shape. One thread never takes that path, hence an engine of its own.
+    questions = ["Name a color.", "Say hello.", "Name a fruit.", "Name an animal."]
+    with LlamaCppEngine(n_ctx=512, n_threads=2, max_sequences=4) as engine:
         assert len(engine.tokenize(LONG_SYSTEM)) > 300
         alone = logprobs_of(await run_chat(engine, long_request(questions[0])))
         together = await asyncio.gather(*(run_chat(engine, long_request(question)) for question in questions))

@@ -671,9 +671,9 @@ class StepLoop:
                 break
             if draft:
                 self._drop_guesses(sequence, len(draft) - accepted)
-                self.stats.drafted_tokens += len(draft)
-                self.stats.accepted_tokens += accepted
-                if sequence.budget is not None:
+                if sequence.budget is not None:  # not the guard's guess while speculation is off
+                    self.stats.drafted_tokens += len(draft)
+                    self.stats.accepted_tokens += accepted
                     sequence.budget.record(len(draft), accepted)
                 sequence.draft = []
         job.running = running
