@@ -9,7 +9,7 @@ Each micro-batch is computed as a whole, and one shape takes a different path th
 a single token of a single sequence over a KV view of 512 cells or more, when more than one thread runs.
 Its attention is then split across the threads and the partial sums are merged, which changes the last
 bits of the logits compared with the same token in any other shape (``bench/verify_invariance.py`` shows
-it). Every other shape, one to sixteen tokens per sequence alone or among others, gives bitwise the same
+it). Every other shape, 1 to 48 tokens per sequence alone or among others, gives bitwise the same
 logits per token. So the step loop never lets that shape occur: a sequence that would end up alone with
 one token carries one guessed token more.
 """
