@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chunkwise.engine._drafts import DraftBudget, PromptLookup
+from chunkwise.engine._drafts import OUTPUT_CACHE_TOKENS, DraftBudget, OutputCache, PromptLookup
 from chunkwise.engine._splits import lone_single_tokens
 
 
@@ -30,6 +30,23 @@ def test_a_copy_guesses_on_its_own() -> None:
     twin.append(7)
     assert lookup.guess(2) == [3, 1]
     assert twin.guess(2) == []
+
+
+def test_the_shared_cache_guesses_what_followed_in_an_earlier_output() -> None:
+    cache = OutputCache()
+    cache.add([10, 11, 12, 13, 14])
+    assert cache.guess(PromptLookup([1, 2, 11, 12]), 2) == [13, 14]
+    assert cache.guess(PromptLookup([1, 2, 3]), 2) == []
+
+
+def test_the_shared_cache_keeps_the_latest_outputs() -> None:
+    cache = OutputCache()
+    cache.add([10, 11, 12])
+    cache.add(range(100, 100 + OUTPUT_CACHE_TOKENS))
+    assert cache.guess(PromptLookup([10, 11]), 1) == []
+    assert cache.guess(PromptLookup([101 + OUTPUT_CACHE_TOKENS // 2, 102 + OUTPUT_CACHE_TOKENS // 2]), 1) == [
+        103 + OUTPUT_CACHE_TOKENS // 2
+    ]
 
 
 def test_the_budget_grows_with_right_guesses_and_rests_longer_after_each_miss_in_a_row() -> None:

@@ -99,6 +99,16 @@ async def test_guesses_are_mostly_accepted_on_a_copy_task(engine: LlamaCppEngine
     assert stats.accepted_tokens - accepted >= (stats.drafted_tokens - drafted) / 2
 
 
+async def test_an_answer_given_before_is_guessed_from_the_shared_output_cache(engine: LlamaCppEngine) -> None:
+    # A story repeats nothing of its prompt or itself: its guesses come from the earlier output.
+    request = chat("Write a short story about a dragon.", temperature=0, max_tokens=30)
+    first = content_of(await run_chat(engine, request))
+    stats = engine.batching_stats()
+    accepted = stats.accepted_tokens
+    assert content_of(await run_chat(engine, request)) == first
+    assert stats.accepted_tokens - accepted >= 20
+
+
 LONG_SYSTEM = " ".join(f"Rule {number}: keep every answer short, kind and exact." for number in range(30))
 
 

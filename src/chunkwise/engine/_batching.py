@@ -39,7 +39,7 @@ from typing import Any, Generic
 
 from .._errors import EngineError
 from ._choices import ChoiceWriter, ChunkT, Emitted, SampledLogprobs
-from ._drafts import DraftBudget, PromptLookup
+from ._drafts import DraftBudget, OutputCache, PromptLookup
 from ._generation import Emit, WorkerDone
 from ._requests import DecodePlan
 from ._sampling import SamplerChain, sequence_seed
@@ -260,6 +260,8 @@ class StepLoop:
         self._prefill_budget = 4 * prefill_chunk
         #: The most tokens a sequence guesses per step (0: speculation is off).
         self._draft_max = draft_max
+        #: Finished outputs, guessed from where a sequence's own tokens give no guess.
+        self._outputs = OutputCache()
         #: More than one thread computes attention, so one shape of micro-batch must be avoided (see ``_splits``).
         self._threaded_attention = threaded_attention
         self._batch_capacity = max(n_batch, sequences)
@@ -456,6 +458,10 @@ class StepLoop:
                 if clear:
                     self._lib.llama_memory_seq_rm(self._memory, slot.id, -1, -1)
                     slot.keep(0)
+        if error is None:
+            for sequence in job.sequences:
+                if sequence.lookup is not None:
+                    self._outputs.add(sequence.lookup.since(len(job.plan.prompt)))
         job.sequences = job.running = []
         job.emit(WorkerDone(error))
         job.release()
@@ -592,7 +598,7 @@ class StepLoop:
                 continue
             allowance = min(sequence.budget.allowance(), self._room(sequence), share)
             if allowance > 0:
-                sequence.draft = sequence.lookup.guess(allowance)
+                sequence.draft = sequence.lookup.guess(allowance) or self._outputs.guess(sequence.lookup, allowance)
         if not self._threaded_attention:
             return
         by_id = {_slot_id(sequence): sequence for sequence in sequences}

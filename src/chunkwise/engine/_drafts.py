@@ -5,6 +5,10 @@ output, where it last occurred; the guess after the latest tokens is what follow
 occurrence. Text that quotes its prompt or repeats itself (extraction, code edits, JSON) is guessed well;
 other text rarely matches and costs nothing then. Updating and looking up is O(1) per token.
 
+An :class:`OutputCache` is the same index over the outputs of finished requests, shared by all: it guesses
+for a sequence whose own tokens give no guess (answers that repeat earlier answers, a template's fixed
+parts). It keeps the latest outputs up to a bound.
+
 A :class:`DraftBudget` decides how many guesses a sequence makes per step: it doubles after a step whose
 guesses were all right, drops to what was right otherwise, and after a step that got nothing right it
 rests for a while, longer each time in a row, so text that cannot be guessed soon stops paying for it.
@@ -14,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["DraftBudget", "PromptLookup"]
+__all__ = ["DraftBudget", "OutputCache", "PromptLookup"]
 
 #: The n-gram lengths looked up, longest first: a longer match is the more reliable guess.
 NGRAM_SIZES = (4, 3, 2)
 #: The longest rest, in steps, after guesses that got nothing right.
 MAX_REST = 32
+#: Output tokens the shared cache indexes at most; past that it keeps the latest half.
+OUTPUT_CACHE_TOKENS = 1 << 16
 
 
 class PromptLookup:
@@ -42,21 +48,53 @@ class PromptLookup:
                 self._follower[tuple(tokens[end - size : end])] = end
         tokens.append(token)
 
-    def guess(self, limit: int) -> list[int]:
-        """Up to ``limit`` tokens that followed the latest earlier occurrence of the last few tokens."""
+    def guess(self, limit: int, after: Sequence[int] | None = None) -> list[int]:
+        """Up to ``limit`` tokens that followed the latest earlier occurrence of the last few tokens.
+
+        ``after``: the tokens to continue instead of this index's own (for a shared index).
+        """
         tokens = self._tokens
+        tail = tokens if after is None else after
+        minimum = 1 if after is None else 0  # an own n-gram needs an earlier occurrence than its current one
         for size in NGRAM_SIZES:
-            if len(tokens) > size:
-                follower = self._follower.get(tuple(tokens[-size:]))
+            if len(tail) >= size + minimum:
+                follower = self._follower.get(tuple(tail[-size:]))
                 if follower is not None:
                     return tokens[follower : follower + limit]
         return []
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def since(self, start: int) -> list[int]:
+        """The tokens from index ``start`` on (from the first if ``start`` is negative)."""
+        return self._tokens[max(start, 0) :]
 
     def copy(self) -> PromptLookup:
         twin = PromptLookup(())
         twin._tokens = list(self._tokens)
         twin._follower = dict(self._follower)
         return twin
+
+
+class OutputCache:
+    """The outputs of finished sequences, indexed for guessing; shared by every sequence of the engine."""
+
+    __slots__ = ("_lookup",)
+
+    def __init__(self) -> None:
+        self._lookup = PromptLookup(())
+
+    def add(self, output: Sequence[int]) -> None:
+        lookup = self._lookup
+        for token in output:
+            lookup.append(token)
+        if len(lookup) > OUTPUT_CACHE_TOKENS:
+            self._lookup = PromptLookup(lookup.since(len(lookup) - OUTPUT_CACHE_TOKENS // 2))
+
+    def guess(self, lookup: PromptLookup, limit: int) -> list[int]:
+        """Up to ``limit`` tokens that followed ``lookup``'s last few tokens in an earlier output."""
+        return self._lookup.guess(limit, after=lookup.since(len(lookup) - max(NGRAM_SIZES)))
 
 
 class DraftBudget:
