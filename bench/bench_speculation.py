@@ -10,9 +10,10 @@ Contenders: chunkwise with its defaults (speculation on) and with ``--no-specula
 
 Tasks, each a non-streamed greedy request of ``--max-tokens`` tokens, timed from request to answer, best of
 ``--runs`` after one warm-up, each run another instance of the task (other names, dates, sums, story), so
-that neither server answers from a cache of the same request's earlier answer: **copy** (repeat a ~140-token text), **json** (extract a meeting's decisions
-with a ``json_schema``), **story** (text that repeats nothing) and **multi-turn** (a question at the end of a
-long shared conversation, answered by quoting it). Reported per task: tokens/s of every contender, the
+that neither server answers from a cache of the same request's earlier answer: **copy** (repeat a
+~140-token text), **json** (extract a meeting's decisions with a ``json_schema``), **story** (text that
+repeats nothing) and **multi-turn** (a question at the end of a long shared conversation, answered by
+quoting it). Reported per task: tokens/s of every contender, the
 guesses chunkwise made and kept (from ``/metrics``) and llama-server's (from its ``timings``), whether
 chunkwise's texts are the same with and without speculation, and the ratios the issue's acceptance names.
 """
