@@ -120,6 +120,20 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     help="Sequences decoded together (a request with n=4 counts 4); more requests wait in the queue.",
 )
 @click.option(
+    "--speculation/--no-speculation",
+    default=True,
+    show_default=True,
+    help="Let each sequence guess tokens from its prompt and output, verified in the same decode step "
+    "(prompt lookup); the output is the same either way.",
+)
+@click.option(
+    "--draft-max",
+    type=click.IntRange(min=1, max=48),
+    default=16,
+    show_default=True,
+    help="With --speculation: the most tokens one sequence guesses per step.",
+)
+@click.option(
     "--queue-size",
     type=click.IntRange(min=0),
     default=16,
@@ -244,6 +258,8 @@ def serve(
     n_ctx: int | None,
     n_threads: int | None,
     max_running: int,
+    speculation: bool,
+    draft_max: int,
     queue_size: int,
     keepalive_interval: float,
     write_timeout: float,
@@ -277,7 +293,13 @@ def serve(
 
     console = Console()
     _configure_logging(log_level)
-    engine_options: dict[str, Any] = {"model_id": model_id, "n_threads": n_threads, "max_sequences": max_running}
+    engine_options: dict[str, Any] = {
+        "model_id": model_id,
+        "n_threads": n_threads,
+        "max_sequences": max_running,
+        "speculation": speculation,
+        "draft_max": draft_max,
+    }
     if n_ctx is not None:
         engine_options["n_ctx"] = n_ctx
     if rotate_node_key and node_key_file is None:
