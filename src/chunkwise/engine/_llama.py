@@ -66,6 +66,7 @@ def _prefer_spinning_openmp() -> None:
     """
     os.environ.setdefault("GOMP_SPINCOUNT", "300000")
 
+
 #: Guessed tokens per sequence and step at most, by default.
 DEFAULT_DRAFT_MAX = 16
 #: The limit: a sequence's tokens in one micro-batch must stay under flash attention's 64-row tile, past
