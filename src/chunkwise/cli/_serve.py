@@ -120,6 +120,20 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     help="Sequences decoded together (a request with n=4 counts 4); more requests wait in the queue.",
 )
 @click.option(
+    "--speculation/--no-speculation",
+    default=True,
+    show_default=True,
+    help="Let each sequence guess tokens from its prompt and output, verified in the same decode step "
+    "(prompt lookup); the output is the same either way.",
+)
+@click.option(
+    "--draft-max",
+    type=click.IntRange(min=1, max=48),
+    default=16,
+    show_default=True,
+    help="With --speculation: the most tokens one sequence guesses per step.",
+)
+@click.option(
     "--queue-size",
     type=click.IntRange(min=0),
     default=16,
@@ -146,6 +160,13 @@ def _load_engine(console: Console, model_path: Path | None, engine_options: dict
     default=30.0,
     show_default=True,
     help="Seconds a connection may take to send a request's headers before it is closed.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Open connections past which the one that has waited longest for a request is closed.",
 )
 @click.option(
     "--max-body-size",
@@ -251,10 +272,13 @@ def serve(
     n_ctx: int | None,
     n_threads: int | None,
     max_running: int,
+    speculation: bool,
+    draft_max: int,
     queue_size: int,
     keepalive_interval: float,
     write_timeout: float,
     header_timeout: float,
+    max_connections: int,
     max_body_size: int,
     cors_origins: tuple[str, ...],
     node_key_file: Path | None,
@@ -285,7 +309,13 @@ def serve(
 
     console = Console()
     _configure_logging(log_level)
-    engine_options: dict[str, Any] = {"model_id": model_id, "n_threads": n_threads, "max_sequences": max_running}
+    engine_options: dict[str, Any] = {
+        "model_id": model_id,
+        "n_threads": n_threads,
+        "max_sequences": max_running,
+        "speculation": speculation,
+        "draft_max": draft_max,
+    }
     if n_ctx is not None:
         engine_options["n_ctx"] = n_ctx
     if rotate_node_key and node_key_file is None:
@@ -301,6 +331,7 @@ def serve(
             keepalive_interval=keepalive_interval,
             write_timeout=write_timeout,
             header_timeout=header_timeout,
+            max_connections=max_connections,
             max_body_size=max_body_size,
             cors_origins=cors_origins,
             node_key=node_key,
@@ -341,7 +372,7 @@ def serve(
             port=port,
             log_level=log_level,
             access_log=access_log,
-            http=h11_protocol(header_timeout=settings.header_timeout),
+            http=h11_protocol(header_timeout=settings.header_timeout, max_connections=settings.max_connections),
             ws="none",
             lifespan="on",
             # Open streams get this long to finish on Ctrl-C before they are cut.

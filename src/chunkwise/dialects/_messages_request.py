@@ -14,7 +14,6 @@ from ..types import (
     Message,
     NamedToolChoice,
     NamedToolChoiceFunction,
-    StreamOptions,
     SystemMessage,
     Tool,
     ToolCall,
@@ -24,6 +23,7 @@ from ..types import (
 )
 from ._errors import DialectRequestError
 from ._messages_types import MessageParam, MessagesRequest, MessagesToolChoice
+from ._writer import usage_stream_options
 
 __all__ = ["messages_request_to_chat"]
 
@@ -57,12 +57,11 @@ def messages_request_to_chat(request: MessagesRequest, *, count_only: bool = Fal
             if not stop:
                 raise DialectRequestError("a stop sequence must not be empty", param=f"stop_sequences[{position}]")
     choice = request.tool_choice
-    streamed = request.stream is True
     return ChatCompletionRequest(
         model=request.model,
         messages=messages,
         stream=request.stream,
-        stream_options=StreamOptions(include_usage=True) if streamed else None,
+        stream_options=usage_stream_options(request.stream),
         max_completion_tokens=request.max_tokens,
         stop=list(stops) if stops else None,
         temperature=request.temperature,

@@ -67,6 +67,13 @@ def _prefer_spinning_openmp() -> None:
     os.environ.setdefault("GOMP_SPINCOUNT", "300000")
 
 
+#: Guessed tokens per sequence and step at most, by default.
+DEFAULT_DRAFT_MAX = 16
+#: The limit: a sequence's tokens in one micro-batch must stay under flash attention's 64-row tile, past
+#: which its tiled path gives other last bits than one token at a time.
+MAX_DRAFT = 48
+
+
 def _init_backend(lib: Any) -> None:
     global _backend_ready
     with _backend_lock:
@@ -85,6 +92,10 @@ class LlamaCppEngine:
     wait inside the engine. ``prefill_chunk`` is the largest piece prompts are evaluated in between
     decode steps (pieces also start at each message boundary, where cached prefixes can be reused).
     ``n_threads`` sets both generation and prompt threads, by default one per core.
+
+    ``speculation`` lets each running sequence guess up to ``draft_max`` tokens per step from its own prompt
+    and output (prompt lookup), verified in the same decode as everyone's next token; it changes no output
+    (see :mod:`._splits`), and a sequence whose guesses fail soon stops guessing.
     """
 
     def __init__(
@@ -97,6 +108,8 @@ class LlamaCppEngine:
         max_sequences: int = 8,
         n_batch: int = 512,
         prefill_chunk: int = 64,
+        speculation: bool = True,
+        draft_max: int = DEFAULT_DRAFT_MAX,
         n_gpu_layers: int = 0,
         verbose: bool = False,
     ) -> None:
@@ -107,6 +120,8 @@ class LlamaCppEngine:
             raise ValueError("max_sequences must be at least 1")
         if not 1 <= prefill_chunk <= n_batch:
             raise ValueError(f"prefill_chunk must be between 1 and n_batch ({n_batch})")
+        if not 1 <= draft_max <= MAX_DRAFT:
+            raise ValueError(f"draft_max must be between 1 and {MAX_DRAFT}")
         path = Path(model_path) if model_path is not None else default_model_path()
         if not path.is_file():
             raise EngineError(f"Model file not found: {path}")
@@ -162,6 +177,8 @@ class LlamaCppEngine:
                 sequences=max_sequences,
                 n_batch=n_batch,
                 prefill_chunk=prefill_chunk,
+                draft_max=draft_max if speculation else 0,
+                threaded_attention=threads > 1,
             )
         except BaseException:
             self._free()

@@ -9,6 +9,7 @@ and the endpoints; every handler runs behind the edge's one error choke point.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -22,9 +23,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .._errors import APIStatusError
+from .._errors import APIStatusError, AuthenticationError
 from ..dialects import MessagesRequest, MessageTokensCount, ResponsesRequest, messages_request_to_chat
 from ..edge import (
+    BEARER,
     MESSAGES_ERRORS,
     OPENAI_ERRORS,
     ErrorBoundary,
@@ -34,6 +36,7 @@ from ..edge import (
     MessagesAnswer,
     decode_json,
     exception_handlers,
+    find_credential,
     model_list_response,
     open_response_store,
     respond,
@@ -69,7 +72,11 @@ class Gateway:
         self._store = store
         self._owns_store = store is None
         self.health_checks = HealthChecker(self.router, self.metrics, self.settings)
-        self.ledger = LedgerWriter(self.metrics)
+        self.ledger = LedgerWriter(
+            self.metrics,
+            progress_interval=self.settings.ledger_progress_interval,
+            retention=self.settings.usage_retention_days * 86400.0,
+        )
         self._upstream_client = UpstreamClient(
             connect_timeout=self.settings.connect_timeout, read_timeout=self.settings.read_timeout
         )
@@ -94,9 +101,9 @@ class Gateway:
     async def start(self) -> None:
         if self._store is None:
             self._store = await open_store(self.config.database, self.settings.limit_window)
-        self._admission = Admission(self._store, self.settings, self.metrics)
+        self._admission = Admission(self._store, self.settings, self.metrics, self.router.serves)
         await self.health_checks.start()
-        self.ledger.start(self._store)
+        await self.ledger.start(self._store)
 
     async def stop(self) -> None:
         await self.health_checks.stop()
@@ -198,6 +205,15 @@ class Gateway:
 
     async def metrics_endpoint(self, request: Request) -> Response:
         from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+        token = self.settings.metrics_token
+        if token:
+            credential = find_credential(request.scope["headers"])
+            given = credential.text if credential is not None and credential.scheme == BEARER else ""
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                raise AuthenticationError(
+                    "GET /metrics needs the metrics token: Authorization: Bearer TOKEN.", code="invalid_api_key"
+                )
 
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 

@@ -59,6 +59,16 @@ class GatewaySettings:
     response_store: str = ""
     #: How many stored Responses are kept; the least recently used go first.
     response_store_size: int = 1000
+    #: The most tokens a request without ``max_tokens`` may cost: the models' context length. It is reserved
+    #: against the key's budget while the request runs.
+    model_context_tokens: int = 8192
+    #: Seconds between ledger updates of running requests; a row this many times
+    #: :data:`~._ledger_writer.STALE_INTERVALS` behind belongs to a gateway that died, and is settled.
+    ledger_progress_interval: float = 1.0
+    #: Days settled ledger rows are kept; 0 keeps them for ever (``chunkwise usage prune`` deletes on demand).
+    usage_retention_days: float = 0.0
+    #: When set, ``GET /metrics`` requires ``Authorization: Bearer <metrics_token>``.
+    metrics_token: str = ""
 
 
 @dataclass(frozen=True)

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from starlette.responses import Response
 
 from .._errors import APIStatusError, NotFoundError
 from ..edge import OPENAI_ERRORS, DialectAnswer, ErrorShape
-from ..types import ChatCompletion, ChatCompletionRequest
+from ..types import ChatCompletion, ChatCompletionRequest, CompletionUsage
 from ._admission import AdmittedRequest
 from ._ledger_writer import LedgerWriter
 from ._metrics import GatewayMetrics
-from ._passthrough import BodyProbe
+from ._passthrough import BodyProbe, StreamInspector
 from ._proxy import Attempt, Failure, Hooks, ProxyStream, StreamOutcome, send_with_failover
 from ._routing import Router, Upstream
 from ._translation import TranslatedOutcome, TranslatedStream, render_whole, reshaped_error
@@ -27,6 +27,9 @@ logger = logging.getLogger("chunkwise.gateway")
 
 _encoder = msgspec.json.Encoder()
 _body_probe = msgspec.json.Decoder(BodyProbe)
+
+#: What a stream bills: ``(prompt, prompt estimated?, completion)``.
+Billed = tuple[int, bool, int]
 
 
 class Forwarder:
@@ -58,28 +61,7 @@ class Forwarder:
 
     async def forward(self, request: AdmittedRequest, path: str, arrived: float) -> Response:
         """The pass-through: the client's own body upstream, the upstream's bytes back unchanged."""
-        payload, body = request.payload, request.body
-        self._check_model(request, arrived)
-        stream = payload.get("stream") is True
-        strip_usage = False
-        if stream:
-            options = payload.get("stream_options")
-            if not (isinstance(options, dict) and options.get("include_usage") is True):
-                # Ask for the usage chunk to bill by; the client, which did not ask, will not see it.
-                payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-                body = _encoder.encode(payload)
-                strip_usage = True
-        attempt = await self._send(request, path, body, stream, arrived, OPENAI_ERRORS)
-        if not isinstance(attempt, Attempt):
-            return attempt
-        if attempt.rest is not None:
-            return ProxyStream(
-                attempt,
-                strip_usage=strip_usage,
-                arrived=arrived,
-                on_end=lambda outcome: self._stream_ended(request, attempt, outcome, arrived),
-            )
-        return await self._whole_answer(request, attempt, arrived)
+        return await self._running(request, arrived, lambda: self._pass_through(request, path, arrived))
 
     async def translate(
         self,
@@ -93,25 +75,13 @@ class Forwarder:
 
         ``render`` writes a whole answer instead of ``answer.body`` (``count_tokens`` reads only the usage).
         """
-        self._check_model(request, arrived)
-        stream = chat.stream is True
-        attempt = await self._send(request, "/chat/completions", _encoder.encode(chat), stream, arrived, answer.errors)
-        if not isinstance(attempt, Attempt):
-            return attempt
-        if attempt.rest is not None:
-            return TranslatedStream(
-                attempt,
-                answer,
-                arrived=arrived,
-                on_end=lambda outcome: self._translated_stream_ended(request, attempt, outcome, arrived),
-            )
-        return await self._whole_answer(request, attempt, arrived, answer.errors, render or answer.body)
+        return await self._running(request, arrived, lambda: self._translated(request, chat, answer, arrived, render))
 
     def settle_unsent(self, request: AdmittedRequest, arrived: float, status: int, outcome: str) -> None:
         """The ledger row of a request that never went upstream, which frees its reservation."""
         self._ledger.record(
             request.admitted,
-            request.model,
+            request.label,
             None,
             started_at=request.started_at,
             arrived=arrived,
@@ -119,12 +89,79 @@ class Forwarder:
             outcome=outcome,
         )
 
-    def _check_model(self, request: AdmittedRequest, arrived: float) -> None:
-        if not self._router.serves(request.model):
+    async def _running(
+        self, request: AdmittedRequest, arrived: float, work: Callable[[], Awaitable[Response]]
+    ) -> Response:
+        """``work()`` for a request of a model some upstream serves, recorded as running until it is over."""
+        model = request.model
+        if not self._router.serves(model):
             self.settle_unsent(request, arrived, 404, "no_upstream")
-            raise NotFoundError(f"The model {request.model!r} does not exist on this gateway.", code="model_not_found")
+            shown = model if len(model) <= 100 else model[:100] + "..."
+            raise NotFoundError(f"The model {shown!r} does not exist on this gateway.", code="model_not_found")
+        admitted = request.admitted
+        self._ledger.running(admitted)
+        try:
+            return await work()
+        except BaseException:
+            # Whatever went wrong, the request is over: its reservation must not outlive it.
+            if self._ledger.is_running(admitted):
+                self.settle_unsent(request, arrived, 500, "gateway_error")
+            raise
 
-    async def _send(
+    async def _pass_through(self, request: AdmittedRequest, path: str, arrived: float) -> Response:
+        admitted, payload, body = request.admitted, request.payload, request.body
+        stream = payload.get("stream") is True
+        strip_usage = False
+        if stream:
+            options = payload.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                # Ask for the usage chunk to bill by; the client, which did not ask, will not see it.
+                payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+                body = _encoder.encode(payload)
+                strip_usage = True
+        attempt = await self._attempt(request, path, body, stream, arrived, OPENAI_ERRORS)
+        if not isinstance(attempt, Attempt):
+            return attempt
+        if attempt.rest is not None:
+            proxied = ProxyStream(
+                attempt,
+                strip_usage=strip_usage,
+                arrived=arrived,
+                on_end=lambda outcome: self._stream_ended(request, attempt, outcome, arrived),
+            )
+            self._ledger.running(admitted, lambda: _billable(admitted.prompt_estimate, proxied.inspector))
+            return proxied
+        return await self._whole_answer(request, attempt, arrived)
+
+    async def _translated(
+        self,
+        request: AdmittedRequest,
+        chat: ChatCompletionRequest,
+        answer: DialectAnswer,
+        arrived: float,
+        render: Callable[[ChatCompletion], bytes] | None,
+    ) -> Response:
+        admitted = request.admitted
+        stream = chat.stream is True
+        body = _encoder.encode(chat)
+        attempt = await self._attempt(request, "/chat/completions", body, stream, arrived, answer.errors)
+        if not isinstance(attempt, Attempt):
+            return attempt
+        if attempt.rest is not None:
+            translated = TranslatedStream(
+                attempt,
+                answer,
+                arrived=arrived,
+                on_end=lambda outcome: self._translated_stream_ended(request, attempt, outcome, arrived),
+            )
+            self._ledger.running(
+                admitted,
+                lambda: _billed(admitted.prompt_estimate, translated.usage, translated.delivered_tokens),
+            )
+            return translated
+        return await self._whole_answer(request, attempt, arrived, answer.errors, render or answer.body)
+
+    async def _attempt(
         self, request: AdmittedRequest, path: str, body: bytes, stream: bool, arrived: float, errors: ErrorShape
     ) -> Attempt | Response:
         """The upstream that answered (with failover), or the error answer when none did."""
@@ -136,7 +173,7 @@ class Forwarder:
             return attempt
         self._ledger.record(
             request.admitted,
-            model,
+            request.label,
             attempt.upstream,
             started_at=request.started_at,
             arrived=arrived,
@@ -160,7 +197,7 @@ class Forwarder:
         render: Callable[[ChatCompletion], bytes] | None = None,
     ) -> Response:
         """The upstream's whole answer: passed on as it is, or with ``render`` translated from chat."""
-        admitted, model, started_at = request.admitted, request.model, request.started_at
+        admitted, model, started_at = request.admitted, request.label, request.started_at
         upstream = attempt.upstream
         response = attempt.response
         try:
@@ -202,39 +239,33 @@ class Forwarder:
         return Response(content, status_code=response.status_code, media_type=media_type)
 
     def _stream_ended(self, request: AdmittedRequest, attempt: Attempt, outcome: StreamOutcome, arrived: float) -> None:
-        inspector = outcome.inspector
-        if inspector.usage is not None:
-            tokens = (inspector.usage.prompt_tokens, inspector.usage.completion_tokens)
-        else:
-            # Cut short or cancelled: bill what was delivered (one token per chunk with output).
-            tokens = (0, inspector.delivered_tokens)
-        self._settle_stream(
-            request, attempt, arrived, tokens, outcome.ttft, outcome.cancelled, outcome.failure, inspector.error
-        )
+        billed = _billable(request.admitted.prompt_estimate, outcome.inspector)
+        error = outcome.inspector.error
+        self._settle_stream(request, attempt, arrived, billed, outcome.ttft, outcome.cancelled, outcome.failure, error)
 
     def _translated_stream_ended(
         self, request: AdmittedRequest, attempt: Attempt, outcome: TranslatedOutcome, arrived: float
     ) -> None:
-        usage = outcome.usage
-        tokens = (usage.prompt_tokens, usage.completion_tokens) if usage is not None else (0, outcome.delivered_tokens)
+        billed = _billed(request.admitted.prompt_estimate, outcome.usage, outcome.delivered_tokens)
         error = outcome.upstream_error
-        self._settle_stream(request, attempt, arrived, tokens, outcome.ttft, outcome.cancelled, outcome.failure, error)
+        self._settle_stream(request, attempt, arrived, billed, outcome.ttft, outcome.cancelled, outcome.failure, error)
 
     def _settle_stream(
         self,
         request: AdmittedRequest,
         attempt: Attempt,
         arrived: float,
-        tokens: tuple[int, int],
+        billed: Billed,
         ttft: float | None,
         cancelled: bool,
         failure: str | None,
         upstream_error: object | None,
     ) -> None:
         """A finished stream's ledger row and metrics, whichever dialect it was answered in."""
-        admitted, model = request.admitted, request.model
+        admitted, model = request.admitted, request.label
         upstream = attempt.upstream
         self._on_release(upstream)
+        prompt, estimated, completion = billed
         if cancelled:
             result = "cancelled"
             self._metrics.cancelled.labels(upstream.name, model, admitted.key_name).inc()
@@ -253,8 +284,26 @@ class Forwarder:
             arrived=arrived,
             status=200,
             outcome=result,
-            prompt_tokens=tokens[0],
-            completion_tokens=tokens[1],
+            prompt_tokens=prompt,
+            prompt_estimated=estimated,
+            completion_tokens=completion,
             ttft=ttft,
             cancelled=cancelled,
         )
+
+
+def _billable(prompt_estimate: int, inspector: StreamInspector) -> Billed:
+    """``(prompt, prompt estimated?, completion)`` for a stream: the upstream's usage once it has sent it;
+    before that (cancelled, cut short, still running) the gateway's prompt estimate and the chunks delivered
+    (one token per chunk with output)."""
+    usage = inspector.usage
+    if usage is not None:
+        return usage.prompt_tokens, False, usage.completion_tokens
+    return prompt_estimate, True, inspector.delivered_tokens
+
+
+def _billed(prompt_estimate: int, usage: CompletionUsage | None, delivered_tokens: int) -> Billed:
+    """:func:`_billable` for a translated stream, which reads the usage from decoded chunks."""
+    if usage is not None:
+        return usage.prompt_tokens, False, usage.completion_tokens
+    return prompt_estimate, True, delivered_tokens

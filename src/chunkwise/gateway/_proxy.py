@@ -215,6 +215,11 @@ class ProxyStream(UpstreamStream):
         self._room = asyncio.Event()
         self._room.set()
 
+    @property
+    def inspector(self) -> StreamInspector:
+        """What the stream has shown so far: its usage once sent, the tokens delivered."""
+        return self._inspector
+
     def _helpers(self) -> list[asyncio.Task[Any]]:
         return [asyncio.create_task(self._read_upstream())]
 

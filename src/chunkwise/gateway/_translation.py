@@ -105,6 +105,16 @@ class TranslatedStream(UpstreamStream):
         self._upstream_error: ErrorDetail | None = None
         self._finished = False
 
+    @property
+    def usage(self) -> CompletionUsage | None:
+        """The upstream's usage, once its usage chunk has arrived."""
+        return self._usage
+
+    @property
+    def delivered_tokens(self) -> int:
+        """Chunks with output so far."""
+        return self._delivered
+
     def _ended(self) -> None:
         self._on_end(
             TranslatedOutcome(

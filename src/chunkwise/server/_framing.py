@@ -4,9 +4,10 @@ Signing and encryption sit outside generation: the engine and the scheduler know
 :class:`GenerationResponse <chunkwise.server._generation.GenerationResponse>` writes each chunk through
 an :class:`AnswerEncoding` as it encodes it: the chunk's JSON goes through a :class:`Framer` (chained
 and signed, or sealed in an envelope) before it is framed as an SSE event, and a whole JSON answer goes
-through the same framer. Error answers (any status other than 200), in-band error frames and keep-alive
-comments are written by the response itself and stay as they are: they carry nothing of the
-conversation.
+through the same framer. Keep-alive comments are written by the encoding too. Error answers (any
+status other than 200) and in-band error frames are written in the encoding's :class:`ErrorShape
+<chunkwise.edge.ErrorShape>`: plain and signed answers use the OpenAI shape as it is; a sealed answer uses
+:data:`WITHHELD_ERRORS`, whose message and ``param`` carry nothing that may quote the decrypted request.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from ..edge import KEEPALIVE, OPENAI_ERRORS, ErrorShape
 from ..signing import ChainSealer
 from ..types import CompletionUsage, ErrorDetail
 
-__all__ = ["PLAIN", "AnswerEncoding", "ConfidentialFramer", "FramedEncoding", "Framer", "SignedFramer"]
+__all__ = [
+    "PLAIN",
+    "WITHHELD_ERRORS",
+    "AnswerEncoding",
+    "ConfidentialFramer",
+    "FramedEncoding",
+    "Framer",
+    "SignedFramer",
+]
 
 _DATA = b"data: "
 _EVENT_END = b"\n\n"
@@ -40,6 +49,33 @@ class Framer(Protocol):
         """What replaces the ``data: [DONE]`` event (possibly nothing)."""
         ...
 
+    @property
+    def errors(self) -> ErrorShape:
+        """How this answer's errors are written."""
+        ...
+
+
+class _WithheldErrors:
+    """OpenAI-shaped errors that keep status, type and code, and withhold what may quote a decrypted request."""
+
+    @staticmethod
+    def _withheld(detail: ErrorDetail) -> ErrorDetail:
+        message = (
+            f"The confidential request failed ({detail.code or detail.type}); the details are withheld, as they "
+            "may quote the encrypted request."
+        )
+        return ErrorDetail(message=message, type=detail.type, code=detail.code)
+
+    def body(self, status: int, detail: ErrorDetail) -> bytes:
+        return OPENAI_ERRORS.body(status, self._withheld(detail))
+
+    def event(self, status: int, detail: ErrorDetail) -> bytes:
+        return OPENAI_ERRORS.event(status, self._withheld(detail))
+
+
+#: Errors about a decrypted request, as they go back in the clear.
+WITHHELD_ERRORS: ErrorShape = _WithheldErrors()
+
 
 class SignedFramer:
     """Plain answers, each payload chained and signed (the Atoma keys appended last)."""
@@ -54,6 +90,10 @@ class SignedFramer:
 
     def done(self) -> bytes:
         return sse.DONE
+
+    @property
+    def errors(self) -> ErrorShape:
+        return OPENAI_ERRORS
 
 
 class _Usage(msgspec.Struct):
@@ -84,15 +124,17 @@ class ConfidentialFramer:
     def done(self) -> bytes:
         return b""
 
+    @property
+    def errors(self) -> ErrorShape:
+        return WITHHELD_ERRORS
+
 
 class AnswerEncoding(Protocol):
     """The bytes of an answer: each chunk as an event, the stream's end, or the whole JSON answer.
 
-    A dialect (:mod:`._dialect_answers`) is an encoding too: it writes the same chunks as its own events.
+    A dialect (``chunkwise.edge.ResponsesAnswer``, ``MessagesAnswer``) is an encoding too: it writes the same
+    chunks as its own events.
     """
-
-    #: The shape of an error answered before anything was sent (a non-stream answer's engine failure).
-    errors: ErrorShape
 
     def opening(self) -> bytes:
         """What a stream sends at once, before the request is let into the engine."""
@@ -112,12 +154,20 @@ class AnswerEncoding(Protocol):
 
     def body(self, value: msgspec.Struct, /) -> bytes: ...
 
+    @property
+    def errors(self) -> ErrorShape:
+        """The shape of an error answered before anything was sent (a non-stream answer's engine failure)."""
+        ...
+
 
 class _ChatEvents:
     """What chat streams send besides their chunks, plain or framed alike."""
 
     __slots__ = ()
-    errors: ErrorShape = OPENAI_ERRORS
+
+    @property
+    def errors(self) -> ErrorShape:
+        raise NotImplementedError
 
     def opening(self) -> bytes:
         return b""
@@ -126,7 +176,7 @@ class _ChatEvents:
         return KEEPALIVE
 
     def failure(self, status: int, detail: ErrorDetail) -> bytes:
-        return OPENAI_ERRORS.event(status, detail)
+        return self.errors.event(status, detail)
 
 
 class _PlainEncoding(_ChatEvents):
@@ -140,6 +190,10 @@ class _PlainEncoding(_ChatEvents):
 
     def body(self, value: msgspec.Struct, /) -> bytes:
         return _encoder.encode(value)
+
+    @property
+    def errors(self) -> ErrorShape:
+        return OPENAI_ERRORS
 
 
 #: Answers in the clear.
@@ -162,3 +216,7 @@ class FramedEncoding(_ChatEvents):
 
     def body(self, value: msgspec.Struct, /) -> bytes:
         return self._framer.payload(_encoder.encode(value))
+
+    @property
+    def errors(self) -> ErrorShape:
+        return self._framer.errors

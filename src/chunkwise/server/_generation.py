@@ -7,11 +7,13 @@ generating (the engine stream is closed, which stops the model within one token,
 to the next request). Polling ``request.is_disconnected()`` between sends would notice nothing while
 the request waits in the queue or while a long prompt is evaluated.
 
-A client that stops reading is treated the same way once a write has waited ``write_timeout`` seconds:
-the server's socket buffers are full, so the response cannot progress, and holding the engine (or a
-place in the queue) for it would stall everyone else. A watchdog in the same task group notices the
-stuck write, cancels the response and counts it in ``chunkwise_stalled_streams``. The engine never waits
-for this side in any case: its worker hands chunks over without blocking (see
+A client that stops reading is treated the same way once it has taken nothing for ``write_timeout``
+seconds: holding the engine (or a place in the queue) for it would stall everyone else. A watchdog in the
+same task group notices, cancels the response and counts it in ``chunkwise_stalled_streams``. It looks at
+two things: a write that has waited that long (the buffers are full), and, where the server's protocol
+measures it (:data:`~._protocol.UNSENT_BYTES`), bytes written that the peer has not taken for that long,
+so that buffers large enough to absorb the whole answer do not hide a client that has stopped reading.
+The engine never waits for this side in any case: its worker hands chunks over without blocking (see
 :mod:`chunkwise.engine._generation`), so a slow consumer delays only its own response.
 """
 
@@ -40,6 +42,7 @@ from ..types import ChatCompletion, ChatCompletionChunk, Completion
 from ._admission import Ticket
 from ._framing import PLAIN, AnswerEncoding
 from ._metrics import ServerMetrics
+from ._protocol import UNSENT_BYTES
 
 __all__ = ["CHAT", "MESSAGES", "RESPONSES", "TEXT", "GenerationResponse", "StreamKind", "quiet_stalled_responses"]
 
@@ -189,7 +192,12 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         if self._stream:
             self._metrics.active_streams.inc()
 
+        written = 0
+        unsent_bytes: Callable[[], int] | None = scope.get("extensions", {}).get(UNSENT_BYTES)
+
         async def timed_send(message: Message) -> None:
+            nonlocal written
+            written += len(message.get("body", b""))
             self._write_started = time.monotonic()
             try:
                 await send(message)
@@ -207,10 +215,19 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
 
                 async def watch_for_stall() -> None:
                     nonlocal stalled
+                    # The peer has taken ``written - unsent`` bytes (HTTP framing aside); it reads while that grows.
+                    taken, last_taken_at = 0, time.monotonic()
                     while True:
                         await anyio.sleep(self._write_timeout / _STALL_CHECKS_PER_TIMEOUT)
+                        now = time.monotonic()
+                        if unsent_bytes is not None:
+                            unsent = unsent_bytes()
+                            if unsent == 0 or written - unsent > taken:
+                                taken, last_taken_at = max(taken, written - unsent), now
+                            elif now - last_taken_at >= self._write_timeout:
+                                stalled = True
                         started = self._write_started
-                        if started is not None and time.monotonic() - started >= self._write_timeout:
+                        if stalled or (started is not None and now - started >= self._write_timeout):
                             stalled = True
                             task_group.cancel_scope.cancel()
                             return

@@ -65,6 +65,26 @@ def _json(struct: type[msgspec.Struct], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(struct)}}}
 
 
+def _json_or_events(
+    result: type[msgspec.Struct], event: type[msgspec.Struct] | dict[str, Any], description: str
+) -> dict[str, Any]:
+    """A 200 that is one JSON body, or with ``stream: true`` server-sent events that each carry an ``event``
+    (a Struct, or the schema of several)."""
+    events = event if isinstance(event, dict) else _ref(event)
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": _ref(result)}, "text/event-stream": {"schema": events}},
+    }
+
+
+def _body(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(struct)}}}
+
+
+#: What a generation endpoint may answer besides 200.
+_GENERATION_ERRORS = ("400", "401", "404", "413", "415", "429", "500")
+
+
 def _errors(*statuses: str) -> dict[str, Any]:
     return {status: _json(ErrorResponse, _ERROR_STATUSES[status]) for status in statuses}
 
@@ -93,20 +113,17 @@ def _generation(
     summary: str,
     request: type[msgspec.Struct],
     result: type[msgspec.Struct],
-    stream: dict[str, Any],
+    stream: type[msgspec.Struct] | dict[str, Any],
     *,
     description: str = _CHAT_STREAM,
     errors: Callable[..., dict[str, Any]] = _errors,
 ) -> dict[str, Any]:
     return {
         "summary": summary,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
+        "requestBody": _body(request),
         "responses": {
-            "200": {
-                "description": description,
-                "content": {"application/json": {"schema": _ref(result)}, "text/event-stream": {"schema": stream}},
-            },
-            **errors("400", "401", "404", "413", "415", "429", "500"),
+            "200": _json_or_events(result, stream, description),
+            **errors(*_GENERATION_ERRORS),
         },
     }
 
@@ -154,7 +171,7 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
         },
         "/v1/completions": {
             "post": {
-                **_generation("Create a text completion (legacy)", CompletionRequest, Completion, _ref(Completion)),
+                **_generation("Create a text completion (legacy)", CompletionRequest, Completion, Completion),
                 "operationId": "createCompletion",
                 **protected,
             }
@@ -248,10 +265,7 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
             "post": {
                 "summary": "The X25519 key to encrypt confidential requests to (Atoma's lock, without stacks)",
                 "operationId": "nodesCreateLock",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref(NodesCreateLockRequest)}},
-                },
+                "requestBody": _body(NodesCreateLockRequest),
                 "responses": {
                     "200": _json(
                         NodesCreateLockResponse,
@@ -266,23 +280,16 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
             "post": {
                 "summary": "Create a chat completion end-to-end encrypted (Atoma's confidential compute)",
                 "operationId": "createConfidentialChatCompletion",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref(ConfidentialComputeRequest)}},
-                },
+                "requestBody": _body(ConfidentialComputeRequest),
                 "responses": {
-                    "200": {
-                        "description": (
-                            "One encrypted envelope for the whole completion, or with `stream: true` one per chunk "
-                            "as server-sent events, each with a fresh nonce, the last carrying plaintext `usage`, "
-                            "and no `[DONE]`. The decrypted chunks carry `chunkwise_chain` links."
-                        ),
-                        "content": {
-                            "application/json": {"schema": _ref(ConfidentialComputeResponse)},
-                            "text/event-stream": {"schema": _ref(ConfidentialComputeResponse)},
-                        },
-                    },
-                    **_errors("400", "401", "404", "413", "415", "429", "500"),
+                    "200": _json_or_events(
+                        ConfidentialComputeResponse,
+                        ConfidentialComputeResponse,
+                        "One encrypted envelope for the whole completion, or with `stream: true` one per chunk "
+                        "as server-sent events, each with a fresh nonce, the last carrying plaintext `usage`, "
+                        "and no `[DONE]`. The decrypted chunks carry `chunkwise_chain` links.",
+                    ),
+                    **_errors(*_GENERATION_ERRORS),
                 },
                 **protected,
             }
