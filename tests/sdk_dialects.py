@@ -137,8 +137,10 @@ def responses_tool_call_cut_by_the_limit_is_incomplete(client: openai.OpenAI, mo
 
 
 def responses_bad_input_is_a_400_naming_the_field(client: openai.OpenAI, model: str) -> None:
+    # An item type that this server does not serve (a computer-use tool's output).
+    unserved: Any = [{"type": "computer_call_output", "call_id": "x", "output": {}}]
     with pytest.raises(openai.BadRequestError) as raised:
-        client.responses.create(model=model, input=[{"type": "computer_call_output", "id": "x"}], max_output_tokens=2)
+        client.responses.create(model=model, input=unserved, max_output_tokens=2)
     assert raised.value.body["param"] == "input[0].type"  # type: ignore[index]
     # A reference to an item that no stored response holds is, as on OpenAI, a 404.
     with pytest.raises(openai.NotFoundError) as missing:
