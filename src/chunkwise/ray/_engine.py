@@ -62,15 +62,10 @@ class RayGeneration(StreamOnce[ChunkT]):
         self._replicas = replicas
         self._request = request
         self._prompt_tokens = prompt_tokens
-        self._completion_tokens = 0
 
     @property
     def prompt_tokens(self) -> int:
         return self._prompt_tokens
-
-    @property
-    def completion_tokens(self) -> int:
-        return self._completion_tokens
 
     async def _stream(self) -> AsyncGenerator[ChunkT, None]:
         # Closed early (aclose), the finally below cancels the replica's call, which stops its model.
