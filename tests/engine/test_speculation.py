@@ -128,6 +128,7 @@ def logprobs_of(chunks: list[ChatCompletionChunk]) -> list[float | None]:
     ]
 
 
+@pytest.mark.engine
 async def test_a_long_sequence_gets_bitwise_the_same_logprobs_alone_and_among_others_with_two_threads() -> None:
     # Two threads split the attention of a lone token over a 512-cell KV view and merge the partial sums,
     # which changes the last bits (found with bench/verify_invariance.py); the loop never decodes that

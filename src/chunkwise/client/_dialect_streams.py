@@ -214,42 +214,39 @@ def read_message(call: Call, response: httpx.Response) -> MessagesResponse:
 # --- the streams ------------------------------------------------------------------------------------------
 
 
-class _ResponsesEvents:
+class _DialectEvents(Generic[E, FinalT]):
+    """What a dialect stream adds to its event stream: the events so far, and the final object they make."""
+
+    _core: _DialectCore[E, FinalT]
+
+    @property
+    def events(self) -> list[E]:
+        """Every event received so far."""
+        return self._core.received
+
+    def snapshot(self) -> FinalT:
+        """The ``response`` or ``message`` as far as the events so far go (also after the stream failed or was cut)."""
+        return self._core.result()
+
+
+class _ResponsesEvents(_DialectEvents[ResponseStreamEvent, ResponseObject]):
     _core: ResponsesCore
 
     @classmethod
     def _new_core(cls, response: httpx.Response, call: Call) -> ResponsesCore:
         return ResponsesCore(call.deadlines, request_id_of(response.headers))
 
-    @property
-    def events(self) -> list[ResponseStreamEvent]:
-        """Every event received so far."""
-        return self._core.received
-
-    def snapshot(self) -> ResponseObject:
-        """The ``response`` as far as the events so far go (also after the stream failed or was cut)."""
-        return self._core.result()
-
     def _text_of(self, event: ResponseStreamEvent) -> str | None:
         """The output text an event carries (what ``iter_text`` yields)."""
         return event.delta or None if isinstance(event, ResponseTextDeltaEvent) else None
 
 
-class _MessagesEvents:
+class _MessagesEvents(_DialectEvents[MessagesStreamEvent, MessagesResponse]):
     _core: MessagesCore
 
     @classmethod
     def _new_core(cls, response: httpx.Response, call: Call) -> MessagesCore:
         return MessagesCore(call.deadlines, request_id_of(response.headers))
-
-    @property
-    def events(self) -> list[MessagesStreamEvent]:
-        """Every event received so far."""
-        return self._core.received
-
-    def snapshot(self) -> MessagesResponse:
-        """The ``message`` as far as the events so far go (also after the stream failed or was cut)."""
-        return self._core.result()
 
     def _text_of(self, event: MessagesStreamEvent) -> str | None:
         """The text an event carries (what ``iter_text`` yields)."""

@@ -243,10 +243,6 @@ class LlamaCppEngine:
         return self._n_vocab
 
     @property
-    def max_sequences(self) -> int:
-        return self._max_sequences
-
-    @property
     def document_start_token(self) -> int:
         """What an empty legacy prompt starts from (OpenAI: "as if from the beginning of a new document")."""
         return self._bos if self._bos >= 0 else int(self._lib.llama_vocab_eos(self._vocab))

@@ -46,7 +46,7 @@ class PromptModel(Protocol):
     def n_vocab(self) -> int: ...
 
     @property
-    def max_sequences(self) -> int: ...
+    def max_running(self) -> int: ...
 
     @property
     def document_start_token(self) -> int: ...
@@ -213,9 +213,9 @@ def _chat_prompt(model: PromptModel, messages: list[TemplateMessage]) -> tuple[l
 
 def _choice_count(model: PromptModel, n: int | None) -> int:
     count = 1 if n is None else n
-    if count > model.max_sequences:
+    if count > model.max_running:
         raise InvalidRequestError(
-            f"n={count} is more than this engine decodes at once (at most {model.max_sequences})", param="n"
+            f"n={count} is more than this engine decodes at once (at most {model.max_running})", param="n"
         )
     return count
 
