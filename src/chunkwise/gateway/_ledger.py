@@ -18,7 +18,8 @@ across crashes:
 Prompt tokens the upstream did not report (a cancel, an upstream that died) are billed from the gateway's
 own estimate and marked ``prompt_estimated``.
 
-SQLite runs on one worker thread, off the event loop. PostgreSQL goes through psycopg 3: it is fully typed
+SQLite's calls that may block run on one worker thread, off the event loop; admission, which never waits
+(see :class:`SQLiteStore`), runs on the loop. PostgreSQL goes through psycopg 3: it is fully typed
 (mypy --strict), async-native with a well-kept pool (psycopg_pool), prepares repeated statements on the
 server by itself, and its binary wheel needs no compiler.
 """
