@@ -182,3 +182,23 @@ def test_sqlite_calls_leave_the_event_loop_free_while_the_database_is_locked(tmp
         ticker.cancel()
 
     run(url, scenario)
+
+
+def test_sqlite_admission_without_contention_takes_no_turn_of_the_event_loop(tmp_path: Path) -> None:
+    # Every request is admitted on its way to the first token: a hop to the worker thread and back would
+    # cost it a thread wake-up and a turn of the loop, more than the admission's own few statements.
+    async def scenario(store: Store) -> None:
+        _, secret = await store.create_key("k")
+        turned = False
+
+        async def mark_turn() -> None:
+            nonlocal turned
+            turned = True
+
+        marker = asyncio.create_task(mark_turn())
+        admitted = await store.admit(secret, MODEL, 1, time.time())
+        assert admitted is not None
+        assert not turned, "the admission gave the event loop a turn (it waited on another thread)"
+        await marker
+
+    run(f"sqlite:///{tmp_path / 'inline.db'}", scenario)

@@ -97,18 +97,19 @@ def decode_json(body: bytes, type: type[T]) -> T:
     return decoded
 
 
+def _pairs(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    return pairs
+
+
+# One decoder for every body (``json.loads`` with a hook builds a new one per call); every object decodes
+# to its list of pairs, which keeps each name as often as the body wrote it.
+_PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
+
+
 def _repeated_top_level_key(body: bytes) -> str | None:
     """The first key that the top-level object of ``body`` (valid JSON) names twice, if any."""
-    top: list[tuple[str, Any]] = []
-
-    def keep(pairs: list[tuple[str, Any]]) -> None:
-        # Called for every object, innermost first: the top-level object comes last. Inner objects are
-        # not needed, so nothing is built for them.
-        nonlocal top
-        top = pairs
-
     try:
-        json.loads(body, object_pairs_hook=keep)
+        top: list[tuple[str, Any]] = _PAIRS_DECODER.decode(body.decode("utf-8-sig"))
     except (ValueError, RecursionError):
         return None  # msgspec accepted it; nothing more to say
     seen: set[str] = set()

@@ -46,11 +46,11 @@ class Forwarder:
 
     def _on_start(self, upstream: Upstream) -> None:
         upstream.outstanding += 1
-        self._metrics.outstanding.labels(upstream.name).inc()
+        self._metrics.child(self._metrics.outstanding, upstream.name).inc()
 
     def _on_release(self, upstream: Upstream) -> None:
         upstream.outstanding -= 1
-        self._metrics.outstanding.labels(upstream.name).dec()
+        self._metrics.child(self._metrics.outstanding, upstream.name).dec()
 
     def _on_error(self, upstream: Upstream, model: str, kind: str) -> None:
         self._metrics.errors.labels(upstream.name, model, kind).inc()

@@ -131,13 +131,13 @@ class LedgerWriter:
         self._running.pop(admitted.usage_id, None)
         metrics = self._metrics
         upstream_name = upstream.name if upstream is not None else ""
-        metrics.requests.labels(upstream_name, model, admitted.key_name, str(status)).inc()
+        metrics.child(metrics.requests, upstream_name, model, admitted.key_name, str(status)).inc()
         if prompt_tokens:
-            metrics.tokens.labels(upstream_name, model, admitted.key_name, "prompt").inc(prompt_tokens)
+            metrics.child(metrics.tokens, upstream_name, model, admitted.key_name, "prompt").inc(prompt_tokens)
         if completion_tokens:
-            metrics.tokens.labels(upstream_name, model, admitted.key_name, "completion").inc(completion_tokens)
+            metrics.child(metrics.tokens, upstream_name, model, admitted.key_name, "completion").inc(completion_tokens)
         if ttft is not None:
-            metrics.time_to_first_token.labels(upstream_name, model).observe(ttft)
+            metrics.child(metrics.time_to_first_token, upstream_name, model).observe(ttft)
         self._queue.put_nowait(
             UsageRow(
                 usage_id=admitted.usage_id,
