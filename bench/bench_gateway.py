@@ -93,7 +93,7 @@ async def _replay_connection(reader: asyncio.StreamReader, writer: asyncio.Strea
                 )
                 await writer.drain()
                 continue
-            count = int(body.get("max_tokens") or 16)
+            count = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
                 b"transfer-encoding: chunked\r\n\r\n" + first
@@ -323,6 +323,17 @@ models = ["{MODEL}"]
     return config
 
 
+def create_key(config: Path) -> str:
+    """A new key of the gateway configured in ``config``, made with ``chunkwise keys create``."""
+    created = subprocess.run(
+        [sys.executable, "-m", "chunkwise", "keys", "create", "--config", str(config), "--name", "bench"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return created.stdout.strip().splitlines()[-1]
+
+
 def litellm_config(directory: Path, upstream_port: int) -> Path:
     config = directory / "litellm.yaml"
     config.write_text(
@@ -334,11 +345,25 @@ def litellm_config(directory: Path, upstream_port: int) -> Path:
       api_key: unused
 litellm_settings:
   drop_params: true
+  # Its /v1/messages route (bench_dialects.py) would send an openai/ model to the Responses API otherwise.
+  use_chat_completions_url_for_anthropic_messages: true
 general_settings:
   master_key: {LITELLM_KEY}
 """
     )
     return config
+
+
+@contextmanager
+def litellm_proxy(python: Path, directory: Path, upstream_port: int) -> Iterator[tuple[int, str]]:
+    """LiteLLM's proxy (one worker) serving MODEL from the upstream; yields its pid and base URL."""
+    port = free_port()
+    command = [str(python.parent / "litellm"), "--config", str(litellm_config(directory, upstream_port))]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "NO_PROXY": "*"}
+    url = f"http://127.0.0.1:{port}"
+    with process(command, f"{url}/health/liveliness", env=env) as pid:
+        yield pid, url
 
 
 def main() -> None:
@@ -363,20 +388,14 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        upstream_port, relay_port, gateway_port, litellm_port = free_port(), free_port(), free_port(), free_port()
+        upstream_port, relay_port, gateway_port = free_port(), free_port(), free_port()
         upstream_url = f"http://127.0.0.1:{upstream_port}"
         targets: list[Target] = []
         version = None
         with process([sys.executable, __file__, "--replay", str(upstream_port)], f"{upstream_url}/v1/models"):
             direct = Target("direct", f"{upstream_url}/v1", {})
             config = gateway_config(directory, upstream_port)
-            created = subprocess.run(
-                [sys.executable, "-m", "chunkwise", "keys", "create", "--config", str(config), "--name", "bench"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            key = created.stdout.strip().splitlines()[-1]
+            key = create_key(config)
             gateway_args = [sys.executable, "-m", "chunkwise", "gateway", "--config", str(config)]
             gateway_args += ["--port", str(gateway_port)]
             relay_args = [sys.executable, __file__, "--relay", str(relay_port), str(upstream_port)]
@@ -399,19 +418,11 @@ def main() -> None:
                 targets += phase
             if python is not None:
                 version = litellm_version(python)
-                litellm_args = [
-                    str(python.parent / "litellm"),
-                    "--config",
-                    str(litellm_config(directory, upstream_port)),
-                ]
-                litellm_args += ["--host", "127.0.0.1", "--port", str(litellm_port), "--num_workers", "1"]
-                env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "NO_PROXY": "*"}
-                ready = f"http://127.0.0.1:{litellm_port}/health/liveliness"
-                with process(litellm_args, ready, env=env) as litellm_pid:
+                with litellm_proxy(python, directory, upstream_port) as (litellm_pid, litellm_url):
                     direct_again = Target("direct (LiteLLM's phase)", f"{upstream_url}/v1", {})
                     litellm = Target(
                         f"LiteLLM {version}",
-                        f"http://127.0.0.1:{litellm_port}/v1",
+                        f"{litellm_url}/v1",
                         {"authorization": f"Bearer {LITELLM_KEY}"},
                         litellm_pid,
                     )

@@ -110,22 +110,44 @@ class _ChoiceState:
         )
 
 
-class ChatCompletionAccumulator:
+class _ResponseHeader:
+    """What every piece of a stream repeats about the response: ``id``, ``created`` and ``model`` from the first
+    piece that has them, ``system_fingerprint`` and ``usage`` from the latest."""
+
+    __slots__ = ("created", "id", "model", "system_fingerprint", "usage")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.created = 0
+        self.model = ""
+        self.system_fingerprint: str | None = None
+        self.usage: CompletionUsage | None = None
+
+    def _read_header(self, piece: ChatCompletionChunk | Completion) -> None:
+        if not self.id and piece.id:
+            self.id = piece.id
+        if not self.created and piece.created:
+            self.created = piece.created
+        if not self.model and piece.model:
+            self.model = piece.model
+        if piece.system_fingerprint is not None:
+            self.system_fingerprint = piece.system_fingerprint
+        if piece.usage is not None:
+            self.usage = piece.usage
+
+
+class ChatCompletionAccumulator(_ResponseHeader):
     """Feed chunks with :meth:`add`; read the reassembled :class:`ChatCompletion` with :meth:`result`.
 
     ``result`` may be called at any point and as often as wanted: it is a snapshot.
     """
 
-    __slots__ = ("_choices", "created", "id", "model", "service_tier", "system_fingerprint", "usage")
+    __slots__ = ("_choices", "service_tier")
 
     def __init__(self) -> None:
+        super().__init__()
         self._choices: dict[int, _ChoiceState] = {}
-        self.id = ""
-        self.created = 0
-        self.model = ""
-        self.system_fingerprint: str | None = None
         self.service_tier: str | None = None
-        self.usage: CompletionUsage | None = None
 
     @property
     def finished(self) -> bool:
@@ -135,18 +157,9 @@ class ChatCompletionAccumulator:
     def add(self, chunk: ChatCompletionChunk) -> None:
         if chunk.object != _CHUNK_OBJECT:
             return
-        if not self.id and chunk.id:
-            self.id = chunk.id
-        if not self.created and chunk.created:
-            self.created = chunk.created
-        if not self.model and chunk.model:
-            self.model = chunk.model
-        if chunk.system_fingerprint is not None:
-            self.system_fingerprint = chunk.system_fingerprint
+        self._read_header(chunk)
         if chunk.service_tier is not None:
             self.service_tier = chunk.service_tier
-        if chunk.usage is not None:
-            self.usage = chunk.usage
         choices = self._choices
         for choice in chunk.choices:
             state = choices.get(choice.index)
@@ -237,32 +250,19 @@ class _TextChoiceState:
         self.stop_reason: StopReason | None = None
 
 
-class CompletionAccumulator:
+class CompletionAccumulator(_ResponseHeader):
     """The same reassembly for the legacy ``/v1/completions`` stream of :class:`Completion` pieces."""
 
-    __slots__ = ("_choices", "created", "id", "model", "system_fingerprint", "usage")
+    __slots__ = ("_choices",)
 
     def __init__(self) -> None:
+        super().__init__()
         self._choices: dict[int, _TextChoiceState] = {}
-        self.id = ""
-        self.created = 0
-        self.model = ""
-        self.system_fingerprint: str | None = None
-        self.usage: CompletionUsage | None = None
 
     def add(self, piece: Completion) -> None:
         if piece.object != _TEXT_COMPLETION_OBJECT:
             return
-        if not self.id and piece.id:
-            self.id = piece.id
-        if not self.created and piece.created:
-            self.created = piece.created
-        if not self.model and piece.model:
-            self.model = piece.model
-        if piece.system_fingerprint is not None:
-            self.system_fingerprint = piece.system_fingerprint
-        if piece.usage is not None:
-            self.usage = piece.usage
+        self._read_header(piece)
         for choice in piece.choices:
             state = self._choices.get(choice.index)
             if state is None:

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import hmac
 import os
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from ._errors import DecryptionError, EnvelopeError
-from .signing import b64decode, b64encode, blake2b256
+from .signing import KeyPair, b64decode, b64encode, blake2b256
 from .types import CompletionUsage
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 __all__ = [
     "ClientSession",
@@ -105,26 +109,18 @@ def derive_key(shared_secret: bytes, salt: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=salt, info=b"").derive(shared_secret)
 
 
-class NodeKey:
+class NodeKey(KeyPair):
     """The server's X25519 key pair; clients lock its public half and encrypt to it."""
 
-    __slots__ = ("_key", "public_key")
+    __slots__ = ()
+    _key: X25519PrivateKey
 
     def __init__(self, private_key: bytes | None = None) -> None:
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-        self._key = (
+        super().__init__(
             X25519PrivateKey.generate() if private_key is None else X25519PrivateKey.from_private_bytes(private_key)
         )
-        #: The 32 raw bytes of the public key.
-        self.public_key: bytes = self._key.public_key().public_bytes_raw()
-
-    @property
-    def public_key_base64(self) -> str:
-        return b64encode(self.public_key)
-
-    def private_bytes(self) -> bytes:
-        return self._key.private_bytes_raw()
 
     def agree(self, salt: bytes, peer_public_key: bytes) -> bytes:
         """The symmetric key shared with the holder of ``peer_public_key`` for this ``salt``."""

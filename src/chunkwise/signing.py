@@ -20,17 +20,21 @@ import binascii
 import functools
 import hashlib
 import hmac
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from ._errors import BrokenChainError, SignatureError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "CHAIN_FIELD",
     "ChainLink",
     "ChainSealer",
     "ChainVerifier",
+    "KeyPair",
     "Signer",
     "b64decode",
     "b64encode",
@@ -50,6 +54,18 @@ _PUBLIC_KEY_SIZE = 32
 _SUI_SIGNATURE_SIZE = 1 + _SIGNATURE_SIZE + _PUBLIC_KEY_SIZE
 #: What a chunkwise or Atoma server appends to a signed body; a JSON string cannot contain it unescaped.
 _SIGNATURE_SUFFIX_START = b',"signature":'
+
+
+class _RawPublicKey(Protocol):
+    def public_bytes_raw(self) -> bytes: ...
+
+
+class _RawPrivateKey(Protocol):
+    """What ``cryptography``'s Ed25519 and X25519 private keys have in common."""
+
+    def public_key(self) -> _RawPublicKey: ...
+
+    def private_bytes_raw(self) -> bytes: ...
 
 
 def blake2b256(data: bytes) -> bytes:
@@ -83,19 +99,16 @@ def decode_public_key(key: str | bytes) -> bytes:
         raise ValueError(f"an Ed25519 public key is 32 bytes or their base64; this one is {exc}") from None
 
 
-class Signer:
-    """An Ed25519 signing key that signs hashes the way an Atoma node does."""
+class KeyPair:
+    """A private key whose halves are 32 raw bytes: the shape of :class:`Signer` and of the confidential
+    ``NodeKey``, which differ only in the curve and in what the private half does."""
 
     __slots__ = ("_key", "public_key")
 
-    def __init__(self, private_key: bytes | None = None) -> None:
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        self._key = (
-            Ed25519PrivateKey.generate() if private_key is None else Ed25519PrivateKey.from_private_bytes(private_key)
-        )
+    def __init__(self, key: _RawPrivateKey) -> None:
+        self._key = key
         #: The 32 raw bytes of the public key.
-        self.public_key: bytes = self._key.public_key().public_bytes_raw()
+        self.public_key: bytes = key.public_key().public_bytes_raw()
 
     @property
     def public_key_base64(self) -> str:
@@ -103,6 +116,20 @@ class Signer:
 
     def private_bytes(self) -> bytes:
         return self._key.private_bytes_raw()
+
+
+class Signer(KeyPair):
+    """An Ed25519 signing key that signs hashes the way an Atoma node does."""
+
+    __slots__ = ()
+    _key: Ed25519PrivateKey
+
+    def __init__(self, private_key: bytes | None = None) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        super().__init__(
+            Ed25519PrivateKey.generate() if private_key is None else Ed25519PrivateKey.from_private_bytes(private_key)
+        )
 
     def sign_hash(self, digest: bytes) -> str:
         """Sui's base64 ``flag || signature || public key`` over the hash bytes."""

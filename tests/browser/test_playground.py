@@ -186,6 +186,23 @@ def test_a_second_turn_keeps_the_history(page: Page, server: RunningServer) -> N
     assert messages[0]["content"] == "My name is Ada. Say hello to me."
 
 
+@pytest.mark.parametrize(("api", "path"), [("responses", "/v1/responses"), ("messages", "/v1/messages")])
+def test_the_api_selector_streams_through_each_dialect(page: Page, server: RunningServer, api: str, path: str) -> None:
+    open_playground(page, server.url)
+    page.select_option("#api", api)
+    page.fill("#system", "Answer briefly.")
+    paths: list[str] = []
+    page.on("request", lambda request: paths.append(request.url) if request.method == "POST" else None)
+    ask(page, "Say hello.", max_tokens=16)
+    wait_until_finished(page)
+    assert paths == [server.url + path]
+    assert page.inner_text("#answer")
+    usage = page.locator("#stats").get_by_test_id("usage").inner_text()
+    match = re.fullmatch(r"(\d+) prompt \+ (\d+) completion = (\d+)", usage)
+    assert match and int(match[1]) > 0 and 0 < int(match[2]) <= 16, usage
+    assert page.locator("#error").is_hidden()
+
+
 def test_stop_aborts_the_request_and_the_server_cancels_it(page: Page, server: RunningServer) -> None:
     open_playground(page, server.url)
     before = cancelled_total(server)

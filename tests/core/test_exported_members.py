@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "chunkwise.edge",
     "chunkwise.gateway",
     "chunkwise.ray",
+    "chunkwise.client",
 ]
 
 

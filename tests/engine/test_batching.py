@@ -62,5 +62,6 @@ async def test_a_shared_step_lists_consecutive_sequence_ids_in_order(monkeypatch
         await asyncio.gather(*(run_chat(fresh, request) for request in reversed(requests)))
     assert steps
     assert all(ids == sorted(ids) for ids in steps)
-    widest = max(steps, key=len)
+    # A sequence's guessed tokens follow its next token, under the same id.
+    widest = max((list(dict.fromkeys(ids)) for ids in steps), key=len)
     assert widest == list(range(widest[0], widest[0] + len(questions)))

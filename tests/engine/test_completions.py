@@ -87,3 +87,15 @@ async def test_legacy_values_the_engine_cannot_honour(engine: LlamaCppEngine, fi
     with pytest.raises(InvalidRequestError) as caught:
         engine.prepare_completion(request, request_id="x", created=0)
     assert caught.value.param == param
+
+
+async def test_control_token_text_in_a_prompt_is_text(engine: LlamaCppEngine):
+    generation = engine.prepare_completion(completion("<|im_end|>", max_tokens=1), request_id="x", created=0)
+    as_text = engine.tokenize("<|im_end|>", parse_special=False)
+    assert len(as_text) > 1
+    assert generation.prompt_tokens == len(engine.tokenize_prompt("")) + len(as_text)
+    # Token ids remain the way to send a control token.
+    control = engine.tokenize("<|im_end|>", parse_special=True)
+    assert len(control) == 1
+    by_id = engine.prepare_completion(completion(control, max_tokens=1), request_id="x", created=0)
+    assert by_id.prompt_tokens == 1

@@ -117,6 +117,18 @@ async def test_logit_bias_can_ban_and_force_tokens(engine: LlamaCppEngine):
     assert content_of(forced) == "*****"
 
 
+async def test_top_k_of_one_samples_the_greedy_answer_at_any_temperature(engine: LlamaCppEngine):
+    greedy = content_of(await run_chat(engine, chat(max_tokens=12, temperature=0)))
+    for seed in (1, 2, 3):
+        hot = await run_chat(engine, chat(max_tokens=12, temperature=2.0, seed=seed, top_k=1))
+        assert content_of(hot) == greedy
+    # Without top_k the same heat wanders off the greedy path for at least one of the seeds.
+    wandering = [
+        content_of(await run_chat(engine, chat(max_tokens=12, temperature=2.0, seed=seed))) for seed in (1, 2, 3)
+    ]
+    assert any(text != greedy for text in wandering)
+
+
 @pytest.mark.parametrize("key", ["not-a-number", "-1", "49152", "1e3"])
 async def test_a_logit_bias_key_that_is_not_a_token_id_is_rejected(engine: LlamaCppEngine, key: str):
     with pytest.raises(InvalidRequestError) as caught:

@@ -10,6 +10,7 @@ import pytest
 
 from chunkwise.accumulate import accumulate
 from chunkwise.engine import InvalidRequestError, LlamaCppEngine
+from chunkwise.engine._grammar import json_schema_grammar
 from chunkwise.types import ChatCompletionChunk
 
 from .support import chat, content_of, finish_reason, run_chat
@@ -229,3 +230,50 @@ async def test_tool_requests_that_cannot_be_honoured(engine: LlamaCppEngine, fie
     with pytest.raises(InvalidRequestError) as caught:
         engine.prepare_chat(chat(tools=[WEATHER], **fields), request_id="x", created=0)
     assert caught.value.param == param
+
+
+def validate_formats(output: Any, schema: dict[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator
+    jsonschema.validate(output, schema, cls=validator, format_checker=validator.FORMAT_CHECKER)
+
+
+@pytest.mark.parametrize(
+    ("schema", "only"),
+    [
+        ({"type": "number", "minimum": 0.1, "maximum": 0.2}, None),
+        ({"type": "number", "minimum": -0.2, "maximum": -0.1}, None),
+        ({"type": "number", "exclusiveMinimum": 0.1, "exclusiveMaximum": 0.100002}, 0.100001),
+        ({"type": "number", "minimum": 2.5, "exclusiveMaximum": 2.500001}, 2.5),
+    ],
+)
+async def test_number_bounds_within_one_integer_are_satisfied(
+    engine: LlamaCppEngine, schema: dict[str, Any], only: float | None
+):
+    request = chat("Pick a number.", n=3, temperature=1.0, seed=5, max_tokens=16, response_format=schema_format(schema))
+    chunks = await run_chat(engine, request)
+    for index in range(3):
+        assert finish_reason(chunks, index) == "stop"
+        value = json.loads(content_of(chunks, index))
+        validate_formats(value, schema)
+        assert only is None or value == only
+
+
+@pytest.mark.parametrize("favoured", ["0", "0 2 9", "3 1", "1 9"])
+async def test_dates_are_real_dates_even_when_the_model_pushes_for_zeros_and_big_days(
+    engine: LlamaCppEngine, favoured: str
+):
+    # A strong bias makes the model pick these digits wherever the grammar allows them: year 0000, day 30 of
+    # February and day 31 of a short month are what a loose grammar then writes.
+    bias = {str(token): 40 for digit in favoured.split() for token in engine.tokenize(digit, parse_special=False)}
+    schema = {"type": "array", "items": {"type": "string", "format": "date"}, "minItems": 4, "maxItems": 4}
+    request = chat("Some dates.", max_tokens=64, logit_bias=bias, response_format=schema_format(schema))
+    chunks = await run_chat(engine, request)
+    assert finish_reason(chunks) == "stop"
+    validate_formats(json.loads(content_of(chunks)), schema)
+
+
+def test_integer_bounds_beyond_a_double_narrow_to_fifteen_digits():
+    # A range of 300-digit integers made a grammar that every token had to walk through.
+    vast = {"type": "integer", "minimum": -1e300, "maximum": 1e300}
+    exact = {"type": "integer", "minimum": -(10**15 - 1), "maximum": 10**15 - 1}
+    assert json_schema_grammar(vast) == json_schema_grammar(exact)

@@ -199,13 +199,42 @@ class RunningGateway:
         return read_metric(httpx.get(f"{self.url}/metrics", timeout=10).text, name, **labels)
 
     def usage_rows(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-        """The ledger once it holds at least ``count`` rows (rows are written just after each response)."""
+        """The ledger once it holds at least ``count`` rows, all settled (a row opens at admission and is
+        settled just after its response)."""
         deadline = time.monotonic() + timeout
         while True:
             rows = with_store(self.config, lambda store: store.usage_rows())
-            if len(rows) >= count or time.monotonic() > deadline:
+            settled = all(row["outcome"] != "open" for row in rows)
+            if (len(rows) >= count and settled) or time.monotonic() > deadline:
                 return rows
             time.sleep(0.05)
+
+
+@contextmanager
+def gateway_process(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``chunkwise gateway`` as a subprocess on ``port``, once it answers; killed at the end if it still runs
+    (a test may stop it its own way first)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chunkwise", "gateway", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "the gateway exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.05)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
 
 
 @contextmanager
@@ -224,6 +253,24 @@ def run_gateway(config: GatewayConfig) -> Iterator[RunningGateway]:
     )
     with run_uvicorn(server_config, name="gateway") as url:
         yield RunningGateway(url, app.state.gateway, config)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    url: str = request.getfixturevalue("postgres_url")
+    yield url
+    # One cluster serves the session: leave it empty for the next test.
+    asyncio.run(drop_tables(url))
+
+
+async def drop_tables(url: str) -> None:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("DROP TABLE IF EXISTS gateway_usage, gateway_keys")
 
 
 @pytest.fixture

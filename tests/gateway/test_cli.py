@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,8 @@ from chunkwise.cli._gateway import parse_since
 from chunkwise.gateway import ConfigError, load_config
 from tests.client.servers import free_port
 from tests.server.conftest import MODEL, RunningServer
+
+from .conftest import gateway_process
 
 
 def write_config(tmp_path: Path, upstream_url: str, extra: str = "") -> Path:
@@ -101,6 +102,8 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
         load_config(path)
     path.write_text("[gateway]\nhealth_check_interval = 2\n[[upstreams]]\nname='a'\nurl='http://x/v1'\n")
     assert load_config(path).settings.health_check_interval == 2
+    path.write_text("[gateway]\nresponse_store = 'responses.db'\n[[upstreams]]\nname='a'\nurl='http://x/v1'\n")
+    assert load_config(path).settings.response_store == str(tmp_path / "responses.db")
     path.write_text("not toml [")
     result = CliRunner().invoke(main, ["keys", "list", "--config", str(path)])
     assert result.exit_code == 1 and "not valid TOML" in result.output
@@ -110,25 +113,9 @@ def test_the_gateway_command_serves_until_interrupted(upstream: RunningServer, t
     port = free_port()
     config = write_config(tmp_path, upstream.url, "[gateway]\nhealth_check_interval = 1.0\n")
     key = cli("keys", "create", "--config", str(config), "--name", "cmd").splitlines()[-1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chunkwise", "gateway", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, "the gateway exited"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.1)
+    with gateway_process(config, port) as process:
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"authorization": f"Bearer {key}"}).json()
         assert [entry["id"] for entry in models["data"]] == [MODEL]
-    finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(15) == 0
 

@@ -63,12 +63,15 @@ def test_an_exception_in_a_handler_is_a_json_500(sqlite_url: str, monkeypatch: p
         _assert_openai_error(listed, 500, None)
 
 
-def test_x_api_key_is_not_a_bearer_key(sqlite_url: str) -> None:
+def test_a_key_may_come_as_x_api_key_or_as_a_bearer_token_in_any_case(sqlite_url: str) -> None:
     config = make_config(sqlite_url, [("a", _UNREACHABLE, [MODEL])])
     key = create_key(config)
     with run_gateway(config) as gateway:
+        # Anthropic's SDKs send `x-api-key`; every route takes it, whatever its dialect.
         response = httpx.get(f"{gateway.url}/v1/models", headers={"x-api-key": key}, timeout=30)
-        _assert_openai_error(response, 401, "invalid_api_key")
+        assert response.status_code == 200
+        wrong = httpx.get(f"{gateway.url}/v1/models", headers={"x-api-key": key + "x"}, timeout=30)
+        _assert_openai_error(wrong, 401, "invalid_api_key")
         lower = httpx.get(f"{gateway.url}/v1/models", headers={"authorization": f"bearer {key}"}, timeout=30)
         assert lower.status_code == 200 and [entry["id"] for entry in lower.json()["data"]] == [MODEL]
 

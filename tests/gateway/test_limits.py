@@ -86,16 +86,20 @@ def test_tokens_per_minute(config: GatewayConfig) -> None:
 
 
 def test_token_budget(config: GatewayConfig) -> None:
-    key = create_key(config, budget_tokens=20)
+    key = create_key(config, budget_tokens=600)
     with run_gateway(config) as gateway:
-        assert post(gateway, key, max_tokens=4).status_code == 200
-        [row] = gateway.usage_rows(1)
-        assert row["prompt_tokens"] + row["completion_tokens"] > 20
+        statuses: list[int] = []
+        while not statuses or statuses[-1] == 200:
+            statuses.append(post(gateway, key, max_tokens=4).status_code)
+            gateway.usage_rows(len(statuses))
         refused = post(gateway, key)
         assert_error(refused, 429, "insufficient_quota")
         assert "retry-after" not in refused.headers
+        rows = gateway.usage_rows(len(statuses) - 1)
+    assert len(rows) >= 2 and statuses[-1] == 429
     [record] = with_store(config, lambda store: store.list_keys())
-    assert record.tokens_used == row["prompt_tokens"] + row["completion_tokens"] and record.reserved_tokens == 0
+    assert record.tokens_used == sum(row["prompt_tokens"] + row["completion_tokens"] for row in rows)
+    assert record.tokens_used <= 600 and record.reserved_tokens == 0
 
 
 async def _burst(gateway: RunningGateway, key: str, count: int, **body: Any) -> list[int]:
@@ -118,9 +122,28 @@ def test_concurrent_requests_never_exceed_the_request_limit(config: GatewayConfi
         assert asyncio.run(_burst(gateway, key, 16)) == [200] * 3 + [429] * 13
 
 
-def test_concurrent_requests_never_exceed_the_budget_reserved_by_max_tokens(config: GatewayConfig) -> None:
-    # Each request holds its max_tokens against the budget until its usage is settled: with 10 tokens and
-    # 4 per request only requests starting below the budget (0, 4, 8 reserved) get in.
-    key = create_key(config, budget_tokens=10)
+#: About 870 tokens of prompt (the test engine's context is 1,024), in about 3,800 bytes.
+LONG_PROMPT = "Tell me about the weather. " * 140
+
+
+@pytest.mark.parametrize(("budget", "limit"), [(50, None), (50, 1), (12_000, 1)])
+def test_concurrent_requests_never_spend_past_the_budget(
+    upstream: RunningServer, database_url: str, budget: int, limit: int | None
+) -> None:
+    # A reservation covers the prompt and the completion bound (the model's room without max_tokens), and a
+    # request is admitted only while used + reserved + its reservation fits the budget.
+    config = make_config(database_url, [("a", f"{upstream.url}/v1", [MODEL])], model_context_tokens=512)
+    key = create_key(config, budget_tokens=budget)
+    fields: dict[str, Any] = {"messages": [{"role": "user", "content": LONG_PROMPT}]}
+    fields["max_tokens"] = limit
     with run_gateway(config) as gateway:
-        assert asyncio.run(_burst(gateway, key, 10, max_tokens=4)) == [200] * 3 + [429] * 7
+        statuses = asyncio.run(_burst(gateway, key, 40, **fields))
+        rows = gateway.usage_rows(statuses.count(200))
+    [record] = with_store(config, lambda store: store.list_keys())
+    assert record.reserved_tokens == 0 and record.tokens_used <= budget
+    assert record.tokens_used == sum(row["prompt_tokens"] + row["completion_tokens"] for row in rows)
+    if budget == 50:
+        assert statuses == [429] * 40
+    else:
+        assert 1 <= statuses.count(200) <= 3  # each reserves the body's size, about 3,800 tokens
+        assert all(row["prompt_tokens"] > 800 for row in rows)  # the upstream's count of the long prompt

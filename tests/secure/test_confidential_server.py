@@ -172,9 +172,53 @@ def test_plaintext_problems_are_4xx_too(unsigned_server: RunningServer) -> None:
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "model_not_found"
     invalid = json.dumps({"model": MODEL, "messages": []}).encode()
     answer = post_envelope(unsigned_server, plaintext=invalid)
-    assert answer.status_code == 400 and answer.json()["error"]["param"] == "messages"
+    assert answer.status_code == 400 and answer.json()["error"]["type"] == "invalid_request_error"
     garbage = httpx.post(f"{unsigned_server.url}/v1/confidential/chat/completions", content=b"{nope")
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_json"
+
+
+SECRET_PLAINTEXTS: dict[str, dict[str, Any]] = {
+    "role": {"model": MODEL, "messages": [{"role": "SECRET-ROLE", "content": "hi"}]},
+    "schema": {
+        "model": MODEL,
+        "messages": MESSAGES,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "SECRET_NAME",
+                "schema": {"type": "object", "properties": {"SECRET_FIELD": {"type": "string", "format": "email"}}},
+            },
+        },
+    },
+    "logit_bias": {"model": MODEL, "messages": MESSAGES, "logit_bias": {"SECRET-KEY": 1}},
+    "tool": {"model": MODEL, "messages": MESSAGES, "tool_choice": {"type": "function", "function": {"name": "SECRET"}}},
+    "prompt_size": {"model": MODEL, "messages": [{"role": "user", "content": "SECRET " * 9000}], "max_tokens": 4},
+}
+
+
+@pytest.mark.parametrize("case", sorted(SECRET_PLAINTEXTS))
+@pytest.mark.parametrize("stream", [False, True])
+def test_errors_about_a_decrypted_request_quote_nothing_of_it(
+    unsigned_server: RunningServer, case: str, stream: bool
+) -> None:
+    fields = SECRET_PLAINTEXTS[case]
+    plaintext = json.dumps({**fields, "stream": True} if stream else fields).encode()
+    answer = post_envelope(unsigned_server, plaintext=plaintext, stream=stream)
+    assert 400 <= answer.status_code < 500, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] is None
+    assert "SECRET" not in answer.text and "9000" not in answer.text
+    for word in ("role", "properties", "logit_bias", "tool", "tokens"):
+        assert word not in error["message"]
+
+
+def test_a_replayed_envelope_is_refused(unsigned_server: RunningServer) -> None:
+    with httpx.Client(base_url=unsigned_server.url, timeout=60) as http:
+        envelope = lock(http).seal_request(plain_request(False), model=MODEL, stream=False)
+        first = http.post("/v1/confidential/chat/completions", content=envelope)
+        again = http.post("/v1/confidential/chat/completions", content=envelope)
+    assert first.status_code == 200, first.text
+    assert again.status_code == 400 and again.json()["error"]["code"] == "replayed_envelope"
 
 
 class OtherNodesLock(httpx.HTTPTransport):

@@ -301,3 +301,24 @@ def test_a_confidential_answer_is_sealed_chunk_by_chunk_as_it_is_encoded() -> No
         contents.append(json.loads(plaintext))
     assert [c["choices"][0]["delta"]["content"] for c in contents[:2]] == ["a", "b"]
     assert json.loads(events[2].removeprefix(b"data: "))["usage"]["total_tokens"] == 3  # in the clear
+
+
+def test_a_sealed_answer_writes_its_errors_without_their_words() -> None:
+    """An error frame or error body about a decrypted request keeps status, type and code, and nothing else."""
+    from chunkwise.server._framing import PLAIN, ConfidentialFramer, FramedEncoding, SignedFramer
+    from chunkwise.types import ErrorDetail
+
+    node = NodeKey()
+    _, envelope = sealed(node)
+    opened = open_request(envelope, node)
+    sealed_answer = FramedEncoding(ConfidentialFramer(ChainSealer(opened.plaintext_hash, None), opened.sealer))
+    detail = ErrorDetail(
+        message="Invalid value 'SECRET-ROLE'", type="invalid_request_error", param="messages[0].role", code="bad"
+    )
+    for written in (sealed_answer.errors.event(400, detail), sealed_answer.errors.body(400, detail)):
+        error = json.loads(written.removeprefix(b"data: "))["error"]
+        assert b"SECRET" not in written and error["param"] is None
+        assert (error["type"], error["code"]) == ("invalid_request_error", "bad")
+    signed = FramedEncoding(SignedFramer(ChainSealer(b"\0" * 32, None)))
+    for encoding in (PLAIN, signed):  # answers in the clear keep their errors as they are
+        assert b"SECRET-ROLE" in encoding.errors.body(400, detail)

@@ -98,7 +98,9 @@ def serve(app: Starlette, *, send_buffer: int | None = None) -> Iterator[Running
         host="127.0.0.1",
         port=0,
         log_level="warning",
-        http=h11_protocol(header_timeout=app.state.settings.header_timeout),
+        http=h11_protocol(
+            header_timeout=app.state.settings.header_timeout, max_connections=app.state.settings.max_connections
+        ),
         ws="none",
         lifespan="on",
         timeout_graceful_shutdown=2,

@@ -41,6 +41,8 @@ def test_help_lists_every_option() -> None:
         "--access-log",
         "--embedding-model",
         "--embeddings",
+        "--response-store",
+        "--response-store-size",
     ]:
         assert option in result.output
     assert "CHUNKWISE_API_KEY" in result.output
@@ -103,6 +105,8 @@ def test_serve_prints_a_working_curl_line_and_stops_on_ctrl_c() -> None:
         banner = "".join(output)
         assert MODEL in banner
         assert re.search(r"http://127\.0\.0\.1:\d+", banner)
+        assert re.search(r"Playground: http://127\.0\.0\.1:\d+/ ", banner)
+        assert "/v1/responses" in banner and "/v1/messages" in banner
         assert "$CHUNKWISE_API_KEY" in curl_line, "the key itself is never printed"
         curl = subprocess.run(["bash", "-c", curl_line], capture_output=True, text=True, timeout=60, env=env)
         assert curl.returncode == 0, curl.stderr

@@ -2,8 +2,8 @@
 
 * Fuzzing: request bodies drawn from the server's own ``/openapi.json`` (schemathesis) for every POST
   endpoint that takes a body: generation, embeddings, tokens and the confidential routes. Whatever
-  arrives, the answer is never a 5xx, every error is in the OpenAI shape, every stream ends properly,
-  and the server still answers afterwards.
+  arrives, the answer is never a 5xx, every error is in its dialect's shape (OpenAI's; Anthropic's on
+  ``/v1/messages``), every stream ends properly, and the server still answers afterwards.
 * Structured output: generated JSON Schemas from the supported keywords; every ``finish_reason: "stop"``
   output validates with the ``jsonschema`` library.
 """
@@ -20,6 +20,16 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.generation import GenerationMode
+
+from chunkwise.dialects import (
+    MessagesErrorEvent,
+    MessagesStreamDecoder,
+    MessageStopEvent,
+    ResponseCompletedEvent,
+    ResponseFailedEvent,
+    ResponseIncompleteEvent,
+    ResponsesStreamDecoder,
+)
 
 from .conftest import MODEL
 
@@ -132,6 +142,59 @@ def test_fuzzed_bodies_from_the_openapi_document(http: httpx.Client, document: d
         if deep and isinstance(body, dict) and body:
             content = content[:-1] + DEEP
         check_answer(http, http.post(path, content=content, headers={"content-type": "application/json"}))
+
+    fuzz()
+
+
+#: Each dialect's field that decides the cost, and the one it may not go without.
+DIALECT_LIMITS = {"/v1/responses": "max_output_tokens", "/v1/messages": "max_tokens"}
+
+
+def cheap_dialect(body: dict[str, Any], path: str, use_served_model: bool) -> dict[str, Any]:
+    body = dict(body)
+    if use_served_model:
+        body["model"] = MODEL
+    limit = DIALECT_LIMITS[path]
+    body[limit] = min(body[limit], 3) if isinstance(body.get(limit), int) and body[limit] > 0 else 3
+    return body
+
+
+def check_dialect_answer(http: httpx.Client, path: str, response: httpx.Response) -> None:
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        assert response.headers["content-type"] == "application/json", response.text
+        body = response.json()
+        if path == "/v1/messages":
+            assert body["type"] == "error" and set(body["error"]) == {"type", "message"}, body
+        else:
+            assert set(body["error"]) == {"message", "type", "param", "code"} and body["error"]["message"], body
+    elif response.headers["content-type"] == "text/event-stream":
+        if path == "/v1/messages":
+            decoder: Any = MessagesStreamDecoder()
+            endings: tuple[type, ...] = (MessageStopEvent, MessagesErrorEvent)
+        else:
+            decoder = ResponsesStreamDecoder()
+            endings = (ResponseCompletedEvent, ResponseIncompleteEvent, ResponseFailedEvent)
+        events = [*decoder.feed(response.content), *decoder.close()]
+        assert events and isinstance(events[-1], endings), response.text[-300:]
+    else:
+        assert response.json()["type" if path == "/v1/messages" else "object"] in ("message", "response")
+    assert http.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("path", sorted(DIALECT_LIMITS))
+def test_fuzzed_dialect_bodies_from_the_openapi_document(
+    http: httpx.Client, document: dict[str, Any], path: str
+) -> None:
+    @FUZZ_SETTINGS
+    @given(body=openapi_body_strategy(document, path), use_served_model=st.booleans(), deep=st.booleans())
+    def fuzz(body: Any, use_served_model: bool, deep: bool) -> None:
+        if isinstance(body, dict):
+            body = cheap_dialect(body, path, use_served_model)
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        if deep and isinstance(body, dict) and body:
+            content = content[:-1] + DEEP
+        check_dialect_answer(http, path, http.post(path, content=content, headers={"content-type": "application/json"}))
 
     fuzz()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -106,27 +107,66 @@ def test_a_grammar_that_crashes_the_native_parser_fails_only_its_request() -> No
         checker.close()
 
 
+SLOW_GRAMMAR = "root ::= " + " | ".join(f'"x{i}"{{0,900}}' for i in range(3000))  # seconds of parsing
+
+
+def test_a_grammar_over_the_parse_budget_is_refused_naming_the_budget() -> None:
+    checker = GrammarChecker(timeout=0.5)
+    try:
+        assert "more than 0.5 s to parse" in (checker.problem(SLOW_GRAMMAR) or "")
+        assert checker.problem('root ::= "a"') is None
+    finally:
+        checker.close()
+
+
+def test_a_slow_grammar_does_not_hold_up_other_grammars() -> None:
+    checker = GrammarChecker(timeout=60, helpers=2)
+    try:
+        # Both helpers started and warm, so that only a parse is measured.
+        warming = [threading.Thread(target=checker.problem, args=(f'root ::= "warm{i}"',)) for i in range(2)]
+        for thread in warming:
+            thread.start()
+        for thread in warming:
+            thread.join()
+        slow = threading.Thread(target=checker.problem, args=(SLOW_GRAMMAR,))
+        slow.start()
+        time.sleep(0.2)  # the slow parse has begun
+        started = time.monotonic()
+        assert checker.problem('root ::= "b" [0-9]*') is None
+        waited = time.monotonic() - started
+        assert slow.is_alive(), "the slow grammar finished too soon to show anything"
+        assert waited < 1.0
+        slow.join()
+    finally:
+        checker.close()
+
+
 # --- 2. a client that stops reading --------------------------------------------------------------
 
 
-def test_a_client_that_stops_reading_is_cut_off_and_frees_the_engine(strict_server: RunningServer) -> None:
+def send_and_stop_reading(connection: socket.socket, n: int) -> None:
+    """Ask for a long stream of big chunks on ``connection``, and never read a byte of the answer."""
     body = json.dumps(
         {
             "model": MODEL,
             "messages": [{"role": "user", "content": "Count from one to one thousand."}],
             "stream": True,
-            "n": 8,
+            "n": n,
             "logprobs": True,
             "top_logprobs": 20,
             "max_tokens": 1000,
         }
     ).encode()
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    connection.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_frees_the_engine(strict_server: RunningServer) -> None:
     reader = socket.socket()
     reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     reader.connect(address(strict_server))
     try:
-        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        reader.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)  # ... and never read a byte
+        send_and_stop_reading(reader, 8)
         with httpx.Client(base_url=strict_server.url, timeout=90) as http:
             # Queued behind the stalled stream; answered once that stream is cut.
             response = chat(http, max_tokens=4)
@@ -134,6 +174,19 @@ def test_a_client_that_stops_reading_is_cut_off_and_frees_the_engine(strict_serv
         assert strict_server.metric("chunkwise_stalled_streams_total", endpoint="chat") == 1
     finally:
         reader.close()
+
+
+def test_a_client_that_stops_reading_is_cut_off_whatever_the_socket_buffers(engine: LlamaCppEngine) -> None:
+    # Default kernel buffers on both sides: they grow to megabytes, enough to hold this whole answer, so only
+    # a server that bounds its buffers or measures what the client has taken can tell that it stopped reading.
+    settings = ServerSettings(write_timeout=1.0)
+    with serve(create_app(engine, settings)) as running, socket.create_connection(address(running)) as reader:
+        send_and_stop_reading(reader, 4)
+        started = time.monotonic()
+        while running.metric("chunkwise_stalled_streams_total", endpoint="chat") == 0:
+            assert time.monotonic() - started < 15, "the stalled stream still holds the engine"
+            time.sleep(0.2)
+        assert running.metric("chunkwise_active_streams") == 0
 
 
 # --- 3. deep nesting ------------------------------------------------------------------------------
@@ -199,6 +252,7 @@ def test_json_schema_outputs_validate(http: httpx.Client, schema: dict[str, Any]
         ({"type": "array", "uniqueItems": True}, "uniqueItems"),
         ({"type": "string", "pattern": "(?=a)b"}, "pattern"),
         ({"type": "string", "pattern": "^\\w+\\b$"}, "pattern"),
+        ({"anyOf": [{"type": "object", "required": [f"k{i}"]} for i in range(500)]}, "more than 64 branches"),
     ],
 )
 def test_contradictory_or_unenforceable_schemas_are_a_400(
@@ -324,6 +378,38 @@ def test_a_refused_cors_preflight_gets_the_error_shape(http: httpx.Client) -> No
     )
     assert_error_shape(response, 400, code="cors_preflight_rejected")
     assert "headers" in response.json()["error"]["message"]
+
+
+def test_a_request_with_both_content_length_and_transfer_encoding_is_refused_and_the_connection_closed(
+    strict_server: RunningServer,
+) -> None:
+    smuggled = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" % (5 + len(smuggled))
+    )
+    with socket.create_connection(address(strict_server)) as client:
+        client.sendall(request + smuggled)
+        received = read_response(client)  # to the end: the server closes the connection
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert "Content-Length and Transfer-Encoding" in json.loads(body)["error"]["message"]
+    assert received.count(b"HTTP/1.1 ") == 1, "the smuggled request was answered"
+
+
+def test_idle_connections_past_the_cap_give_way_to_a_real_request(engine: LlamaCppEngine) -> None:
+    # The same mechanism that keeps 10,000 idle connections from starving the server, at a cap of 8.
+    with serve(create_app(engine, ServerSettings(max_connections=8))) as running:
+        idle = [socket.create_connection(address(running)) for _ in range(20)]
+        try:
+            with httpx.Client(base_url=running.url, timeout=10) as http:
+                assert_alive(http)
+            for connection in idle[:12]:  # the longest-waiting ones were closed to make room
+                connection.settimeout(5)
+                assert connection.recv(1) == b""
+        finally:
+            for connection in idle:
+                connection.close()
 
 
 def test_half_sent_headers_are_timed_out(strict_server: RunningServer) -> None:

@@ -73,6 +73,8 @@ def test_metrics_expose_every_documented_family(server: RunningServer, http: htt
         ("chunkwise_kv_cells", "gauge"),
         ("chunkwise_prefix_cache_hits_total", "counter"),
         ("chunkwise_prefix_cache_tokens_total", "counter"),
+        ("chunkwise_draft_tokens_total", "counter"),
+        ("chunkwise_draft_accepted_tokens_total", "counter"),
     ]:
         assert f"# TYPE {family} {kind}" in text
     assert server.metric("chunkwise_requests_total", route="/v1/chat/completions", status="200") >= 1

@@ -3,6 +3,11 @@
 With a prompt argument or piped standard input it answers once; on a terminal it opens a REPL that keeps
 the conversation. Answers stream to standard output as they arrive; timing and usage go to standard error,
 so ``chunkwise chat "..." > answer.txt`` captures only the answer.
+
+``--api responses|messages`` asks through ``client.responses`` or ``client.messages`` instead of chat
+completions. Every backend yields pieces: the raw item the wire carried (a chunk, or a dialect's event, which
+``--json`` prints) and the chat chunks it stands for (the dialects' own translation back to chat), so the
+text, timing and usage shown are computed the same way whatever the API.
 """
 
 from __future__ import annotations
@@ -10,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import msgspec
@@ -23,17 +28,23 @@ from rich.markup import escape
 from .._errors import ChunkwiseError
 from ..accumulate import ChatCompletionAccumulator
 from ..client import APIConnectionError, APITimeoutError
-from ..types import ChatCompletionChunk, ChatCompletionRequest, CompletionUsage, StreamOptions, encode
+from ..dialects import MessagesToChat, ResponsesToChat
+from ..types import ChatCompletionChunk, ChatCompletionRequest, CompletionUsage, ErrorDetail, StreamOptions, encode
 
 __all__ = ["chat", "models"]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+#: The Messages API requires ``max_tokens``; this one stands in when ``--max-tokens`` is not given.
+MESSAGES_MAX_TOKENS = 4096
 
+E = TypeVar("E", bound=msgspec.Struct)
 Message = dict[str, str]
+#: What a backend streams: the raw wire item (for ``--json``) and the chat chunks it stands for.
+Piece = tuple[msgspec.Struct, list[ChatCompletionChunk]]
 
 
 class RemoteChat:
-    """Streams from an OpenAI-compatible server through :class:`chunkwise.Client`."""
+    """Streams from a server through :class:`chunkwise.Client`, in chat completions, Responses or Messages."""
 
     def __init__(
         self,
@@ -41,12 +52,14 @@ class RemoteChat:
         api_key: str | None,
         model: str | None,
         *,
+        api: str = "chat",
         confidential: bool = False,
         verify_key: str | None = None,
     ) -> None:
         from ..client import Client
 
         self.where = base_url
+        self._api = api
         self._client = Client(base_url=base_url, api_key=api_key, verify_key=verify_key)
         self._completions = (
             self._client.confidential.chat.completions if confidential else self._client.chat.completions
@@ -60,18 +73,45 @@ class RemoteChat:
         return served[0].id
 
     @contextmanager
-    def stream(self, messages: list[Message], options: dict[str, Any]) -> Iterator[Iterator[ChatCompletionChunk]]:
-        with self._completions.create(
-            model=self.model,
-            messages=messages,
-            stream=True,
-            stream_options={"include_usage": True},
-            **options,
-        ) as stream:
-            yield iter(stream)
+    def stream(self, messages: list[Message], options: dict[str, Any]) -> Iterator[Iterator[Piece]]:
+        if self._api == "responses":
+            with self._client.responses.create(
+                model=self.model,
+                input=messages,
+                stream=True,
+                temperature=options.get("temperature"),
+                max_output_tokens=options.get("max_tokens"),
+            ) as events:
+                yield _as_chat(events, ResponsesToChat().feed)
+        elif self._api == "messages":
+            system = [message["content"] for message in messages if message["role"] == "system"]
+            with self._client.messages.create(
+                model=self.model,
+                messages=[message for message in messages if message["role"] != "system"],
+                max_tokens=options.get("max_tokens") or MESSAGES_MAX_TOKENS,
+                stream=True,
+                system="\n".join(system) or None,
+                temperature=options.get("temperature"),
+            ) as events:
+                yield _as_chat(events, MessagesToChat().feed)
+        else:
+            with self._completions.create(
+                model=self.model,
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+                **options,
+            ) as stream:
+                yield ((chunk, [chunk]) for chunk in stream)
 
     def close(self) -> None:
         self._client.close()
+
+
+def _as_chat(events: Iterable[E], to_chat: Callable[[E], list[ChatCompletionChunk | ErrorDetail]]) -> Iterator[Piece]:
+    # Error events never get here: the client raises them as StreamError.
+    for event in events:
+        yield event, [item for item in to_chat(event) if isinstance(item, ChatCompletionChunk)]
 
 
 async def _next_chunk(chunks: AsyncIterator[ChatCompletionChunk]) -> ChatCompletionChunk | None:
@@ -97,7 +137,7 @@ class LocalChat:
         self._count = 0
 
     @contextmanager
-    def stream(self, messages: list[Message], options: dict[str, Any]) -> Iterator[Iterator[ChatCompletionChunk]]:
+    def stream(self, messages: list[Message], options: dict[str, Any]) -> Iterator[Iterator[Piece]]:
         self._count += 1
         request = msgspec.convert(
             {"model": self.model, "messages": messages, "stream": True, **options}, ChatCompletionRequest
@@ -108,11 +148,11 @@ class LocalChat:
         )
         chunks = generation.stream()
 
-        def step() -> Iterator[ChatCompletionChunk]:
+        def step() -> Iterator[Piece]:
             while (chunk := self._runner.run(_next_chunk(chunks))) is not None:
-                yield chunk
+                yield chunk, [chunk]
             # The engine yields no usage chunk (the server adds it), so make one from its exact counts.
-            yield ChatCompletionChunk(
+            usage = ChatCompletionChunk(
                 id=f"chatcmpl-local-{self._count}",
                 model=self.model,
                 usage=CompletionUsage(
@@ -121,6 +161,7 @@ class LocalChat:
                     total_tokens=generation.prompt_tokens + generation.completion_tokens,
                 ),
             )
+            yield usage, [usage]
 
         try:
             yield step()
@@ -162,18 +203,20 @@ class Conversation:
         pieces = 0
         interrupted = False
         try:
-            with self.backend.stream(self.messages(), self.options) as chunks:
-                for chunk in chunks:
-                    accumulator.add(chunk)
+            with self.backend.stream(self.messages(), self.options) as stream:
+                for raw, chunks in stream:
                     if self.as_json:
-                        self.out.file.write(encode(chunk).decode() + "\n")
+                        self.out.file.write(encode(raw).decode() + "\n")
                         self.out.file.flush()
-                        continue
-                    for choice in chunk.choices:
-                        if choice.index == 0 and choice.delta.content:
-                            first_token = first_token or time.perf_counter()
-                            pieces += 1
-                            self.out.print(choice.delta.content, end="")
+                    for chunk in chunks:
+                        accumulator.add(chunk)
+                        if self.as_json:
+                            continue
+                        for choice in chunk.choices:
+                            if choice.index == 0 and choice.delta.content:
+                                first_token = first_token or time.perf_counter()
+                                pieces += 1
+                                self.out.print(choice.delta.content, end="")
         except KeyboardInterrupt:
             interrupted = True
         finished = time.perf_counter()
@@ -279,10 +322,22 @@ api_key_option = click.option("--api-key", envvar="CHUNKWISE_API_KEY", help="Bea
 @base_url_option
 @api_key_option
 @click.option("--model", help="Model id (default: the first one the server lists).")
+@click.option(
+    "--api",
+    type=click.Choice(["chat", "responses", "messages"]),
+    default="chat",
+    show_default=True,
+    help="Ask through chat completions, the Responses API or Anthropic's Messages API.",
+)
 @click.option("--temperature", type=click.FloatRange(0.0, 2.0), help="Sampling temperature (0 is greedy).")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Stop after this many tokens.")
 @click.option("--system", help="A system prompt for the conversation.")
-@click.option("--json", "as_json", is_flag=True, help="Write the raw chunks as JSON lines instead of text.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Write the raw chunks (or, with --api, events) as JSON lines instead of text.",
+)
 @click.option("--local", is_flag=True, help="Run the embedded engine in this process instead of calling a server.")
 @click.option(
     "--model-path",
@@ -303,6 +358,7 @@ def chat(
     base_url: str,
     api_key: str | None,
     model: str | None,
+    api: str,
     temperature: float | None,
     max_tokens: int | None,
     system: str | None,
@@ -317,6 +373,8 @@ def chat(
         prompt = sys.stdin.read().strip()
         if not prompt:
             raise click.UsageError("the piped input is empty")
+    if api != "chat" and (local or confidential or verify_key is not None):
+        raise click.UsageError("--local, --confidential and --verify-key speak chat completions only (--api chat)")
     if verify_key is not None:
         from ..signing import decode_public_key
 
@@ -333,7 +391,7 @@ def chat(
         backend: Backend = (
             LocalChat(model_path)
             if local
-            else RemoteChat(base_url, api_key, model, confidential=confidential, verify_key=verify_key)
+            else RemoteChat(base_url, api_key, model, api=api, confidential=confidential, verify_key=verify_key)
         )
         try:
             conversation = Conversation(backend, options, system, as_json)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -141,6 +141,13 @@ def _limit(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
+def _echo_table(columns: tuple[str, ...], rows: Iterable[tuple[object, ...]]) -> None:
+    """Tab-separated lines under a header line, for reading and for ``cut``."""
+    click.echo("\t".join(columns))
+    for row in rows:
+        click.echo("\t".join(str(cell) for cell in row))
+
+
 @keys.command("list")
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
@@ -151,13 +158,22 @@ def list_keys(config_path: Path, as_json: bool) -> None:
         for record in records:
             click.echo(msgspec.json.encode(record).decode())
         return
-    click.echo("id\tname\tmodels\trpm\ttpm\tbudget\tused\tstate")
-    for record in records:
-        state = "revoked" if record.revoked_at is not None else "active"
-        click.echo(
-            f"{record.id}\t{record.name}\t{','.join(record.models) or '*'}\t{_limit(record.rpm)}\t"
-            f"{_limit(record.tpm)}\t{_limit(record.budget_tokens)}\t{record.tokens_used}\t{state}"
-        )
+    _echo_table(
+        ("id", "name", "models", "rpm", "tpm", "budget", "used", "state"),
+        (
+            (
+                record.id,
+                record.name,
+                ",".join(record.models) or "*",
+                _limit(record.rpm),
+                _limit(record.tpm),
+                _limit(record.budget_tokens),
+                record.tokens_used,
+                "revoked" if record.revoked_at is not None else "active",
+            )
+            for record in records
+        ),
+    )
 
 
 @keys.command("revoke")
@@ -191,8 +207,17 @@ def parse_since(text: str, now: float | None = None) -> float:
 @_config_option
 @click.option("--since", default=None, help="Only requests since then: 30m, 12h, 7d or an ISO date/time.")
 @click.option("--json", "as_json", is_flag=True, help="JSON: one object per key and model.")
-def usage(config_path: Path, since: str | None, as_json: bool) -> None:
+@click.option(
+    "--prune-before",
+    default=None,
+    help="First delete the settled rows of requests started before then (90d, or an ISO date/time).",
+)
+def usage(config_path: Path, since: str | None, as_json: bool, prune_before: str | None) -> None:
     """Report requests and tokens per key and model from the usage ledger."""
+    if prune_before is not None:
+        cutoff = parse_since(prune_before)
+        pruned = _with_store(config_path, lambda store: store.prune_usage(cutoff))
+        click.echo(f"pruned {pruned} ledger row{'s' if pruned != 1 else ''}", err=True)
     start = parse_since(since) if since else 0.0
     summaries = _with_store(config_path, lambda store: store.usage_summary(start))
     if as_json:
@@ -201,10 +226,20 @@ def usage(config_path: Path, since: str | None, as_json: bool) -> None:
     if not summaries:
         click.echo("no requests" + (f" since {since}" if since else ""), err=True)
         return
-    click.echo("key\tname\tmodel\trequests\tprompt\tcompletion\tfailed\tcancelled\tmean_ttft_ms")
-    for row in summaries:
-        ttft = "-" if row.mean_ttft_ms is None else f"{row.mean_ttft_ms:.1f}"
-        click.echo(
-            f"{row.key_id}\t{row.key_name}\t{row.model}\t{row.requests}\t{row.prompt_tokens}\t"
-            f"{row.completion_tokens}\t{row.failed}\t{row.cancelled}\t{ttft}"
-        )
+    _echo_table(
+        ("key", "name", "model", "requests", "prompt", "completion", "failed", "cancelled", "mean_ttft_ms"),
+        (
+            (
+                row.key_id,
+                row.key_name,
+                row.model,
+                row.requests,
+                row.prompt_tokens,
+                row.completion_tokens,
+                row.failed,
+                row.cancelled,
+                "-" if row.mean_ttft_ms is None else f"{row.mean_ttft_ms:.1f}",
+            )
+            for row in summaries
+        ),
+    )

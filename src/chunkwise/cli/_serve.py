@@ -145,6 +145,20 @@ def _load_embedder(console: Console, engine: Any, model_path: Path | None, n_thr
     help="Sequences decoded together (a request with n=4 counts 4); more requests wait in the queue.",
 )
 @click.option(
+    "--speculation/--no-speculation",
+    default=True,
+    show_default=True,
+    help="Let each sequence guess tokens from its prompt and output, verified in the same decode step "
+    "(prompt lookup); the output is the same either way.",
+)
+@click.option(
+    "--draft-max",
+    type=click.IntRange(min=1, max=48),
+    default=16,
+    show_default=True,
+    help="With --speculation: the most tokens one sequence guesses per step.",
+)
+@click.option(
     "--queue-size",
     type=click.IntRange(min=0),
     default=16,
@@ -171,6 +185,13 @@ def _load_embedder(console: Console, engine: Any, model_path: Path | None, n_thr
     default=30.0,
     show_default=True,
     help="Seconds a connection may take to send a request's headers before it is closed.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Open connections past which the one that has waited longest for a request is closed.",
 )
 @click.option(
     "--max-body-size",
@@ -208,6 +229,20 @@ def _load_embedder(console: Console, engine: Any, model_path: Path | None, n_thr
 )
 @click.option(
     "--rotate-signing-key", is_flag=True, help="Replace the key in --signing-key-file with a new one before serving."
+)
+@click.option(
+    "--response-store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite file that keeps stored Responses (previous_response_id, GET /v1/responses/{id}) across "
+    "restarts; created if missing. Default: in memory.",
+)
+@click.option(
+    "--response-store-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Stored Responses kept; the least recently used go first.",
 )
 @click.option(
     "--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True, help="Server log verbosity."
@@ -264,16 +299,21 @@ def serve(
     n_ctx: int | None,
     n_threads: int | None,
     max_running: int,
+    speculation: bool,
+    draft_max: int,
     queue_size: int,
     keepalive_interval: float,
     write_timeout: float,
     header_timeout: float,
+    max_connections: int,
     max_body_size: int,
     cors_origins: tuple[str, ...],
     node_key_file: Path | None,
     rotate_node_key: bool,
     signing_key_file: Path | None,
     rotate_signing_key: bool,
+    response_store: Path | None,
+    response_store_size: int,
     log_level: str,
     access_log: bool,
     ray_address: str | None,
@@ -286,7 +326,7 @@ def serve(
     autoscaling_options: tuple[str, ...],
     prefix_affinity: bool,
 ) -> None:
-    """Serve a GGUF model with the OpenAI chat-completions API (streaming and not).
+    """Serve a GGUF model with the OpenAI chat-completions API, the Responses API and Anthropic Messages.
 
     With --ray the same API is served from this process while the model runs in Ray Serve replicas.
     """
@@ -296,7 +336,13 @@ def serve(
 
     console = Console()
     _configure_logging(log_level)
-    engine_options: dict[str, Any] = {"model_id": model_id, "n_threads": n_threads, "max_sequences": max_running}
+    engine_options: dict[str, Any] = {
+        "model_id": model_id,
+        "n_threads": n_threads,
+        "max_sequences": max_running,
+        "speculation": speculation,
+        "draft_max": draft_max,
+    }
     if n_ctx is not None:
         engine_options["n_ctx"] = n_ctx
     if embedding_model_path is not None and (ray_address is not None or not embeddings):
@@ -316,10 +362,13 @@ def serve(
             keepalive_interval=keepalive_interval,
             write_timeout=write_timeout,
             header_timeout=header_timeout,
+            max_connections=max_connections,
             max_body_size=max_body_size,
             cors_origins=cors_origins,
             node_key=node_key,
             signer=signer,
+            response_store=str(response_store) if response_store is not None else None,
+            response_store_size=response_store_size,
         )
         deployment = None
         if ray_address is not None:
@@ -358,7 +407,7 @@ def serve(
             port=port,
             log_level=log_level,
             access_log=access_log,
-            http=h11_protocol(header_timeout=settings.header_timeout),
+            http=h11_protocol(header_timeout=settings.header_timeout, max_connections=settings.max_connections),
             ws="none",
             lifespan="on",
             # Open streams get this long to finish on Ctrl-C before they are cut.
@@ -419,7 +468,8 @@ async def _serve_and_announce(server: Any, console: Console, model_id: str, *, w
         lines = [
             Text(),
             Text.assemble("chunkwise is serving ", (model_id, "bold green"), " at ", (url, "bold cyan")),
-            Text(f"  OpenAPI: {url}/openapi.json   metrics: {url}/metrics   Ctrl-C to stop"),
+            Text(f"  Playground: {url}/   OpenAPI: {url}/openapi.json   metrics: {url}/metrics   Ctrl-C to stop"),
+            Text(f"  Endpoints: {url}/v1/chat/completions, {url}/v1/responses, {url}/v1/messages"),
             *([Text(f"  Answers are signed; the public key: {url}/signing-key")] if signed else []),
             Text("  Try:"),
             Text("  " + curl_example(url, model_id, with_key=with_key)),

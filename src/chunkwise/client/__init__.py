@@ -1,4 +1,6 @@
-"""The client side: ``Client`` and ``AsyncClient`` for any OpenAI-compatible server.
+"""The client side: ``Client`` and ``AsyncClient`` for any OpenAI-compatible server, in three dialects:
+``client.chat.completions``, ``client.responses`` (OpenAI's Responses API) and ``client.messages`` (Anthropic's
+Messages API).
 
 >>> import chunkwise
 >>> with chunkwise.Client(base_url="http://127.0.0.1:8000/v1") as client:
@@ -10,39 +12,25 @@ from __future__ import annotations
 
 from ._client import AsyncClient, Client
 from ._config import USE_CLIENT_DEFAULT, UseClientDefault
-from ._errors import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
-    ConnectTimeoutError,
-    FirstChunkTimeoutError,
-    IdleTimeoutError,
-    InternalServerError,
-    NotFoundError,
-    PaymentRequiredError,
-    PermissionDeniedError,
-    RateLimitError,
-    RequestTooLargeError,
-    TotalTimeoutError,
-    UnexpectedResponseError,
-    UnprocessableEntityError,
-)
+from ._dialect_streams import AsyncMessagesStream, AsyncResponsesStream, MessagesStream, ResponsesStream
+from ._errors import *
 from ._resources import (
     AsyncChat,
     AsyncChatCompletions,
     AsyncConfidential,
     AsyncConfidentialChat,
     AsyncConfidentialChatCompletions,
+    AsyncMessages,
     AsyncModels,
+    AsyncResponses,
     Chat,
     ChatCompletions,
     Confidential,
     ConfidentialChat,
     ConfidentialChatCompletions,
+    Messages,
     Models,
+    Responses,
 )
 from ._retries import Backoff
 from ._streaming import AsyncStream, Stream
@@ -58,7 +46,11 @@ __all__ = [
     "AsyncConfidential",
     "AsyncConfidentialChat",
     "AsyncConfidentialChatCompletions",
+    "AsyncMessages",
+    "AsyncMessagesStream",
     "AsyncModels",
+    "AsyncResponses",
+    "AsyncResponsesStream",
     "AsyncStream",
     "AuthenticationError",
     "Backoff",
@@ -74,12 +66,16 @@ __all__ = [
     "FirstChunkTimeoutError",
     "IdleTimeoutError",
     "InternalServerError",
+    "Messages",
+    "MessagesStream",
     "Models",
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
+    "Responses",
+    "ResponsesStream",
     "Stream",
     "Timeouts",
     "TotalTimeoutError",

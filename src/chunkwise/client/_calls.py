@@ -22,16 +22,23 @@ from ._errors import APIConnectionError, UnexpectedResponseError
 from ._guards import ResponseGuard
 from ._responses import decode_body, decode_success, is_event_stream, parse_error_body, request_id_of, status_error
 from ._retries import RetryState
-from ._streaming import StreamCore
+from ._streaming import EventCore, StreamCore
 from ._timeouts import Deadlines, Timeouts
 
-__all__ = ["Call", "chat_request_body", "read_chat_completion", "read_model_list"]
+__all__ = [
+    "Call",
+    "chat_request_body",
+    "read_chat_completion",
+    "read_model_list",
+    "read_whole_stream",
+    "request_body",
+    "whole_body_deadlines",
+]
 
 logger = logging.getLogger("chunkwise.client")
 
 #: The body is already read: what is left is parsing, which no deadline bounds.
 _NO_TIMEOUTS = Timeouts(connect=None, first_chunk=None, idle=None, total=None)
-_REQUEST_FIELDS = frozenset(ChatCompletionRequest.__struct_fields__) - {"model", "messages", "stream"}
 _model_list_decoder = msgspec.json.Decoder(ModelList)
 _raw_json_decoder = msgspec.json.Decoder(msgspec.Raw)
 
@@ -45,23 +52,48 @@ def chat_request_body(
     extra_body: Mapping[str, Any] | None,
 ) -> bytes:
     """The JSON of a :class:`~chunkwise.types.ChatCompletionRequest` built from keyword arguments."""
-    unknown = params.keys() - _REQUEST_FIELDS
+    return request_body(
+        ChatCompletionRequest,
+        "chat completion",
+        {"model": model, "messages": list(messages)},
+        stream=stream,
+        params=params,
+        extra_body=extra_body,
+    )
+
+
+def request_body(
+    request_type: type[msgspec.Struct],
+    what: str,
+    fields: Mapping[str, Any],
+    *,
+    stream: bool,
+    params: Mapping[str, Any],
+    extra_body: Mapping[str, Any] | None,
+) -> bytes:
+    """The JSON of a ``request_type`` (a chat, Responses or Messages request) from ``create``'s arguments.
+
+    ``fields`` are the ones ``create`` names, ``params`` the rest of its keyword arguments: each must be a field of
+    the request type (anything else goes in ``extra_body``), so that a typo is an error here, not a 400 there.
+    """
+    known = frozenset(request_type.__struct_fields__) - fields.keys() - {"stream"}
+    unknown = params.keys() - known
     if unknown:
         names = ", ".join(sorted(unknown))
         raise TypeError(
             f"create() got unexpected keyword arguments: {names} (send fields the request type does not "
-            f"know with extra_body=); known fields: {', '.join(sorted(_REQUEST_FIELDS))}"
+            f"know with extra_body=); known fields: {', '.join(sorted(known))}"
         )
-    fields = {"model": model, "messages": list(messages), **params}
+    values = {**fields, **params}
     if stream:
-        fields["stream"] = True
+        values["stream"] = True
     try:
-        request = msgspec.convert(fields, ChatCompletionRequest)
+        request = msgspec.convert(values, request_type)
         if not extra_body:
             return msgspec.json.encode(request)
         return msgspec.json.encode({**msgspec.to_builtins(request), **extra_body})
     except msgspec.ValidationError as exc:
-        raise RequestValidationError(f"invalid chat completion request: {exc}") from None
+        raise RequestValidationError(f"invalid {what} request: {exc}") from None
     except UnicodeEncodeError as exc:  # a lone surrogate, which UTF-8 cannot carry
         text = exc.object[max(0, exc.start - 20) : exc.end + 20]
         raise RequestValidationError(f"the request holds text that is not valid Unicode: {text!r}") from None
@@ -86,6 +118,7 @@ class Call:
         max_retries: int | UseClientDefault,
         extra_headers: Mapping[str, str] | None,
         new_guard: Callable[[], ResponseGuard] | None = None,
+        base_headers: httpx.Headers | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -97,7 +130,7 @@ class Call:
         self.deadlines = Deadlines(timeouts, streaming=streaming)
         retries = config.max_retries if max_retries is USE_CLIENT_DEFAULT else max_retries
         self.retry = RetryState(retries, config.backoff, self.deadlines, rng)
-        headers = httpx.Headers(config.headers)
+        headers = httpx.Headers(config.headers if base_headers is None else base_headers)
         headers["accept"] = "text/event-stream" if streaming else "application/json"
         if body is not None or body_from is not None:
             headers["content-type"] = "application/json"
@@ -186,9 +219,19 @@ def read_chat_completion(response: httpx.Response, guard: ResponseGuard | None =
             exc.request_id = request_id_of(response.headers)
             raise
         return decode_body(response, body, completion_decoder)
-    core = StreamCore(Deadlines(_NO_TIMEOUTS, streaming=True), request_id_of(response.headers), guard)
+    core = StreamCore(whole_body_deadlines(), request_id_of(response.headers), guard)
+    read_whole_stream(core, response)
+    return accumulate(core.received)
+
+
+def whole_body_deadlines() -> Deadlines:
+    """No deadline: for reading a body that is already read."""
+    return Deadlines(_NO_TIMEOUTS, streaming=True)
+
+
+def read_whole_stream(core: EventCore[Any], response: httpx.Response) -> None:
+    """Feed ``core`` a stream that is already read whole (a server that streamed a non-stream answer)."""
     core.receive(response.content)
     if core.open:
         core.receive(None)
     core.raise_failure()
-    return accumulate(core.received)

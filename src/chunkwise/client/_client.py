@@ -13,7 +13,7 @@ import random
 import time
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Generic, TypeVar
 
 import anyio
@@ -26,7 +26,19 @@ from ._calls import Call, read_model_list
 from ._closing import AsyncClosing, Closing
 from ._config import DEFAULT_MAX_RETRIES, USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
 from ._guards import ResponseGuard
-from ._resources import Async, AsyncChat, AsyncConfidential, AsyncModels, Chat, Confidential, Models
+from ._resources import (
+    Async,
+    AsyncChat,
+    AsyncConfidential,
+    AsyncMessages,
+    AsyncModels,
+    AsyncResponses,
+    Chat,
+    Confidential,
+    Messages,
+    Models,
+    Responses,
+)
 from ._retries import Backoff
 from ._streaming import AsyncStream, Stream
 from ._timeouts import Deadlines, Timeouts
@@ -107,6 +119,7 @@ class _BaseClient(Generic[HttpT, TransportT, CompletionT, StreamT, ModelListT]):
         max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
         extra_headers: Mapping[str, str] | None = None,
         new_guard: Callable[[], ResponseGuard] | None = None,
+        base_headers: httpx.Headers | None = None,
     ) -> Call:
         if self._closed:
             raise ClientClosedError(f"{type(self).__name__} was used after it was closed")
@@ -122,6 +135,7 @@ class _BaseClient(Generic[HttpT, TransportT, CompletionT, StreamT, ModelListT]):
             max_retries=max_retries,
             extra_headers=extra_headers,
             new_guard=new_guard,
+            base_headers=base_headers,
         )
 
     @abstractmethod
@@ -161,12 +175,16 @@ class Client(_BaseClient[httpx.Client, httpx.BaseTransport, ChatCompletion, Stre
     ``verify_key`` pins a server's Ed25519 public key (``chunkwise serve --signing-key-file``, ``GET
     /signing-key``): every answer must then be signed by it and chained, or reading it raises a
     :class:`~chunkwise.VerificationError`. ``client.confidential.chat.completions`` runs confidential chat
-    (end-to-end encrypted) against chunkwise or the Atoma cloud.
+    (end-to-end encrypted) against chunkwise or the Atoma cloud. ``client.responses`` (OpenAI's Responses API)
+    and ``client.messages`` (Anthropic's Messages API) speak the other dialects, with the same deadlines,
+    retries and errors; ``base_url`` ends in ``/v1`` for them too (``https://api.anthropic.com/v1``).
     """
 
     chat = cached_property(Chat)
     models = cached_property(Models)
     confidential = cached_property(Confidential)
+    responses = cached_property(Responses)
+    messages = cached_property(Messages)
 
     def _open_http(self, transport: httpx.BaseTransport | None) -> httpx.Client:
         return httpx.Client(transport=transport, limits=_DEFAULT_LIMITS)
@@ -201,20 +219,28 @@ class Client(_BaseClient[httpx.Client, httpx.BaseTransport, ChatCompletion, Stre
     def _fetch(self, call: Call, read: Callable[[httpx.Response], R]) -> R:
         return self._retrying(call, lambda: read(self._send(call)))
 
-    def _complete(self, new_call: NewCall) -> ChatCompletion:
+    def _read(self, new_call: NewCall, read: Callable[[Call, httpx.Response], R]) -> R:
+        """Make the call and ``read`` its answer: any endpoint's whole-answer request."""
         call = new_call()
-        return self._fetch(call, call.read_completion)
+        return self._fetch(call, partial(read, call))
 
-    def _open_stream(self, new_call: NewCall) -> Stream:
+    def _stream(self, new_call: NewCall, open_stream: Callable[[httpx.Response, Call], R]) -> R:
+        """Make the call and open its answer as a stream: any endpoint's stream request."""
         call = new_call()
 
-        def attempt() -> Stream:
+        def attempt() -> R:
             response = self._send(call)
             if not call.streams(response):
                 call.raise_unstreamable(response)
-            return Stream._open(response, call.deadlines, call.guard())
+            return open_stream(response, call)
 
         return self._retrying(call, attempt)
+
+    def _complete(self, new_call: NewCall) -> ChatCompletion:
+        return self._read(new_call, Call.read_completion)
+
+    def _open_stream(self, new_call: NewCall) -> Stream:
+        return self._stream(new_call, Stream._open)
 
     def _list_models(self, new_call: NewCall) -> ModelList:
         return self._fetch(new_call(), read_model_list)
@@ -270,6 +296,8 @@ class AsyncClient(
     chat = cached_property(AsyncChat)
     models = cached_property(AsyncModels)
     confidential = cached_property(AsyncConfidential)
+    responses = cached_property(AsyncResponses)
+    messages = cached_property(AsyncMessages)
 
     def _open_http(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=transport, limits=_DEFAULT_LIMITS)
@@ -314,20 +342,26 @@ class AsyncClient(
 
         return await self._retrying(call, attempt)
 
-    async def _complete(self, new_call: NewCall) -> ChatCompletion:
+    async def _read(self, new_call: NewCall, read: Callable[[Call, httpx.Response], R]) -> R:
         call = new_call()
-        return await self._fetch(call, call.read_completion)
+        return await self._fetch(call, partial(read, call))
 
-    async def _open_stream(self, new_call: NewCall) -> AsyncStream:
+    async def _stream(self, new_call: NewCall, open_stream: Callable[[httpx.Response, Call], Awaitable[R]]) -> R:
         call = new_call()
 
-        async def attempt() -> AsyncStream:
+        async def attempt() -> R:
             response = await self._send(call)
             if not call.streams(response):
                 call.raise_unstreamable(response)
-            return await AsyncStream._open(response, call.deadlines, call.guard())
+            return await open_stream(response, call)
 
         return await self._retrying(call, attempt)
+
+    async def _complete(self, new_call: NewCall) -> ChatCompletion:
+        return await self._read(new_call, Call.read_completion)
+
+    async def _open_stream(self, new_call: NewCall) -> AsyncStream:
+        return await self._stream(new_call, AsyncStream._open)
 
     async def _list_models(self, new_call: NewCall) -> ModelList:
         return await self._fetch(new_call(), read_model_list)

@@ -19,6 +19,7 @@ from ._retries import Backoff
 from ._timeouts import Timeouts
 
 __all__ = [
+    "ANTHROPIC_VERSION",
     "API_KEY_VARIABLES",
     "BASE_URL_VARIABLE",
     "DEFAULT_BASE_URL",
@@ -33,6 +34,8 @@ BASE_URL_VARIABLE = "CHUNKWISE_BASE_URL"
 #: Tried in this order; the first one that is set and not empty wins.
 API_KEY_VARIABLES = ("CHUNKWISE_API_KEY", "ATOMASDK_BEARER_AUTH", "OPENAI_API_KEY")
 DEFAULT_MAX_RETRIES = 2
+#: The Messages API version every Anthropic-compatible server understands (Anthropic's SDKs send the same).
+ANTHROPIC_VERSION = "2023-06-01"
 
 
 class UseClientDefault(enum.Enum):
@@ -101,3 +104,23 @@ class ClientConfig:
             max_retries=max_retries,
             backoff=backoff,
         )
+
+    def messages_headers(self) -> httpx.Headers:
+        """The headers of a Messages request: Anthropic's ``x-api-key`` and ``anthropic-version`` beside the rest.
+
+        The key goes in ``x-api-key`` (what Anthropic and the proxies in its image read) and stays in
+        ``Authorization`` too (what vLLM, llama-server, Ollama and OpenAI-style gateways read on their
+        ``/v1/messages``; chunkwise reads either): with both, every kind of server finds it. Anthropic's own
+        API is the exception: it reads a bearer token as an OAuth token and refuses an API key there, so to an
+        ``anthropic.com`` host only ``x-api-key`` goes. Headers set in ``default_headers`` win.
+        """
+        headers = httpx.Headers(self.headers)
+        headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
+        if self.api_key:
+            headers.setdefault("x-api-key", self.api_key)
+            host = self.base_url.host
+            if (host == "anthropic.com" or host.endswith(".anthropic.com")) and headers.get(
+                "authorization"
+            ) == f"Bearer {self.api_key}":
+                del headers["authorization"]
+        return headers

@@ -14,7 +14,6 @@ from .._errors import APIError
 from ..types import ErrorDetail
 
 __all__ = [
-    "BY_STATUS",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",

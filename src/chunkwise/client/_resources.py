@@ -1,28 +1,46 @@
-"""The endpoints: ``client.chat.completions``, ``client.confidential.chat.completions`` and ``client.models``.
+"""The endpoints: ``client.chat.completions``, ``client.confidential.chat.completions``, ``client.models``,
+``client.responses`` and ``client.messages``.
 
 One implementation serves plain and confidential, sync and async. :class:`ChatCompletionsResource` builds
 the call (plain, signed, or confidential) and hands it to its client, the requester, which does the I/O
 and returns a value (``Client``) or a coroutine of it (``AsyncClient``). The public classes below only
 bind the types: overloads on ``stream`` tell a type checker whether a completion or a stream comes back,
 and the client's type parameters whether it is awaited.
+
+The other dialects (:class:`ResponsesResource`, :class:`MessagesResource`) build their calls the same way;
+their public classes hand them the requester's two generic requests (``_read`` and ``_stream``) bound to the
+dialect's reader and stream type, which tells a type checker what comes back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeAlias, TypeVar, overload
 
+import httpx
+import msgspec
+
+from ..dialects import MessageParam as AnthropicMessageParam
+from ..dialects import MessagesRequest, MessagesResponse, ResponseObject, ResponsesRequest
 from ..types import ChatCompletion, Message, ModelList
-from ._calls import Call, chat_request_body
+from ._calls import Call, chat_request_body, request_body
 from ._confidential import ConfidentialExchange
 from ._config import USE_CLIENT_DEFAULT, UseClientDefault
+from ._dialect_streams import (
+    AsyncMessagesStream,
+    AsyncResponsesStream,
+    MessagesStream,
+    ResponsesStream,
+    read_message,
+    read_response,
+)
 from ._guards import signed_guard_factory
 from ._streaming import AsyncStream, Stream
 from ._timeouts import Timeouts
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient, Client, _BaseClient
+    from ._client import AsyncClient, Client, NewCall, _BaseClient
 
 __all__ = [
     "AsyncChat",
@@ -30,21 +48,28 @@ __all__ = [
     "AsyncConfidential",
     "AsyncConfidentialChat",
     "AsyncConfidentialChatCompletions",
+    "AsyncMessages",
     "AsyncModels",
+    "AsyncResponses",
     "Chat",
     "ChatCompletions",
     "ChatCompletionsResource",
     "Confidential",
     "ConfidentialChat",
     "ConfidentialChatCompletions",
+    "Messages",
+    "MessagesResource",
     "Models",
     "ModelsResource",
+    "Responses",
+    "ResponsesResource",
 ]
 
 T = TypeVar("T")
 CompletionT = TypeVar("CompletionT")
 StreamT = TypeVar("StreamT")
 ModelListT = TypeVar("ModelListT")
+FinalT = TypeVar("FinalT")
 
 #: What an ``AsyncClient`` request returns: a coroutine, as an ``async def`` would.
 Async: TypeAlias = Coroutine[Any, Any, T]
@@ -225,3 +250,271 @@ class Confidential:
 class AsyncConfidential:
     def __init__(self, client: AsyncClient) -> None:
         self.chat = AsyncConfidentialChat(client)
+
+
+# --- the other dialects -----------------------------------------------------------------------------------
+
+
+class _DialectResource(Generic[FinalT, StreamT]):
+    """What ``client.responses`` and ``client.messages`` share: a call built from ``create``'s arguments."""
+
+    _path: ClassVar[str]
+    _request_type: ClassVar[type[msgspec.Struct]]
+    _what: ClassVar[str]
+
+    def __init__(
+        self,
+        client: _BaseClient[Any, Any, Any, Any, Any],
+        complete: Callable[[NewCall], FinalT],
+        open_stream: Callable[[NewCall], StreamT],
+    ) -> None:
+        self._client = client
+        self._complete = complete
+        self._open_stream = open_stream
+
+    def _base_headers(self) -> httpx.Headers | None:
+        """The headers a request starts from, when not the client's."""
+        return None
+
+    def _create(
+        self,
+        fields: dict[str, Any],
+        *,
+        stream: bool,
+        timeout: TimeoutParam,
+        max_retries: int | UseClientDefault,
+        extra_headers: Mapping[str, str] | None,
+        extra_body: Mapping[str, Any] | None,
+        params: Mapping[str, Any],
+    ) -> FinalT | StreamT:
+        client = self._client
+
+        def new_call() -> Call:
+            body = request_body(
+                self._request_type, self._what, fields, stream=stream, params=params, extra_body=extra_body
+            )
+            return client._call(
+                "POST",
+                self._path,
+                body=body,
+                streaming=stream,
+                timeout=timeout,
+                max_retries=max_retries,
+                extra_headers=extra_headers,
+                base_headers=self._base_headers(),
+            )
+
+        return self._open_stream(new_call) if stream else self._complete(new_call)
+
+
+class ResponsesResource(_DialectResource[FinalT, StreamT]):
+    """``client.responses``: OpenAI's Responses API (``POST /responses``) on any client."""
+
+    _path = "responses"
+    _request_type = ResponsesRequest
+    _what = "Responses"
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        input: str | Iterable[Any],
+        stream: Literal[False] = False,
+        timeout: TimeoutParam = USE_CLIENT_DEFAULT,
+        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> FinalT: ...
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        input: str | Iterable[Any],
+        stream: Literal[True],
+        timeout: TimeoutParam = USE_CLIENT_DEFAULT,
+        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> StreamT: ...
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        input: str | Iterable[Any],
+        stream: bool,
+        timeout: TimeoutParam = USE_CLIENT_DEFAULT,
+        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> FinalT | StreamT: ...
+
+    def create(
+        self,
+        *,
+        model: str,
+        input: str | Iterable[Any],
+        stream: bool = False,
+        timeout: TimeoutParam = USE_CLIENT_DEFAULT,
+        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> FinalT | StreamT:
+        """Create a response; with ``stream=True``, a :class:`ResponsesStream` of its typed events.
+
+        ``input`` is a string or a list of items (messages, ``function_call``, ``function_call_output``) as dicts
+        or structs; ``params`` are the other fields of :class:`~chunkwise.dialects.ResponsesRequest`
+        (``instructions``, ``max_output_tokens``, ``tools``, ``text``, ``previous_response_id``, ...). Deadlines,
+        retries and errors are those of chat: the stream is returned once its first event arrived. A
+        ``failed`` response answered whole raises :class:`~chunkwise.UnexpectedResponseError`.
+        """
+        items: str | list[Any] = input if isinstance(input, str) else list(input)
+        return self._create(
+            {"model": model, "input": items},
+            stream=stream,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+            extra_body=extra_body,
+            params=params,
+        )
+
+
+class MessagesResource(_DialectResource[FinalT, StreamT]):
+    """``client.messages``: Anthropic's Messages API (``POST /messages``) on any client.
+
+    Requests carry ``anthropic-version`` and the key in ``x-api-key`` as well as ``Authorization`` (only
+    ``x-api-key`` to Anthropic itself); see :meth:`ClientConfig.messages_headers` for why.
+    """
+
+    _path = "messages"
+    _request_type = MessagesRequest
+    _what = "Messages"
+
+    def _base_headers(self) -> httpx.Headers:
+        return self._client._config.messages_headers()
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[AnthropicMessageParam | Mapping[str, Any]],
+        max_tokens: int,
+        stream: Literal[False] = False,
+        timeout: TimeoutParam = USE_CLIENT_DEFAULT,
+        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> FinalT: ...
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[AnthropicMessageParam | Mapping[str, Any]],
+        max_tokens: int,
+        stream: Literal[True],
+        timeout: TimeoutParam = USE_CLIENT_DEFAULT,
+        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> StreamT: ...
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[AnthropicMessageParam | Mapping[str, Any]],
+        max_tokens: int,
+        stream: bool,
+        timeout: TimeoutParam = USE_CLIENT_DEFAULT,
+        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> FinalT | StreamT: ...
+
+    def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[AnthropicMessageParam | Mapping[str, Any]],
+        max_tokens: int,
+        stream: bool = False,
+        timeout: TimeoutParam = USE_CLIENT_DEFAULT,
+        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        **params: Any,
+    ) -> FinalT | StreamT:
+        """Create a message; with ``stream=True``, a :class:`MessagesStream` of its typed events.
+
+        ``max_tokens`` is required, as Anthropic requires it. ``params`` are the other fields of
+        :class:`~chunkwise.dialects.MessagesRequest` (``system``, ``tools``, ``tool_choice``, ``stop_sequences``,
+        ``temperature``, ...). Deadlines, retries and errors are those of chat; Anthropic's error shape maps to
+        the same status errors, and the stream is returned once its first event arrived.
+        """
+        return self._create(
+            {"model": model, "messages": list(messages), "max_tokens": max_tokens},
+            stream=stream,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
+            extra_body=extra_body,
+            params=params,
+        )
+
+
+class Responses(ResponsesResource[ResponseObject, ResponsesStream]):
+    """``client.responses``."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(
+            client,
+            partial(client._read, read=read_response),
+            partial(client._stream, open_stream=ResponsesStream._open),
+        )
+
+
+class AsyncResponses(ResponsesResource[Async[ResponseObject], Async[AsyncResponsesStream]]):
+    """``client.responses`` of an :class:`~chunkwise.AsyncClient`."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        super().__init__(
+            client,
+            partial(client._read, read=read_response),
+            partial(client._stream, open_stream=AsyncResponsesStream._open),
+        )
+
+
+class Messages(MessagesResource[MessagesResponse, MessagesStream]):
+    """``client.messages``."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(
+            client, partial(client._read, read=read_message), partial(client._stream, open_stream=MessagesStream._open)
+        )
+
+
+class AsyncMessages(MessagesResource[Async[MessagesResponse], Async[AsyncMessagesStream]]):
+    """``client.messages`` of an :class:`~chunkwise.AsyncClient`."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        super().__init__(
+            client,
+            partial(client._read, read=read_message),
+            partial(client._stream, open_stream=AsyncMessagesStream._open),
+        )

@@ -1,9 +1,10 @@
-"""``Stream`` and ``AsyncStream``: a response body as typed chunks.
+"""``Stream`` and ``AsyncStream``: a response body as typed chunks (or, for the other dialects, typed events).
 
-Everything but the reading of bytes lives in :class:`StreamCore` (decoding, the deadlines, turning
-error frames, truncation and broken connections into errors, keeping the chunks for
-:meth:`Stream.final_completion`). The two read loops, :func:`_read_chunks` and
-:func:`_aread_chunks`, are the only code that differs between sync and async.
+Everything but the reading of bytes lives in a core (:class:`EventCore`: the deadlines, turning broken
+connections into errors; its subclass :class:`StreamCore` for chat: decoding, error frames, truncation,
+keeping the chunks for :meth:`Stream.final_completion`). The two read loops, :func:`_read_chunks` and
+:func:`_aread_chunks`, are the only code that differs between sync and async; :class:`SyncEventStream` and
+:class:`AsyncEventStream` are the iteration every stream shares, whatever it yields.
 
 The read loops are generators that close the response in ``finally`` and hold no reference to the
 stream object, so the connection is released when iteration ends, fails, is abandoned (``break``:
@@ -13,7 +14,7 @@ the loop's generator is closed), or when the stream is garbage-collected.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
-from typing import cast
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, cast
 
 import anyio
 import httpx
@@ -36,30 +37,35 @@ from ._guards import ResponseGuard
 from ._responses import request_id_of
 from ._timeouts import Deadlines
 
-__all__ = ["AsyncStream", "Stream", "StreamCore"]
+if TYPE_CHECKING:
+    from ._calls import Call
+
+__all__ = ["AsyncEventStream", "AsyncStream", "EventCore", "Stream", "StreamCore", "SyncEventStream"]
+
+T = TypeVar("T")
 
 
-class StreamCore:
-    """The sans-I/O half of a stream: feed it what the network gave, get chunks back."""
+class EventCore(Generic[T]):
+    """The sans-I/O half of any stream: feed it what the network gave, get items back.
 
-    __slots__ = ("_decoder", "_deadlines", "_guard", "failure", "open", "received", "request_id")
+    It keeps the deadlines and the end state; a subclass decodes (:meth:`_interpret`) and says what a stream
+    cut short is (:meth:`_incomplete`).
+    """
 
-    def __init__(self, deadlines: Deadlines, request_id: str | None, guard: ResponseGuard | None = None) -> None:
-        self._decoder: ChunkStreamDecoder[ChatCompletionChunk] = ChunkStreamDecoder(
-            ChatCompletionChunk, open_event=None if guard is None else guard.open
-        )
-        self._guard = guard
+    __slots__ = ("_deadlines", "failure", "open", "received", "request_id")
+
+    def __init__(self, deadlines: Deadlines, request_id: str | None) -> None:
         self._deadlines = deadlines
         self.request_id = request_id
-        #: Every chunk so far, for the final completion.
-        self.received: list[ChatCompletionChunk] = []
+        #: Every item so far.
+        self.received: list[T] = []
         #: False once the stream ended: finished, failed, or cut short.
         self.open = True
-        #: Why the stream ended, when it did not end well; raised once its earlier chunks are out.
+        #: Why the stream ended, when it did not end well; raised once its earlier items are out.
         self.failure: ChunkwiseError | None = None
 
-    def receive(self, data: bytes | None) -> list[ChatCompletionChunk]:
-        """The chunks in ``data`` (``None`` at end of input).
+    def receive(self, data: bytes | None) -> list[T]:
+        """The items in ``data`` (``None`` at end of input).
 
         The deadlines are checked first: data that arrives after one passed is not delivered, just
         as the async loop's cancel scope would not have waited for it.
@@ -70,9 +76,68 @@ class StreamCore:
         if expired is not None:
             raise self._stop(expired)
         try:
-            items = self._decoder.close() if data is None else self._decoder.feed(data)
+            items, progressed = self._interpret(data)
         except ChunkwiseError as exc:  # an undecodable or oversized event
             raise self._stop(exc) from None
+        if progressed:
+            deadlines.chunk_arrived(now)
+        return items
+
+    def _interpret(self, data: bytes | None) -> tuple[list[T], bool]:
+        """Decode ``data``, record the items and the end; the items to deliver, and whether the stream progressed
+        (what the idle deadline counts: a keep-alive event is not progress)."""
+        raise NotImplementedError
+
+    def _incomplete(self, message: str) -> IncompleteStreamError:
+        raise NotImplementedError
+
+    def _stop(self, error: ChunkwiseError) -> ChunkwiseError:
+        """End the stream with ``error``, which the caller raises (and ``raise_failure`` raises again)."""
+        self.open = False
+        error.request_id = self.request_id
+        self.failure = error
+        return error
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    def read_failed(self, exc: httpx.RequestError) -> ChunkwiseError:
+        """The error for a failed network read. Before the first item it is a (retryable) connection error."""
+        error: APIError
+        if isinstance(exc, httpx.TimeoutException):
+            error = self._deadlines.expired()
+        elif not self.received:
+            error = APIConnectionError(f"the connection failed before the first chunk: {exc!r}")
+        else:
+            error = self._incomplete(f"the connection broke after {len(self.received)} chunks: {exc!r}")
+        return self._stop(error)
+
+    def deadline_passed(self) -> ChunkwiseError:
+        return self._stop(self._deadlines.expired())
+
+    def cancel_scope(self) -> anyio.CancelScope:
+        return self._deadlines.cancel_scope()
+
+    @property
+    def completed(self) -> bool:
+        return not self.open and self.failure is None
+
+
+class StreamCore(EventCore[ChatCompletionChunk]):
+    """A chat stream's core: chunks, error frames, ``[DONE]``, and the checks of a signed or sealed stream."""
+
+    __slots__ = ("_decoder", "_guard")
+
+    def __init__(self, deadlines: Deadlines, request_id: str | None, guard: ResponseGuard | None = None) -> None:
+        super().__init__(deadlines, request_id)
+        self._decoder: ChunkStreamDecoder[ChatCompletionChunk] = ChunkStreamDecoder(
+            ChatCompletionChunk, open_event=None if guard is None else guard.open
+        )
+        self._guard = guard
+
+    def _interpret(self, data: bytes | None) -> tuple[list[ChatCompletionChunk], bool]:
+        items = self._decoder.close() if data is None else self._decoder.feed(data)
         chunks: list[ChatCompletionChunk] = []
         end: Done | ErrorFrame | EndOfInput | None = None
         for item in items:
@@ -83,7 +148,6 @@ class StreamCore:
                 break
         if chunks:
             self.received += chunks
-            deadlines.chunk_arrived(now)
         failure = self._decoder.failure
         if failure is not None:  # a chunk failed its check (signature, chain, decryption)
             self._stop(failure)
@@ -97,14 +161,7 @@ class StreamCore:
                 missing = self._guard.missing_end(self.received)
                 if missing is not None:
                     self._stop(self._incomplete(missing))
-        return chunks
-
-    def _stop(self, error: ChunkwiseError) -> ChunkwiseError:
-        """End the stream with ``error``, which the caller raises (and ``raise_failure`` raises again)."""
-        self.open = False
-        error.request_id = self.request_id
-        self.failure = error
-        return error
+        return chunks, bool(chunks)
 
     def _error_frame(self, frame: ErrorFrame) -> ChunkwiseError:
         message = frame.error.message or "the server reported an error in the stream"
@@ -126,31 +183,6 @@ class StreamCore:
             request_id=self.request_id,
         )
 
-    def raise_failure(self) -> None:
-        if self.failure is not None:
-            raise self.failure
-
-    def read_failed(self, exc: httpx.RequestError) -> ChunkwiseError:
-        """The error for a failed network read. Before the first chunk it is a (retryable) connection error."""
-        error: APIError
-        if isinstance(exc, httpx.TimeoutException):
-            error = self._deadlines.expired()
-        elif not self.received:
-            error = APIConnectionError(f"the connection failed before the first chunk: {exc!r}")
-        else:
-            error = self._incomplete(f"the connection broke after {len(self.received)} chunks: {exc!r}")
-        return self._stop(error)
-
-    def deadline_passed(self) -> ChunkwiseError:
-        return self._stop(self._deadlines.expired())
-
-    def cancel_scope(self) -> anyio.CancelScope:
-        return self._deadlines.cancel_scope()
-
-    @property
-    def completed(self) -> bool:
-        return not self.open and self.failure is None
-
 
 def _reads_raw(response: httpx.Response) -> bool:
     # Without a content encoding the raw body is the body, and reading it raw skips httpx's decoder
@@ -159,7 +191,7 @@ def _reads_raw(response: httpx.Response) -> bool:
     return encoding.strip().lower() in ("identity", "") and not response.is_stream_consumed
 
 
-def _read_chunks(response: httpx.Response, core: StreamCore) -> Generator[ChatCompletionChunk, None, None]:
+def _read_chunks(response: httpx.Response, core: EventCore[T]) -> Generator[T, None, None]:
     body = response.iter_raw() if _reads_raw(response) else response.iter_bytes()
     reader = cast(Generator[bytes, None, None], body)
     try:
@@ -175,7 +207,7 @@ def _read_chunks(response: httpx.Response, core: StreamCore) -> Generator[ChatCo
         response.close()
 
 
-async def _aread_chunks(response: httpx.Response, core: StreamCore) -> AsyncGenerator[ChatCompletionChunk, None]:
+async def _aread_chunks(response: httpx.Response, core: EventCore[T]) -> AsyncGenerator[T, None]:
     body = response.aiter_raw() if _reads_raw(response) else response.aiter_bytes()
     reader = cast(AsyncGenerator[bytes, None], body)
     try:
@@ -197,28 +229,33 @@ async def _aread_chunks(response: httpx.Response, core: StreamCore) -> AsyncGene
             await response.aclose()
 
 
-class _StreamBase:
-    """What both streams share: state, the response, and reassembly."""
+CoreT = TypeVar("CoreT", bound=EventCore[Any])
 
-    def __init__(self, response: httpx.Response, core: StreamCore) -> None:
+
+class _StreamBase(Generic[T, CoreT]):
+    """What every stream shares: state, the response, and when its final object is known."""
+
+    def __init__(self, response: httpx.Response, core: CoreT) -> None:
         #: The HTTP response (headers, status). Its body belongs to the stream.
         self.response = response
         self._core = core
-        self._head: ChatCompletionChunk | None = None
+        self._head: T | None = None
         self._closed = False
-        self._completion: ChatCompletion | None = None
+
+    @classmethod
+    def _new_core(cls, response: httpx.Response, call: Call) -> CoreT:
+        raise NotImplementedError
 
     @property
     def request_id(self) -> str | None:
         """The server's id for this request (``x-request-id`` or ``request-id``), if it sent one."""
         return self._core.request_id
 
-    @property
-    def chunks(self) -> list[ChatCompletionChunk]:
-        """Every chunk received so far."""
-        return self._core.received
+    def _text_of(self, item: T) -> str | None:
+        """The text an item carries, for ``iter_text``."""
+        raise NotImplementedError
 
-    def _take_head(self) -> ChatCompletionChunk | None:
+    def _take_head(self) -> T | None:
         head, self._head = self._head, None
         return head
 
@@ -226,17 +263,144 @@ class _StreamBase:
         if self._closed:
             raise StreamConsumedError("the stream was already consumed or closed; it can be iterated only once")
 
-    def _ready_completion(self) -> ChatCompletion | None:
-        """The final completion if it is known without reading more; raises if it can never be."""
+    def _finished(self) -> bool:
+        """Whether the stream finished well (its final object is known); raises if it never can."""
         core = self._core
         core.raise_failure()
         if core.completed:
-            if self._completion is None:
-                self._completion = accumulate(core.received)
-            return self._completion
+            return True
         if self._closed:
-            raise StreamConsumedError("the stream was closed before it finished, so its final completion is unknown")
-        return None
+            raise StreamConsumedError("the stream was closed before it finished, so its final result is unknown")
+        return False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "finished" if self._core.completed else "open"
+        return f"<{type(self).__name__} {state}, {len(self._core.received)} chunks, request_id={self.request_id!r}>"
+
+
+class SyncEventStream(_StreamBase[T, CoreT], Closing):
+    """Iteration, once, over what a core reads from a response; closing releases the connection."""
+
+    def __init__(self, response: httpx.Response, core: CoreT) -> None:
+        super().__init__(response, core)
+        self._items: Generator[T, None, None] = _read_chunks(response, core)
+
+    @classmethod
+    def _open(cls, response: httpx.Response, call: Call) -> Self:
+        """Wait for the first item, so that everything before it can still be retried."""
+        stream = cls(response, cls._new_core(response, call))
+        stream._head = next(stream._items, None)
+        return stream
+
+    def __iter__(self) -> Iterator[T]:
+        self._check_iterable()
+        try:
+            head = self._take_head()
+            if head is not None:
+                yield head
+            yield from self._items
+        finally:
+            self.close()
+
+    def __next__(self) -> T:
+        head = self._take_head()
+        if head is not None:
+            return head
+        return next(self._items)
+
+    def iter_text(self) -> Iterator[str]:
+        """Only the text, piece by piece."""
+        for item in self:
+            text = self._text_of(item)
+            if text is not None:
+                yield text
+
+    def _read_to_end(self) -> None:
+        """Read what is left, when the final object is asked for before the stream finished."""
+        if not self._finished():
+            for _ in self:
+                pass
+            finished = self._finished()
+            assert finished
+
+    def close(self) -> None:
+        """Release the connection. Safe to call more than once."""
+        self._closed = True
+        self._items.close()
+        self.response.close()
+
+
+class AsyncEventStream(_StreamBase[T, CoreT], AsyncClosing):
+    """The async twin of :class:`SyncEventStream`."""
+
+    def __init__(self, response: httpx.Response, core: CoreT) -> None:
+        super().__init__(response, core)
+        self._items: AsyncGenerator[T, None] = _aread_chunks(response, core)
+
+    @classmethod
+    async def _open(cls, response: httpx.Response, call: Call) -> Self:
+        stream = cls(response, cls._new_core(response, call))
+        stream._head = await anext(stream._items, None)
+        return stream
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        self._check_iterable()
+        try:
+            head = self._take_head()
+            if head is not None:
+                yield head
+            async for item in self._items:
+                yield item
+        finally:
+            await self.aclose()
+
+    async def __anext__(self) -> T:
+        head = self._take_head()
+        if head is not None:
+            return head
+        return await anext(self._items)
+
+    async def iter_text(self) -> AsyncIterator[str]:
+        """Only the text, piece by piece."""
+        async for item in self:
+            text = self._text_of(item)
+            if text is not None:
+                yield text
+
+    async def _read_to_end(self) -> None:
+        if not self._finished():
+            async for _ in self:
+                pass
+            finished = self._finished()
+            assert finished
+
+    async def aclose(self) -> None:
+        """Release the connection. Safe to call more than once."""
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            await self._items.aclose()
+            await self.response.aclose()
+
+
+class _ChatStream:
+    """What both chat streams add: the chunks, one choice's text, and the reassembled completion."""
+
+    _core: StreamCore
+    _completion: ChatCompletion | None = None
+
+    @classmethod
+    def _new_core(cls, response: httpx.Response, call: Call) -> StreamCore:
+        return StreamCore(call.deadlines, request_id_of(response.headers), call.guard())
+
+    @property
+    def chunks(self) -> list[ChatCompletionChunk]:
+        """Every chunk received so far."""
+        return self._core.received
+
+    def _final(self) -> ChatCompletion:
+        if self._completion is None:
+            self._completion = accumulate(self._core.received)
+        return self._completion
 
     @staticmethod
     def _text(chunk: ChatCompletionChunk, choice: int) -> str | None:
@@ -245,12 +409,8 @@ class _StreamBase:
                 return item.delta.content or None
         return None
 
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "finished" if self._core.completed else "open"
-        return f"<{type(self).__name__} {state}, {len(self._core.received)} chunks, request_id={self.request_id!r}>"
 
-
-class Stream(_StreamBase, Closing):
+class Stream(_ChatStream, SyncEventStream[ChatCompletionChunk, StreamCore]):
     """A streamed chat completion: an iterator of :class:`~chunkwise.types.ChatCompletionChunk`.
 
     >>> with client.chat.completions.create(model="m", messages=messages, stream=True) as stream:
@@ -264,33 +424,6 @@ class Stream(_StreamBase, Closing):
     raise :class:`~chunkwise.SignatureError` and :class:`~chunkwise.IncompleteChainError`.
     """
 
-    def __init__(self, response: httpx.Response, core: StreamCore) -> None:
-        super().__init__(response, core)
-        self._chunks = _read_chunks(response, core)
-
-    @classmethod
-    def _open(cls, response: httpx.Response, deadlines: Deadlines, guard: ResponseGuard | None = None) -> Stream:
-        """Wait for the first chunk, so that everything before it can still be retried."""
-        stream = cls(response, StreamCore(deadlines, request_id_of(response.headers), guard))
-        stream._head = next(stream._chunks, None)
-        return stream
-
-    def __iter__(self) -> Iterator[ChatCompletionChunk]:
-        self._check_iterable()
-        try:
-            head = self._take_head()
-            if head is not None:
-                yield head
-            yield from self._chunks
-        finally:
-            self.close()
-
-    def __next__(self) -> ChatCompletionChunk:
-        head = self._take_head()
-        if head is not None:
-            return head
-        return next(self._chunks)
-
     def iter_text(self, choice: int = 0) -> Iterator[str]:
         """Only the content text of one choice (the first by default), piece by piece."""
         for chunk in self:
@@ -300,22 +433,11 @@ class Stream(_StreamBase, Closing):
 
     def final_completion(self) -> ChatCompletion:
         """The whole response, reassembled; reads the rest of the stream first if needed."""
-        completion = self._ready_completion()
-        if completion is None:
-            for _ in self:
-                pass
-            completion = self._ready_completion()
-            assert completion is not None
-        return completion
-
-    def close(self) -> None:
-        """Release the connection. Safe to call more than once."""
-        self._closed = True
-        self._chunks.close()
-        self.response.close()
+        self._read_to_end()
+        return self._final()
 
 
-class AsyncStream(_StreamBase, AsyncClosing):
+class AsyncStream(_ChatStream, AsyncEventStream[ChatCompletionChunk, StreamCore]):
     """The async twin of :class:`Stream`.
 
     >>> async with await client.chat.completions.create(model="m", messages=messages, stream=True) as stream:
@@ -323,35 +445,6 @@ class AsyncStream(_StreamBase, AsyncClosing):
     ...         print(text, end="")
     ...     completion = await stream.final_completion()
     """
-
-    def __init__(self, response: httpx.Response, core: StreamCore) -> None:
-        super().__init__(response, core)
-        self._chunks = _aread_chunks(response, core)
-
-    @classmethod
-    async def _open(
-        cls, response: httpx.Response, deadlines: Deadlines, guard: ResponseGuard | None = None
-    ) -> AsyncStream:
-        stream = cls(response, StreamCore(deadlines, request_id_of(response.headers), guard))
-        stream._head = await anext(stream._chunks, None)
-        return stream
-
-    async def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
-        self._check_iterable()
-        try:
-            head = self._take_head()
-            if head is not None:
-                yield head
-            async for chunk in self._chunks:
-                yield chunk
-        finally:
-            await self.aclose()
-
-    async def __anext__(self) -> ChatCompletionChunk:
-        head = self._take_head()
-        if head is not None:
-            return head
-        return await anext(self._chunks)
 
     async def iter_text(self, choice: int = 0) -> AsyncIterator[str]:
         """Only the content text of one choice (the first by default), piece by piece."""
@@ -362,17 +455,5 @@ class AsyncStream(_StreamBase, AsyncClosing):
 
     async def final_completion(self) -> ChatCompletion:
         """The whole response, reassembled; reads the rest of the stream first if needed."""
-        completion = self._ready_completion()
-        if completion is None:
-            async for _ in self:
-                pass
-            completion = self._ready_completion()
-            assert completion is not None
-        return completion
-
-    async def aclose(self) -> None:
-        """Release the connection. Safe to call more than once."""
-        self._closed = True
-        with anyio.CancelScope(shield=True):
-            await self._chunks.aclose()
-            await self.response.aclose()
+        await self._read_to_end()
+        return self._final()

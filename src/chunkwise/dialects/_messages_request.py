@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -14,7 +15,6 @@ from ..types import (
     Message,
     NamedToolChoice,
     NamedToolChoiceFunction,
-    StreamOptions,
     SystemMessage,
     Tool,
     ToolCall,
@@ -24,6 +24,7 @@ from ..types import (
 )
 from ._errors import DialectRequestError
 from ._messages_types import MessageParam, MessagesRequest, MessagesToolChoice
+from ._writer import usage_stream_options
 
 __all__ = ["messages_request_to_chat"]
 
@@ -57,12 +58,11 @@ def messages_request_to_chat(request: MessagesRequest, *, count_only: bool = Fal
             if not stop:
                 raise DialectRequestError("a stop sequence must not be empty", param=f"stop_sequences[{position}]")
     choice = request.tool_choice
-    streamed = request.stream is True
     return ChatCompletionRequest(
         model=request.model,
         messages=messages,
         stream=request.stream,
-        stream_options=StreamOptions(include_usage=True) if streamed else None,
+        stream_options=usage_stream_options(request.stream),
         max_completion_tokens=request.max_tokens,
         stop=list(stops) if stops else None,
         temperature=request.temperature,
@@ -97,9 +97,7 @@ def _append_turn(messages: list[Message], turn: MessageParam, param: str) -> Non
         return
     # Tool results answer the previous assistant turn, so in chat they come first, as `tool` messages.
     texts: list[str] = []
-    for position, block in enumerate(turn.content):
-        where = f"{param}.content[{position}]"
-        kind = block.get("type")
+    for kind, block, where in _typed_blocks(turn.content, f"{param}.content"):
         if kind == "text":
             texts.append(_block_text(block, where))
         elif kind == "tool_result":
@@ -114,9 +112,7 @@ def _assistant_turn(blocks: list[dict[str, Any]], param: str) -> AssistantMessag
     texts: list[str] = []
     reasoning: list[str] = []
     calls: list[ToolCall] = []
-    for position, block in enumerate(blocks):
-        where = f"{param}[{position}]"
-        kind = block.get("type")
+    for kind, block, where in _typed_blocks(blocks, param):
         if kind == "text":
             texts.append(_block_text(block, where))
         elif kind == "tool_use":
@@ -134,6 +130,12 @@ def _assistant_turn(blocks: list[dict[str, Any]], param: str) -> AssistantMessag
         reasoning_content="".join(reasoning) if reasoning else None,
         tool_calls=calls or None,
     )
+
+
+def _typed_blocks(blocks: list[dict[str, Any]], param: str) -> Iterator[tuple[object, dict[str, Any], str]]:
+    """Each content block with its ``type`` and the parameter path that errors about it name."""
+    for position, block in enumerate(blocks):
+        yield block.get("type"), block, f"{param}[{position}]"
 
 
 def _block_text(block: dict[str, Any], param: str) -> str:

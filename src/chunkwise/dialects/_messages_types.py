@@ -51,7 +51,9 @@ __all__ = [
 
 class TextBlock(msgspec.Struct, kw_only=True, gc=False, tag_field="type", tag="text"):
     text: str = ""
-    citations: list[Any] | None = None
+    #: Left out unless there are citations, as Anthropic does: clients such as the Vercel AI SDK's Anthropic
+    #: provider accept a list or no field, and refuse ``null``.
+    citations: list[Any] | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class ToolUseBlock(msgspec.Struct, kw_only=True, gc=False, tag_field="type", tag="tool_use"):

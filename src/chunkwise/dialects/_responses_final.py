@@ -34,7 +34,7 @@ from ._responses_types import (
     ResponseUsage,
 )
 
-__all__ = ["completion_to_response", "response_to_completion"]
+__all__ = ["completion_to_response", "response_id_of_item", "response_to_completion"]
 
 
 def id_base(response_id: str) -> str:
@@ -52,6 +52,16 @@ def reasoning_item_id(base: str) -> str:
 
 def function_item_id(base: str, tool_index: int) -> str:
     return f"fc_{base}_{tool_index}"
+
+
+def response_id_of_item(item_id: str) -> str | None:
+    """The id of the response whose output holds ``item_id``, when the makers above made it; else None."""
+    kind, _, base = item_id.partition("_")
+    if kind == "fc":
+        base = base.rpartition("_")[0]
+    elif kind not in ("msg", "rs"):
+        return None
+    return f"resp_{base}" if base else None
 
 
 def call_id_for(base: str, tool_index: int, chat_id: str) -> str:

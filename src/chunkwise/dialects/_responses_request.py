@@ -23,7 +23,6 @@ from ..types import (
     ResponseFormat,
     ResponseFormatJSONObject,
     ResponseFormatJSONSchema,
-    StreamOptions,
     SystemMessage,
     TextContentPart,
     Tool,
@@ -48,6 +47,7 @@ from ._responses_types import (
     ResponsesRequest,
     ResponsesToolChoice,
 )
+from ._writer import usage_stream_options
 
 __all__ = ["new_response", "responses_request_to_chat"]
 
@@ -76,13 +76,11 @@ def responses_request_to_chat(request: ResponsesRequest) -> ChatCompletionReques
         _append_items(messages, request.input)
     if not messages:
         raise DialectRequestError("`input` must hold at least one item", param="input")
-    streamed = request.stream is True
     return ChatCompletionRequest(
         model=request.model,
         messages=messages,
         stream=request.stream,
-        # The dialects report usage at the end of every stream, so the engine must send it.
-        stream_options=StreamOptions(include_usage=True) if streamed else None,
+        stream_options=usage_stream_options(request.stream),
         temperature=request.temperature,
         top_p=request.top_p,
         max_completion_tokens=request.max_output_tokens,

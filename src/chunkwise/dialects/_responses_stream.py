@@ -316,9 +316,10 @@ class ChatToResponses(ChatStreamWriter[ResponseStreamEvent]):
         text = "".join(part.pieces)
         item_id, output_index, content_index = item.item_id, item.output_index, part.content_index
         done: ResponseOutputText | ResponseOutputRefusal | ResponseReasoningText
-        if part.kind == _TEXT:
+        if part.kind != _REFUSAL:
+            text_done = ResponseTextDoneEvent if part.kind == _TEXT else ResponseReasoningTextDoneEvent
             events.append(
-                ResponseTextDoneEvent(
+                text_done(
                     item_id=item_id,
                     output_index=output_index,
                     content_index=content_index,
@@ -326,18 +327,7 @@ class ChatToResponses(ChatStreamWriter[ResponseStreamEvent]):
                     sequence_number=self._next(),
                 )
             )
-            done = ResponseOutputText(text=text)
-        elif part.kind == _REASONING:
-            events.append(
-                ResponseReasoningTextDoneEvent(
-                    item_id=item_id,
-                    output_index=output_index,
-                    content_index=content_index,
-                    text=text,
-                    sequence_number=self._next(),
-                )
-            )
-            done = ResponseReasoningText(text=text)
+            done = ResponseOutputText(text=text) if part.kind == _TEXT else ResponseReasoningText(text=text)
         else:
             events.append(
                 ResponseRefusalDoneEvent(

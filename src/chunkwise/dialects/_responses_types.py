@@ -314,24 +314,38 @@ class _Event(msgspec.Struct, kw_only=True, gc=False, tag_field="type"):
     sequence_number: int = 0
 
 
-class ResponseCreatedEvent(_Event, tag="response.created"):
+class _ResponseEvent(_Event):
+    """An event that carries the whole response as it stands."""
+
     response: ResponseObject = msgspec.field(default_factory=ResponseObject)
 
 
-class ResponseInProgressEvent(_Event, tag="response.in_progress"):
-    response: ResponseObject = msgspec.field(default_factory=ResponseObject)
+class _ItemEvent(_Event):
+    """An event about one item of the response's output."""
+
+    item_id: str = ""
+    output_index: int = 0
 
 
-class ResponseCompletedEvent(_Event, tag="response.completed"):
-    response: ResponseObject = msgspec.field(default_factory=ResponseObject)
+class _PartEvent(_ItemEvent):
+    """An event about one content part of an output item."""
+
+    content_index: int = 0
 
 
-class ResponseIncompleteEvent(_Event, tag="response.incomplete"):
-    response: ResponseObject = msgspec.field(default_factory=ResponseObject)
+class ResponseCreatedEvent(_ResponseEvent, tag="response.created"): ...
 
 
-class ResponseFailedEvent(_Event, tag="response.failed"):
-    response: ResponseObject = msgspec.field(default_factory=ResponseObject)
+class ResponseInProgressEvent(_ResponseEvent, tag="response.in_progress"): ...
+
+
+class ResponseCompletedEvent(_ResponseEvent, tag="response.completed"): ...
+
+
+class ResponseIncompleteEvent(_ResponseEvent, tag="response.incomplete"): ...
+
+
+class ResponseFailedEvent(_ResponseEvent, tag="response.failed"): ...
 
 
 class ResponseOutputItemAddedEvent(_Event, tag="response.output_item.added"):
@@ -344,82 +358,52 @@ class ResponseOutputItemDoneEvent(_Event, tag="response.output_item.done"):
     item: ResponseOutputItem = msgspec.field(default_factory=ResponseOutputMessage)
 
 
-class ResponseContentPartAddedEvent(_Event, tag="response.content_part.added"):
-    item_id: str = ""
-    output_index: int = 0
-    content_index: int = 0
+class ResponseContentPartAddedEvent(_PartEvent, tag="response.content_part.added"):
     part: ResponseContentPart = msgspec.field(default_factory=ResponseOutputText)
 
 
-class ResponseContentPartDoneEvent(_Event, tag="response.content_part.done"):
-    item_id: str = ""
-    output_index: int = 0
-    content_index: int = 0
+class ResponseContentPartDoneEvent(_PartEvent, tag="response.content_part.done"):
     part: ResponseContentPart = msgspec.field(default_factory=ResponseOutputText)
 
 
-class ResponseTextDeltaEvent(_Event, tag="response.output_text.delta"):
-    item_id: str = ""
-    output_index: int = 0
-    content_index: int = 0
+class ResponseTextDeltaEvent(_PartEvent, tag="response.output_text.delta"):
     delta: str = ""
     logprobs: list[Any] = msgspec.field(default_factory=list)
 
 
-class ResponseTextDoneEvent(_Event, tag="response.output_text.done"):
-    item_id: str = ""
-    output_index: int = 0
-    content_index: int = 0
+class ResponseTextDoneEvent(_PartEvent, tag="response.output_text.done"):
     text: str = ""
     logprobs: list[Any] = msgspec.field(default_factory=list)
 
 
-class ResponseRefusalDeltaEvent(_Event, tag="response.refusal.delta"):
-    item_id: str = ""
-    output_index: int = 0
-    content_index: int = 0
+class ResponseRefusalDeltaEvent(_PartEvent, tag="response.refusal.delta"):
     delta: str = ""
 
 
-class ResponseRefusalDoneEvent(_Event, tag="response.refusal.done"):
-    item_id: str = ""
-    output_index: int = 0
-    content_index: int = 0
+class ResponseRefusalDoneEvent(_PartEvent, tag="response.refusal.done"):
     refusal: str = ""
 
 
-class ResponseReasoningTextDeltaEvent(_Event, tag="response.reasoning_text.delta"):
-    item_id: str = ""
-    output_index: int = 0
-    content_index: int = 0
+class ResponseReasoningTextDeltaEvent(_PartEvent, tag="response.reasoning_text.delta"):
     delta: str = ""
 
 
-class ResponseReasoningTextDoneEvent(_Event, tag="response.reasoning_text.done"):
-    item_id: str = ""
-    output_index: int = 0
-    content_index: int = 0
+class ResponseReasoningTextDoneEvent(_PartEvent, tag="response.reasoning_text.done"):
     text: str = ""
 
 
-class ResponseReasoningSummaryTextDeltaEvent(_Event, tag="response.reasoning_summary_text.delta"):
+class ResponseReasoningSummaryTextDeltaEvent(_ItemEvent, tag="response.reasoning_summary_text.delta"):
     """Read only (OpenAI's own models stream summaries); chunkwise writes the raw reasoning text instead."""
 
-    item_id: str = ""
-    output_index: int = 0
     summary_index: int = 0
     delta: str = ""
 
 
-class ResponseFunctionCallArgumentsDeltaEvent(_Event, tag="response.function_call_arguments.delta"):
-    item_id: str = ""
-    output_index: int = 0
+class ResponseFunctionCallArgumentsDeltaEvent(_ItemEvent, tag="response.function_call_arguments.delta"):
     delta: str = ""
 
 
-class ResponseFunctionCallArgumentsDoneEvent(_Event, tag="response.function_call_arguments.done"):
-    item_id: str = ""
-    output_index: int = 0
+class ResponseFunctionCallArgumentsDoneEvent(_ItemEvent, tag="response.function_call_arguments.done"):
     arguments: str = ""
 
 

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from ..types import ChatCompletionChunk, ChoiceDeltaToolCall, CompletionUsage, StopReason
+from ..types import ChatCompletionChunk, ChoiceDeltaToolCall, CompletionUsage, StopReason, StreamOptions
 
 __all__ = ["ChatStreamWriter"]
 
 E = TypeVar("E")
+
+
+def usage_stream_options(stream: bool | None) -> StreamOptions | None:
+    """The ``stream_options`` of the chat request a dialect request becomes: the writer needs the usage chunk
+    for the dialect's last event, so a streamed request always asks for it."""
+    return StreamOptions(include_usage=True) if stream is True else None
 
 
 class ChatStreamWriter(Generic[E]):

@@ -4,8 +4,9 @@ Everything between the socket and a route's own logic that both apps need, writt
 reading (deep nesting included), the caller's credentials (``Authorization: Bearer`` or ``x-api-key``),
 error answers in a dialect's :class:`ErrorShape` behind one choke point (:class:`ErrorBoundary`,
 :func:`respond`), JSON answers and the model list, and event-stream answers (headers, keep-alives, the
-``[DONE]`` frame, disconnect watching). It sits above the engine and below the server and the gateway,
-and imports neither.
+``[DONE]`` frame, disconnect watching), and the Responses API and Anthropic Messages answered from chat
+(each dialect's answer writer, Anthropic's error shape, the bounded store of Responses). It sits above the
+engine and the dialects and below the server and the gateway, and imports neither.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 from ._body import decode_json, read_body, read_json, validation_param
 from ._boundary import ErrorBoundary, Handler, exception_handlers, respond
 from ._credentials import BEARER, X_API_KEY, Credential, find_credential
+from ._dialect_answers import DialectAnswer, MessagesAnswer, ResponsesAnswer, responses_answer
+from ._dialect_errors import MESSAGES_ERRORS, MessagesErrorShape, errors_for_path
 from ._errors import (
     OPENAI_ERRORS,
     BodyTooLargeError,
@@ -23,6 +26,14 @@ from ._errors import (
     error_response,
 )
 from ._json import JSON_MEDIA_TYPE, JSONResponse, model_list_response
+from ._response_store import (
+    MemoryResponseStore,
+    ResponseStore,
+    SQLiteResponseStore,
+    StoredResponse,
+    open_response_store,
+    stored_response,
+)
 from ._sse import DONE, KEEPALIVE, SSE_HEADERS, wait_for_disconnect
 
 __all__ = [
@@ -31,25 +42,38 @@ __all__ = [
     "ClientClosedRequestError",
     "Credential",
     "DONE",
+    "DialectAnswer",
     "ErrorBoundary",
     "ErrorShape",
     "Handler",
     "JSONResponse",
     "JSON_MEDIA_TYPE",
     "KEEPALIVE",
+    "MESSAGES_ERRORS",
+    "MemoryResponseStore",
+    "MessagesAnswer",
+    "MessagesErrorShape",
     "OPENAI_ERRORS",
     "OpenAIErrorShape",
+    "ResponseStore",
+    "ResponsesAnswer",
+    "SQLiteResponseStore",
     "SSE_HEADERS",
+    "StoredResponse",
     "X_API_KEY",
     "decode_json",
     "describe_error",
     "error_response",
+    "errors_for_path",
     "exception_handlers",
     "find_credential",
     "model_list_response",
+    "open_response_store",
     "read_body",
     "read_json",
     "respond",
+    "responses_answer",
+    "stored_response",
     "validation_param",
     "wait_for_disconnect",
 ]

@@ -3,12 +3,17 @@
 Every failure is an :class:`~chunkwise.APIStatusError` with its status, deep nesting included: msgspec
 guards its C recursion with Python's limit, so a body of a few thousand ``[`` raises ``RecursionError``,
 which must be a 400 like any other bad JSON.
+
+A body whose top-level object names a key twice is a 400 too. Parsers disagree on which one counts
+(msgspec and Python keep the last, others the first), so a gateway that routes by one ``model`` while its
+upstream reads the other could be steered around its own checks.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.requests import ClientDisconnect, Request
@@ -82,7 +87,37 @@ def decode_json(body: bytes, type: type[T]) -> T:
         raise BadRequestError(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
     except RecursionError:
         raise BadRequestError("The body nests JSON values too deeply.", code="invalid_json") from None
+    if body.lstrip()[:1] == b"{":
+        twice = _repeated_top_level_key(body)
+        if twice is not None:
+            shown = twice if len(twice) <= 64 else twice[:64] + "..."
+            raise BadRequestError(
+                f"The body names the key `{shown}` more than once.", param=shown, code="duplicate_key"
+            ) from None
     return decoded
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    return pairs
+
+
+# One decoder for every body (``json.loads`` with a hook builds a new one per call); every object decodes
+# to its list of pairs, which keeps each name as often as the body wrote it.
+_PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=_pairs)
+
+
+def _repeated_top_level_key(body: bytes) -> str | None:
+    """The first key that the top-level object of ``body`` (valid JSON) names twice, if any."""
+    try:
+        top: list[tuple[str, Any]] = _PAIRS_DECODER.decode(body.decode("utf-8-sig"))
+    except (ValueError, RecursionError):
+        return None  # msgspec accepted it; nothing more to say
+    seen: set[str] = set()
+    for name, _ in top:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 async def read_json(request: Request, type: type[T], *, limit: int) -> tuple[T, bytes]:

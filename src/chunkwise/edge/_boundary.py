@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._errors import ChunkwiseError, MethodNotAllowedError, NotFoundError
+from ._dialect_errors import errors_for_path
 from ._errors import OPENAI_ERRORS, ErrorShape, error_response
 
 __all__ = ["ErrorBoundary", "Handler", "exception_handlers", "respond"]
@@ -78,23 +79,25 @@ async def respond(
 
 
 async def _chunkwise_error(request: Request, exc: Exception) -> Response:
-    return error_response(exc)
+    return error_response(exc, errors_for_path(request.url.path))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    # The router's own 404 and 405 answers, in the OpenAI error shape and wording.
+    # The router's own 404 and 405 answers, in the OpenAI wording and the path's dialect's shape.
+    shape = errors_for_path(request.url.path)
     if isinstance(exc, HTTPException) and exc.status_code == 404:
-        return error_response(NotFoundError(f"Invalid URL ({request.method} {request.url.path})."))
+        return error_response(NotFoundError(f"Invalid URL ({request.method} {request.url.path})."), shape)
     if isinstance(exc, HTTPException) and exc.status_code == 405:
         error = MethodNotAllowedError(
             f"Method {request.method} is not allowed on {request.url.path}.", headers=dict(exc.headers or {})
         )
-        return error_response(error)
-    return error_response(exc)
+        return error_response(error, shape)
+    return error_response(exc, shape)
 
 
 def exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
-    """Starlette's ``exception_handlers``: chunkwise's errors and the router's 404 and 405, in the error shape.
+    """Starlette's ``exception_handlers``: chunkwise's errors and the router's 404 and 405, in the error shape of
+    the path's dialect (:func:`errors_for_path`).
 
     They answer inside the app's middleware (so CORS headers still apply); the boundary catches the rest.
     """

@@ -8,8 +8,9 @@ Each step of :class:`StepLoop`:
    one pass over the weights per run of consecutive ids), among them the one whose KV stream shares the
    longest prefix with its prompt (a sequence that nobody uses keeps its tokens as a prefix cache until it
    is the least recently used one); a longer prefix held elsewhere is copied in;
-3. decodes one token of every running sequence of every request in a single ``llama_decode`` and samples
-   each with its own sampler chain;
+3. decodes one token of every running sequence of every request in a single ``llama_decode``, each followed
+   by the tokens it guesses (speculative decoding, :mod:`._drafts`), and samples each position with the
+   sequence's own sampler chain, keeping guesses while the samples equal them;
 4. evaluates a few pieces of at most ``prefill_chunk`` prompt tokens of the requests still reading their
    prompt, in separate decodes (never mixed into the step's batch), so a long prompt delays the running
    streams by a bounded amount per step; a prompt's last token yields its first output token at once.
@@ -38,9 +39,11 @@ from typing import Any, Generic
 
 from .._errors import EngineError
 from ._choices import ChoiceWriter, ChunkT, Emitted, SampledLogprobs
+from ._drafts import DraftBudget, OutputCache, PromptLookup
 from ._generation import Emit, WorkerDone
 from ._requests import DecodePlan
 from ._sampling import SamplerChain, sequence_seed
+from ._splits import lone_single_tokens
 
 __all__ = ["BatchingHistogram", "BatchingStats", "StepLoop"]
 
@@ -81,6 +84,9 @@ class BatchingStats:
         self.batch_size = BatchingHistogram((1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64))
         #: Wall time of each step: the shared decode, the sampling and any prompt pieces.
         self.step_seconds = BatchingHistogram((0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56))
+        #: Guessed tokens verified in decode steps, and how many of them the sampled output kept.
+        self.drafted_tokens = 0
+        self.accepted_tokens = 0
 
 
 class _Slot:
@@ -106,7 +112,18 @@ class _Slot:
 class _Sequence:
     """The decode state of one choice."""
 
-    __slots__ = ("chain", "fallback", "generated", "logits_index", "next_token", "slot", "writer")
+    __slots__ = (
+        "budget",
+        "chain",
+        "draft",
+        "fallback",
+        "generated",
+        "logits_index",
+        "lookup",
+        "next_token",
+        "slot",
+        "writer",
+    )
 
     def __init__(self, writer: ChoiceWriter[Any], chain: SamplerChain, fallback: SamplerChain | None):
         self.writer = writer
@@ -116,9 +133,15 @@ class _Sequence:
         self.fallback = fallback
         self.generated = 0
         self.next_token = 0
-        #: Where this sequence's logits are in the last decoded batch (-1: the last output).
+        #: Where this sequence's logits are in the last decoded batch (-1: the last output); the rows of
+        #: its guessed tokens follow.
         self.logits_index = -1
         self.slot: _Slot | None = None
+        #: Guessed tokens decoded after ``next_token`` in the current step, verified when sampling.
+        self.draft: list[int] = []
+        #: The prompt and output so far, for guessing (``None``: speculation is off).
+        self.lookup: PromptLookup | None = None
+        self.budget: DraftBudget | None = None
 
     def leave_grammar(self) -> None:
         assert self.fallback is not None
@@ -188,6 +211,10 @@ def canonical_cuts(length: int, boundaries: Sequence[int], chunk: int) -> list[i
     return cuts
 
 
+#: Streams longer than this may have a KV view of 512 cells (see ``StepLoop._long_stream``).
+_LONG_STREAM = 192
+
+
 def _runs(ids: set[int]) -> int:
     """How many runs of consecutive numbers ``ids`` makes."""
     return sum(1 for id_ in ids if id_ - 1 not in ids)
@@ -210,7 +237,17 @@ class StepLoop:
     """The worker thread and everything it owns: the sequences, the batch and the waiting requests."""
 
     def __init__(
-        self, lib: Any, ctx: Any, vocab: Any, *, n_vocab: int, sequences: int, n_batch: int, prefill_chunk: int
+        self,
+        lib: Any,
+        ctx: Any,
+        vocab: Any,
+        *,
+        n_vocab: int,
+        sequences: int,
+        n_batch: int,
+        prefill_chunk: int,
+        draft_max: int = 0,
+        threaded_attention: bool = False,
     ) -> None:
         self._lib = lib
         self._ctx = ctx
@@ -221,7 +258,14 @@ class StepLoop:
         #: Prompt tokens evaluated per step at most (give or take one piece): a few pieces, so that short
         #: prompts arriving together all start within a step or two.
         self._prefill_budget = 4 * prefill_chunk
-        self._batch: Any = lib.llama_batch_init(max(n_batch, sequences), 0, 1)
+        #: The most tokens a sequence guesses per step (0: speculation is off).
+        self._draft_max = draft_max
+        #: Finished outputs, guessed from where a sequence's own tokens give no guess.
+        self._outputs = OutputCache()
+        #: More than one thread computes attention, so one shape of micro-batch must be avoided (see ``_splits``).
+        self._threaded_attention = threaded_attention
+        self._batch_capacity = max(n_batch, sequences)
+        self._batch: Any = lib.llama_batch_init(self._batch_capacity, 0, 1)
         self._batch_fields = (
             self._batch.token,
             self._batch.pos,
@@ -414,6 +458,10 @@ class StepLoop:
                 if clear:
                     self._lib.llama_memory_seq_rm(self._memory, slot.id, -1, -1)
                     slot.keep(0)
+        if error is None:
+            for sequence in job.sequences:
+                if sequence.lookup is not None:
+                    self._outputs.add(sequence.lookup.since(len(job.plan.prompt)))
         job.sequences = job.running = []
         job.emit(WorkerDone(error))
         job.release()
@@ -475,8 +523,12 @@ class StepLoop:
             item for sequence in job.sequences if (item := sequence.writer.start()) is not None
         ]
         job.running = list(job.sequences)
+        lookup = PromptLookup(job.plan.prompt) if self._draft_max else None
         for sequence in job.sequences:
             sequence.logits_index = -1
+            if lookup is not None:
+                sequence.lookup = lookup.copy() if sequence is not job.sequences[0] else lookup
+                sequence.budget = DraftBudget(self._draft_max)
         self._advance(job, emitted)
 
     def _decode_step(self, decoding: list[_Sequence]) -> None:
@@ -504,27 +556,86 @@ class StepLoop:
         self._advance(job, [])
 
     def _decode_next_tokens(self, sequences: list[_Sequence]) -> None:
-        """Decode each sequence's next token in one batch, then record the tokens in their slots.
+        """Decode each sequence's next token and its guesses in one batch, then record them in their slots.
 
         The batch lists the sequences by id: llama.cpp computes consecutive ids in one pass over the
         weights and starts another pass at every break in the order.
         """
         sequences = sorted(sequences, key=_slot_id)
+        self._guess(sequences)
         tokens, positions, n_seq_ids, seq_ids, logits = self._batch_fields
-        for index, sequence in enumerate(sequences):
+        index = 0
+        for sequence in sequences:
             slot = sequence.slot
             assert slot is not None
-            tokens[index] = sequence.next_token
-            positions[index] = len(slot.tokens)
-            n_seq_ids[index] = 1
-            seq_ids[index][0] = slot.id
-            logits[index] = 1
             sequence.logits_index = index
-        self._batch.n_tokens = len(sequences)
+            for offset, token in enumerate([sequence.next_token, *sequence.draft]):
+                tokens[index] = token
+                positions[index] = len(slot.tokens) + offset
+                n_seq_ids[index] = 1
+                seq_ids[index][0] = slot.id
+                logits[index] = 1
+                index += 1
+        self._batch.n_tokens = index
         self._decode_batch()
         for sequence in sequences:
             assert sequence.slot is not None
             sequence.slot.tokens.append(sequence.next_token)
+            sequence.slot.tokens.extend(sequence.draft)
+
+    def _guess(self, sequences: list[_Sequence]) -> None:
+        """Choose each sequence's guessed tokens for this step; they are verified when it samples.
+
+        A guess is kept only where the sampled token equals it, and every position is sampled from its own
+        logits with the sequence's own chain, so the output is what decoding one token at a time gives:
+        the logits of a token are bitwise the same in a verify batch (see ``_splits``).
+        """
+        # The batch holds n_batch tokens: each sequence's token, its guesses and perhaps one more (below).
+        share = self._batch_capacity // len(sequences) - 2
+        for sequence in sequences:
+            sequence.draft = []
+            if sequence.budget is None or sequence.lookup is None:
+                continue
+            allowance = min(sequence.budget.allowance(), self._room(sequence), share)
+            if allowance > 0:
+                sequence.draft = sequence.lookup.guess(allowance) or self._outputs.guess(sequence.lookup, allowance)
+        if not self._threaded_attention:
+            return
+        by_id = {_slot_id(sequence): sequence for sequence in sequences}
+        for _ in sequences:
+            lone = [
+                by_id[seq_id]
+                for seq_id in lone_single_tokens([(seq_id, 1 + len(by_id[seq_id].draft)) for seq_id in by_id])
+                if self._long_stream(by_id[seq_id])
+            ]
+            if not lone:
+                break
+            for sequence in lone:
+                sequence.draft.append(self._one_more_guess(sequence))
+
+    def _room(self, sequence: _Sequence) -> int:
+        """Guesses worth making: the output ends after ``max_new_tokens`` whatever is guessed."""
+        owner = sequence.slot.owner if sequence.slot is not None else None
+        assert owner is not None
+        return owner.plan.max_new_tokens - sequence.generated - 1
+
+    @staticmethod
+    def _long_stream(sequence: _Sequence) -> bool:
+        """Whether the sequence's KV view may reach 512 cells, where the lone-token attention path differs.
+
+        llama.cpp pads the view to a multiple of 256 cells past the last one used; the margin covers
+        cells left unused between tokens.
+        """
+        assert sequence.slot is not None
+        return len(sequence.slot.tokens) + 1 + len(sequence.draft) > _LONG_STREAM
+
+    @staticmethod
+    def _one_more_guess(sequence: _Sequence) -> int:
+        if sequence.lookup is not None:
+            guess = sequence.lookup.guess(len(sequence.draft) + 1)
+            if len(guess) > len(sequence.draft):
+                return guess[len(sequence.draft)]
+        return sequence.draft[-1] if sequence.draft else sequence.next_token
 
     def _advance(self, job: _Job[Any], emitted: list[Emitted[Any]]) -> None:
         """Sample the next token of each of ``job``'s running sequences from the last decode's logits."""
@@ -533,30 +644,59 @@ class StepLoop:
         max_new_tokens, top_logprobs = plan.max_new_tokens, plan.top_logprobs
         running: list[_Sequence] = []
         for sequence in job.running:
-            token = lib.llama_sampler_sample(sequence.chain.pointer, ctx, sequence.logits_index)
             writer = sequence.writer
-            if lib.llama_vocab_is_eog(vocab, token):
-                emitted += writer.end_of_generation()
-                continue
-            logprobs = None if top_logprobs is None else self._logprobs(sequence.logits_index, token, top_logprobs)
-            item = writer.token(token, logprobs)
-            if item is not None:
-                emitted.append(item)
-            sequence.generated += 1
-            if writer.stopped:
-                emitted += writer.finish("stop")
-            elif sequence.generated >= max_new_tokens:
-                emitted += writer.finish("length")
-            else:
+            draft = sequence.draft
+            row = sequence.logits_index
+            accepted = 0
+            while True:  # sample each verified position; a guess is kept where the sample equals it
+                token = lib.llama_sampler_sample(sequence.chain.pointer, ctx, row)
+                if lib.llama_vocab_is_eog(vocab, token):
+                    emitted += writer.end_of_generation()
+                    break
+                logprobs = None if top_logprobs is None else self._logprobs(row, token, top_logprobs)
+                item = writer.token(token, logprobs)
+                if item is not None:
+                    emitted.append(item)
+                sequence.generated += 1
+                if writer.stopped:
+                    emitted += writer.finish("stop")
+                    break
+                if sequence.generated >= max_new_tokens:
+                    emitted += writer.finish("length")
+                    break
                 if sequence.fallback is not None:
                     self._settle_grammar(sequence, token)
+                if sequence.lookup is not None:
+                    sequence.lookup.append(token)
+                if accepted < len(draft) and token == draft[accepted]:
+                    accepted += 1
+                    row += 1
+                    continue
                 sequence.next_token = token
                 running.append(sequence)
+                break
+            if draft:
+                self._drop_guesses(sequence, len(draft) - accepted)
+                if sequence.budget is not None:  # not the guard's guess while speculation is off
+                    self.stats.drafted_tokens += len(draft)
+                    self.stats.accepted_tokens += accepted
+                    sequence.budget.record(len(draft), accepted)
+                sequence.draft = []
         job.running = running
         if emitted:
             job.emit(emitted)
         if not running:
             self._finish(job, None)
+
+    def _drop_guesses(self, sequence: _Sequence, count: int) -> None:
+        """Remove the last ``count`` guessed tokens, which the output did not keep, from the sequence's stream."""
+        slot = sequence.slot
+        assert slot is not None
+        if count:
+            keep = len(slot.tokens) - count
+            if not self._lib.llama_memory_seq_rm(self._memory, slot.id, keep, -1):
+                raise EngineError("llama.cpp could not remove rejected guesses")
+            del slot.tokens[keep:]
 
     @staticmethod
     def _settle_grammar(sequence: _Sequence, token: int) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, TypedDict, TypeVar, Unpack
 
 from ..types import (
     ChatCompletionChunk,
@@ -66,6 +66,15 @@ class SampledLogprobs:
 
 #: A chunk and the number of generated tokens it accounts for.
 Emitted = tuple[ChunkT, int]
+
+
+class _WriterArgs(TypedDict):
+    """What every writer is built from; subclasses take these through and add their own."""
+
+    index: int
+    header: ChunkHeader
+    piece: PieceLookup
+    stops: Sequence[str]
 
 
 class ChoiceWriter(Generic[ChunkT]):
@@ -161,15 +170,12 @@ class ChatChoiceWriter(ChoiceWriter[ChatCompletionChunk]):
     def __init__(
         self,
         *,
-        index: int,
-        header: ChunkHeader,
-        piece: PieceLookup,
-        stops: Sequence[str],
         logprobs: bool,
         tool_mode: ToolMode = "text",
         tool_names: Sequence[str] = (),
+        **common: Unpack[_WriterArgs],
     ) -> None:
-        super().__init__(index=index, header=header, piece=piece, stops=stops)
+        super().__init__(**common)
         self._role: str | None = "assistant"
         self._logprobs: list[TokenLogprob] | None = [] if logprobs else None
         self._mode: ToolMode = tool_mode
@@ -257,17 +263,8 @@ class TextChoiceWriter(ChoiceWriter[Completion]):
 
     __slots__ = ("_echo", "_logprobs", "_offset")
 
-    def __init__(
-        self,
-        *,
-        index: int,
-        header: ChunkHeader,
-        piece: PieceLookup,
-        stops: Sequence[str],
-        logprobs: bool,
-        echo: str | None = None,
-    ) -> None:
-        super().__init__(index=index, header=header, piece=piece, stops=stops)
+    def __init__(self, *, logprobs: bool, echo: str | None = None, **common: Unpack[_WriterArgs]) -> None:
+        super().__init__(**common)
         self._logprobs = CompletionLogprobs() if logprobs else None
         self._echo = echo
         #: Characters decoded so far (shown or held back), for ``text_offset``.

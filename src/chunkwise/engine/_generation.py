@@ -46,16 +46,10 @@ class LlamaGeneration(StreamOnce[ChunkT]):
     def __init__(self, runner: Runner[ChunkT], plan: DecodePlan[ChunkT]) -> None:
         self._runner: Runner[ChunkT] = runner
         self._plan: DecodePlan[ChunkT] = plan
-        self._completion_tokens = 0
 
     @property
     def prompt_tokens(self) -> int:
         return len(self._plan.prompt)
-
-    @property
-    def completion_tokens(self) -> int:
-        """Generated tokens delivered so far (all of them once the stream has ended)."""
-        return self._completion_tokens
 
     @property
     def max_new_tokens(self) -> int:

@@ -14,18 +14,22 @@ Enforced: ``type`` (one or a list), ``enum``, ``const``, ``properties``, ``requi
 ``allOf``, and local ``$ref`` (``$defs``/``definitions``, recursion included). Annotations (``title``,
 ``description``, ``default``, ...) are ignored, as JSON Schema says they should be.
 
-Repetition bounds are capped at :data:`MAX_REPEAT`: llama.cpp quietly turns a bound above 2000 into "no
-bound", and very large expansions are exactly what crashed its parser. Tool calls are wrapped in a fixed
+Each grammar has a budget, since its cost is paid at every token of every sequence that uses it: an ``anyOf``
+has at most :data:`MAX_BRANCHES` branches, a grammar at most :data:`MAX_GRAMMAR_SIZE` bytes, and integer
+bounds beyond what a double holds exactly are narrowed to it. Repetition bounds are capped at
+:data:`MAX_REPEAT`: llama.cpp quietly turns a bound above 2000 into "no bound", and very large expansions are
+exactly what crashed its parser. Tool calls are wrapped in a fixed
 literal prefix (:func:`~chunkwise.engine._text.tool_call_prefix`), so the streamed text can be split into a
 name and argument fragments without a JSON parser.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..types import Tool
@@ -33,12 +37,14 @@ from ._pattern import PatternError, pattern_rule
 from ._protocol import InvalidRequestError
 from ._text import tool_call_prefix
 
-__all__ = ["MAX_REPEAT", "json_object_grammar", "json_schema_grammar", "tool_call_grammar"]
+__all__ = ["MAX_BRANCHES", "MAX_REPEAT", "json_object_grammar", "json_schema_grammar", "tool_call_grammar"]
 
 #: The largest ``maxLength``/``maxItems``/``minLength``/``minItems`` (and pattern repetition) accepted.
 MAX_REPEAT = 1000
 #: How deeply schemas may nest (objects in arrays in objects ...), ``$ref`` targets not counted.
 MAX_SCHEMA_DEPTH = 32
+#: The most branches one ``anyOf`` may have.
+MAX_BRANCHES = 64
 #: The largest grammar a request may build, in bytes of GBNF.
 MAX_GRAMMAR_SIZE = 256 * 1024
 #: Integers without a bound on a side are limited to 15 digits there (exact in a double).
@@ -46,6 +52,7 @@ _INT_LIMIT = 10**15 - 1
 #: Bounded non-integers keep their integer part below this and write at most 6 decimals, so a value never
 #: rounds onto an exclusive bound when parsed as a double.
 _FRACTION_INT_LIMIT = 10**9 - 1
+_FRACTION_DIGITS = 6
 _FRACTION = '"." [0-9]{1,6}'
 
 _BUILTINS = r"""ws ::= " "?
@@ -110,10 +117,16 @@ _UNSUPPORTED = frozenset(
         "contentSchema",
     }
 )
-#: String formats and the GBNF of their content. Days stop at 28 and times carry a "Z", so that every value
-#: is valid however strictly a checker reads RFC 3339 (a February 30th never comes out).
+#: String formats and the GBNF of their content. Years run from 0001 (year 0 is no date to Python or to
+#: ``jsonschema``), each month gets its own days, February stops at 28 (a 29th is only valid in leap years) and
+#: times carry a "Z", so that every value is valid however strictly a checker reads RFC 3339.
 _FORMATS = {
-    "date": '[0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | "1" [0-9] | "2" [0-8])',
+    "date": (
+        '("000" [1-9] | "00" [1-9] [0-9] | "0" [1-9] [0-9]{2} | [1-9] [0-9]{3}) "-" '
+        '(("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | "1" [0-9] | "2" [0-8])'
+        ' | ("0" [13-9] | "1" [0-2]) "-" ("29" | "30")'
+        ' | ("0" [13578] | "1" [02]) "-" "31")'
+    ),
     "time": '([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,6})? "Z"',
     "uuid": '[0-9a-f]{8} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{12}',
 }
@@ -264,6 +277,9 @@ class _Compiler:
             branches = schema["anyOf"]
             if not isinstance(branches, list) or not branches:
                 raise _SchemaError("`anyOf` must be a non-empty array of schemas", f"{pointer}/anyOf")
+            if len(branches) > MAX_BRANCHES:
+                # Every branch that can still match is followed at every token of every sequence.
+                raise _SchemaError(f"`anyOf` with more than {MAX_BRANCHES} branches is over budget", f"{pointer}/anyOf")
             names = [self.compile(branch, f"{pointer}/anyOf/{i}", depth + 1) for i, branch in enumerate(branches)]
             return self.add(" | ".join(names))
         types = self._types(schema, pointer)
@@ -471,6 +487,9 @@ class _Compiler:
         high = min(highs) if highs else None
         low = low if low is not None else min(-_INT_LIMIT, high if high is not None else 0)
         high = high if high is not None else max(_INT_LIMIT, low)
+        # Bounds past what a double holds exactly narrow to it: every value written still fits the schema,
+        # and the grammar stays small (a range of 300-digit integers is what made sampling crawl).
+        low, high = max(low, -_INT_LIMIT), min(high, _INT_LIMIT)
         alternatives = [_integer_range(low, high)] if low <= high else []
         if not integer:
             # k.ddd lies in [k, k+1) for k >= 0 and in (k-1, k] for k < 0 ("-3.5" has integer part -3).
@@ -478,13 +497,57 @@ class _Compiler:
             lower = max((value for value in (minimum, above) if value is not None), default=None)
             top = min(math.floor(upper) - 1 if upper is not None else _FRACTION_INT_LIMIT, _FRACTION_INT_LIMIT)
             bottom = max(math.ceil(lower) + 1 if lower is not None else -_FRACTION_INT_LIMIT, -_FRACTION_INT_LIMIT)
-            if max(low, 0) <= top:
-                alternatives.append(f"({_natural_range(max(low, 0), top)}) {_FRACTION}")
-            if bottom <= min(high, -1):
-                alternatives.append(f'"-" ({_natural_range(max(1, -min(high, -1)), -bottom)}) {_FRACTION}')
+            positive = range(max(low, 0), top + 1)
+            negative = range(max(1, -min(high, -1)), -bottom + 1)
+            if positive:
+                alternatives.append(f"({_natural_range(positive.start, positive.stop - 1)}) {_FRACTION}")
+            if negative:
+                alternatives.append(f'"-" ({_natural_range(negative.start, negative.stop - 1)}) {_FRACTION}')
+            # The integer parts a bound falls inside are only partly allowed: there exactly six decimals are
+            # written, limited to the allowed ones (0.1 <= x <= 0.2 gives "0.100000" to "0.200000").
+            bounds = [value for value in (minimum, maximum, above, below) if value is not None]
+
+            def above_lower(value: float) -> bool:
+                return (minimum is None or value >= minimum) and (above is None or value > above)
+
+            def below_upper(value: float) -> bool:
+                return (maximum is None or value <= maximum) and (below is None or value < below)
+
+            for sign, covered in (("", positive), ("-", negative)):
+                for whole in sorted({math.floor(bound if sign == "" else -bound) for bound in bounds}):
+                    if 0 <= whole <= _FRACTION_INT_LIMIT and whole not in covered:
+                        part = _partial_fraction(sign, whole, above_lower, below_upper)
+                        if part is not None:
+                            alternatives.append(part)
         if not alternatives:
             raise _SchemaError("no number satisfies these bounds (or none this server can write)", pointer)
         return self.add("(" + " | ".join(f"({part})" for part in alternatives) + ") ws")
+
+
+def _partial_fraction(
+    sign: str, whole: int, above_lower: Callable[[float], bool], below_upper: Callable[[float], bool]
+) -> str | None:
+    """``{sign}{whole}.dddddd`` for the six-decimal values within both bounds, or None if there are none.
+
+    Each value is checked as the double a reader parses it to, so rounding never crosses a bound.
+    """
+    scale = 10**_FRACTION_DIGITS
+
+    def value(decimals: int) -> float:
+        return float(f"{sign}{whole}.{decimals:0{_FRACTION_DIGITS}d}")
+
+    def first(predicate: Callable[[float], bool]) -> int:
+        """The first decimals (0..scale) from which ``predicate`` holds; it is monotone in the decimals."""
+        return bisect.bisect_left(range(scale), True, key=lambda decimals: predicate(value(decimals)))
+
+    if sign == "":  # the value grows with the decimals
+        start, stop = first(above_lower), first(lambda number: not below_upper(number))
+    else:
+        start, stop = first(below_upper), first(lambda number: not above_lower(number))
+    if start >= stop:
+        return None
+    digits = _digits_between(f"{start:0{_FRACTION_DIGITS}d}", f"{stop - 1:0{_FRACTION_DIGITS}d}")
+    return f'{_literal(sign + str(whole))} "." ({digits})'
 
 
 def _escape_pointer(name: str) -> str:

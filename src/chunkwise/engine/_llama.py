@@ -77,7 +77,14 @@ def prefer_spinning_openmp() -> None:
     os.environ.setdefault("GOMP_SPINCOUNT", "300000")
 
 
-def init_backend(lib: Any) -> None:
+#: Guessed tokens per sequence and step at most, by default.
+DEFAULT_DRAFT_MAX = 16
+#: The limit: a sequence's tokens in one micro-batch must stay under flash attention's 64-row tile, past
+#: which its tiled path gives other last bits than one token at a time.
+MAX_DRAFT = 48
+
+
+def _init_backend(lib: Any) -> None:
     global _backend_ready
     with _backend_lock:
         if not _backend_ready:
@@ -88,7 +95,7 @@ def init_backend(lib: Any) -> None:
 def load_model(lib: Any, path: Path, *, n_gpu_layers: int, verbose: bool) -> Any:
     """A llama.cpp model loaded from ``path`` (the backend set up first); the caller frees it."""
     logging.getLogger("llama-cpp-python").setLevel(logging.DEBUG if verbose else logging.ERROR)
-    init_backend(lib)
+    _init_backend(lib)
     model_params = lib.llama_model_default_params()
     model_params.n_gpu_layers = n_gpu_layers
     model = lib.llama_model_load_from_file(str(path).encode(), model_params)
@@ -119,6 +126,10 @@ class LlamaCppEngine:
     wait inside the engine. ``prefill_chunk`` is the largest piece prompts are evaluated in between
     decode steps (pieces also start at each message boundary, where cached prefixes can be reused).
     ``n_threads`` sets both generation and prompt threads, by default one per core.
+
+    ``speculation`` lets each running sequence guess up to ``draft_max`` tokens per step from its own prompt
+    and output (prompt lookup), verified in the same decode as everyone's next token; it changes no output
+    (see :mod:`._splits`), and a sequence whose guesses fail soon stops guessing.
     """
 
     def __init__(
@@ -131,6 +142,8 @@ class LlamaCppEngine:
         max_sequences: int = 8,
         n_batch: int = 512,
         prefill_chunk: int = 64,
+        speculation: bool = True,
+        draft_max: int = DEFAULT_DRAFT_MAX,
         n_gpu_layers: int = 0,
         verbose: bool = False,
     ) -> None:
@@ -141,6 +154,8 @@ class LlamaCppEngine:
             raise ValueError("max_sequences must be at least 1")
         if not 1 <= prefill_chunk <= n_batch:
             raise ValueError(f"prefill_chunk must be between 1 and n_batch ({n_batch})")
+        if not 1 <= draft_max <= MAX_DRAFT:
+            raise ValueError(f"draft_max must be between 1 and {MAX_DRAFT}")
         path = Path(model_path) if model_path is not None else default_model_path()
         if not path.is_file():
             raise EngineError(f"Model file not found: {path}")
@@ -190,6 +205,8 @@ class LlamaCppEngine:
                 sequences=max_sequences,
                 n_batch=n_batch,
                 prefill_chunk=prefill_chunk,
+                draft_max=draft_max if speculation else 0,
+                threaded_attention=threads > 1,
             )
         except BaseException:
             self._free()
@@ -257,10 +274,6 @@ class LlamaCppEngine:
     @property
     def n_vocab(self) -> int:
         return self._n_vocab
-
-    @property
-    def max_sequences(self) -> int:
-        return self._max_sequences
 
     @property
     def document_start_token(self) -> int:

@@ -75,7 +75,7 @@ class Generation(Protocol[ChunkT_co]):
 
 
 class StreamOnce(Generic[ChunkT]):
-    """What every :class:`Generation` does alike: ``stream`` once, ``aclose`` at any time.
+    """What every :class:`Generation` does alike: ``stream`` once, ``aclose`` at any time, count what it made.
 
     A subclass writes ``_stream``, an async generator whose ``finally`` stops the model: :meth:`aclose` closes
     it, as a caller that stops iterating early must (an ``async for`` that breaks off leaves it open).
@@ -83,6 +83,13 @@ class StreamOnce(Generic[ChunkT]):
 
     _started = False
     _chunks: AsyncGenerator[ChunkT, None] | None = None
+    #: What :attr:`completion_tokens` reports; ``_stream`` brings it up to date as it delivers.
+    _completion_tokens = 0
+
+    @property
+    def completion_tokens(self) -> int:
+        """Generated tokens delivered so far (all of them once the stream has ended)."""
+        return self._completion_tokens
 
     def stream(self) -> AsyncIterator[ChunkT]:
         if self._started:

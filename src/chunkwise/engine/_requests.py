@@ -6,9 +6,9 @@ tokens to make, how to sample them, and a factory for the per-choice writers tha
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Generic, Protocol
 
 from ..types import (
@@ -46,7 +46,7 @@ class PromptModel(Protocol):
     def n_vocab(self) -> int: ...
 
     @property
-    def max_sequences(self) -> int: ...
+    def max_running(self) -> int: ...
 
     @property
     def document_start_token(self) -> int: ...
@@ -70,13 +70,13 @@ class DecodePlan(Generic[ChunkT]):
     n: int
     max_new_tokens: int
     sampling: SamplingConfig
-    grammar: str | None
-    #: ``tool_choice: auto``: the grammar only decides between text and a call; a choice that turns out to be
-    #: text continues without it (see :attr:`ChoiceWriter.grammar_needed`).
-    grammar_until_decided: bool
     #: ``None``: no log-probabilities; otherwise how many alternatives to report per token.
     top_logprobs: int | None
     make_writers: Callable[[], list[ChoiceWriter[ChunkT]]]
+    grammar: str | None = None
+    #: ``tool_choice: auto``: the grammar only decides between text and a call; a choice that turns out to be
+    #: text continues without it (see :attr:`ChoiceWriter.grammar_needed`).
+    grammar_until_decided: bool = False
     #: Where each message's content starts in ``prompt``: the step loop cuts the prompt's canonical grouping
     #: there too, so everything before a message (a system prompt, a conversation's earlier turns) is a
     #: prefix that later requests can reuse from the cache.
@@ -116,24 +116,6 @@ def plan_chat(
 
     prompt, boundaries = chat_prompt(model, template_messages(request.messages, system_suffix=system_suffix))
     max_new_tokens = _token_budget(model, len(prompt), request.output_token_limit, param="messages")
-    stops = request.stop_sequences
-    header = ChunkHeader(id=request_id, created=created, model=model.model_id)
-    tool_names = [tool.function.name for tool in tools]
-
-    def make_writers() -> list[ChoiceWriter[ChatCompletionChunk]]:
-        return [
-            ChatChoiceWriter(
-                index=index,
-                header=header,
-                piece=model.piece,
-                stops=stops,
-                logprobs=top_logprobs is not None,
-                tool_mode=tool_mode,
-                tool_names=tool_names,
-            )
-            for index in range(n)
-        ]
-
     return DecodePlan(
         prompt=prompt,
         n=n,
@@ -142,7 +124,15 @@ def plan_chat(
         grammar=grammar,
         grammar_until_decided=tool_mode == "auto",
         top_logprobs=top_logprobs,
-        make_writers=make_writers,
+        make_writers=_writer_factory(
+            model,
+            functools.partial(ChatChoiceWriter, tool_mode=tool_mode, tool_names=[tool.function.name for tool in tools]),
+            n=n,
+            request_id=request_id,
+            created=created,
+            stops=request.stop_sequences,
+            logprobs=top_logprobs is not None,
+        ),
         boundaries=boundaries,
     )
 
@@ -164,33 +154,45 @@ def plan_completion(
     echo = (prompt_text if prompt_text is not None else model.detokenize(prompt)) if request.echo else None
     limit = request.max_tokens if request.max_tokens is not None else LEGACY_DEFAULT_MAX_TOKENS
     max_new_tokens = _token_budget(model, len(prompt), limit, param="prompt")
-    stops = request.stop_sequences
     top_logprobs = request.logprobs
-    header = ChunkHeader(id=request_id, created=created, model=model.model_id)
-
-    def make_writers() -> list[ChoiceWriter[Completion]]:
-        return [
-            TextChoiceWriter(
-                index=index,
-                header=header,
-                piece=model.piece,
-                stops=stops,
-                logprobs=top_logprobs is not None,
-                echo=echo,
-            )
-            for index in range(n)
-        ]
-
     return DecodePlan(
         prompt=prompt,
         n=n,
         max_new_tokens=max_new_tokens,
         sampling=_sampling(model, request, max_new_tokens),
-        grammar=None,
-        grammar_until_decided=False,
         top_logprobs=top_logprobs,
-        make_writers=make_writers,
+        make_writers=_writer_factory(
+            model,
+            functools.partial(TextChoiceWriter, echo=echo),
+            n=n,
+            request_id=request_id,
+            created=created,
+            stops=request.stop_sequences,
+            logprobs=top_logprobs is not None,
+        ),
     )
+
+
+def _writer_factory(
+    model: PromptModel,
+    writer: Callable[..., ChoiceWriter[ChunkT]],
+    *,
+    n: int,
+    request_id: str,
+    created: int,
+    stops: Sequence[str],
+    logprobs: bool,
+) -> Callable[[], list[ChoiceWriter[ChunkT]]]:
+    """Makes ``n`` fresh writers each time the plan runs; ``writer`` is a writer class with the arguments that
+    only its kind of request has already bound."""
+    header = ChunkHeader(id=request_id, created=created, model=model.model_id)
+
+    def make_writers() -> list[ChoiceWriter[ChunkT]]:
+        return [
+            writer(index=index, header=header, piece=model.piece, stops=stops, logprobs=logprobs) for index in range(n)
+        ]
+
+    return make_writers
 
 
 def chat_prompt(
@@ -200,7 +202,7 @@ def chat_prompt(
     message's content starts among them."""
     tokens: list[int] = []
     content_starts: list[int] = []
-    render = partial(model.render_chat, add_generation_prompt=add_generation_prompt)
+    render = functools.partial(model.render_chat, add_generation_prompt=add_generation_prompt)
     for text, is_content in prompt_segments(render, messages):
         if is_content:
             content_starts.append(len(tokens))
@@ -214,9 +216,9 @@ def chat_prompt(
 
 def _choice_count(model: PromptModel, n: int | None) -> int:
     count = 1 if n is None else n
-    if count > model.max_sequences:
+    if count > model.max_running:
         raise InvalidRequestError(
-            f"n={count} is more than this engine decodes at once (at most {model.max_sequences})", param="n"
+            f"n={count} is more than this engine decodes at once (at most {model.max_running})", param="n"
         )
     return count
 
@@ -251,7 +253,9 @@ def _completion_prompt(model: PromptModel, prompt: str | list[str | int | list[i
     if single == "":
         return [model.document_start_token], ""
     if isinstance(single, str):
-        return _non_empty(model.tokenize_prompt(single)), single
+        # Text is text: "<|im_end|>" in a prompt is ten characters, not the control token (as in chat messages).
+        # A client that means a control token sends its id.
+        return _non_empty(model.tokenize_prompt("") + model.tokenize(single, parse_special=False)), single
     if isinstance(single, list) and all(isinstance(item, int) for item in single):
         return _checked_tokens(model, [item for item in single if isinstance(item, int)]), None
     raise InvalidRequestError("Only one prompt per request is supported", param="prompt")
@@ -313,6 +317,8 @@ def _sampling(model: PromptModel, request: _SamplingFields, max_new_tokens: int)
     return SamplingConfig(
         temperature=1.0 if request.temperature is None else request.temperature,
         top_p=1.0 if request.top_p is None else request.top_p,
+        # Only chat requests carry top_k (the dialects translate Anthropic's to it).
+        top_k=getattr(request, "top_k", None) or 0,
         seed=request.seed,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,

@@ -1,7 +1,7 @@
 """Sampling parameters and the llama.cpp sampler chains that apply them, entirely in C.
 
-A chain is ``logit_bias → penalties → grammar → (greedy | temperature → top_p → dist)``. Temperature comes
-before top-p, as in OpenAI's API: the nucleus is taken over the temperature-scaled distribution. Each
+A chain is ``logit_bias → penalties → grammar → (greedy | top_k → temperature → top_p → dist)``. Temperature
+comes before top-p, as in OpenAI's API: the nucleus is taken over the temperature-scaled distribution. Each
 stage is added only when it changes something, so a greedy request pays for an argmax and nothing else.
 """
 
@@ -24,6 +24,8 @@ _RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: "pick a random seed
 class SamplingConfig:
     temperature: float = 1.0
     top_p: float = 1.0
+    #: Keep only the ``top_k`` likeliest tokens; 0 keeps all (Anthropic's and vLLM's meaning).
+    top_k: int = 0
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
@@ -106,6 +108,8 @@ class SamplerChain:
             if config.temperature <= 0.0:
                 self._add(llama_cpp.llama_sampler_init_greedy())
             else:
+                if config.top_k > 0:
+                    self._add(llama_cpp.llama_sampler_init_top_k(config.top_k))
                 self._add(llama_cpp.llama_sampler_init_temp(config.temperature))
                 if config.top_p < 1.0:
                     self._add(llama_cpp.llama_sampler_init_top_p(config.top_p, 1))

@@ -9,9 +9,13 @@ and the endpoints; every handler runs behind the edge's one error choke point.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -19,9 +23,28 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..edge import ErrorBoundary, Handler, JSONResponse, exception_handlers, model_list_response, respond
-from ..types import Model
-from ._admission import Admission
+from .._errors import APIStatusError, AuthenticationError
+from ..dialects import MessagesRequest, MessageTokensCount, ResponsesRequest, messages_request_to_chat
+from ..edge import (
+    BEARER,
+    MESSAGES_ERRORS,
+    OPENAI_ERRORS,
+    ErrorBoundary,
+    ErrorShape,
+    Handler,
+    JSONResponse,
+    MessagesAnswer,
+    decode_json,
+    exception_handlers,
+    find_credential,
+    model_list_response,
+    open_response_store,
+    respond,
+    responses_answer,
+    stored_response,
+)
+from ..types import ChatCompletion, ChatCompletionRequest, Model
+from ._admission import Admission, AdmittedRequest
 from ._config import GatewayConfig
 from ._forwarding import Forwarder
 from ._health import HealthChecker
@@ -32,6 +55,10 @@ from ._routing import Router
 from ._upstream import UpstreamClient
 
 __all__ = ["Gateway", "GatewayApp", "create_gateway_app"]
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
 
 
 class Gateway:
@@ -45,12 +72,19 @@ class Gateway:
         self._store = store
         self._owns_store = store is None
         self.health_checks = HealthChecker(self.router, self.metrics, self.settings)
-        self.ledger = LedgerWriter(self.metrics)
+        self.ledger = LedgerWriter(
+            self.metrics,
+            progress_interval=self.settings.ledger_progress_interval,
+            retention=self.settings.usage_retention_days * 86400.0,
+        )
         self._upstream_client = UpstreamClient(
             connect_timeout=self.settings.connect_timeout, read_timeout=self.settings.read_timeout
         )
         self.forwarder = Forwarder(self.router, self.metrics, self.ledger, self._upstream_client)
         self._admission: Admission | None = None
+        self.responses = open_response_store(
+            self.settings.response_store or None, max(self.settings.response_store_size, 1)
+        )
 
     @property
     def store(self) -> Store:
@@ -67,9 +101,9 @@ class Gateway:
     async def start(self) -> None:
         if self._store is None:
             self._store = await open_store(self.config.database, self.settings.limit_window)
-        self._admission = Admission(self._store, self.settings, self.metrics)
+        self._admission = Admission(self._store, self.settings, self.metrics, self.router.serves)
         await self.health_checks.start()
-        self.ledger.start(self._store)
+        await self.ledger.start(self._store)
 
     async def stop(self) -> None:
         await self.health_checks.stop()
@@ -78,6 +112,7 @@ class Gateway:
         await self._upstream_client.aclose()
         if self._store is not None and self._owns_store:
             await self._store.close()
+        self.responses.close()
 
     async def flush_ledger(self) -> None:
         """Waits until every finished request's row is in the database."""
@@ -103,6 +138,63 @@ class Gateway:
         admitted = await self.admission.admit(request, time.time())
         return await self.forwarder.forward(admitted, "/embeddings", arrived)
 
+    async def create_response(self, request: Request) -> Response:
+        """The Responses API, translated to chat for the upstream."""
+        arrived = time.perf_counter()
+        admitted = await self.admission.admit(request, time.time())
+        body = self._translated(admitted, arrived, lambda: decode_json(admitted.body, ResponsesRequest))
+        chat, answer = self._translated(
+            admitted,
+            arrived,
+            lambda: responses_answer(
+                body,
+                self.responses,
+                response_id=f"resp_{uuid.uuid4().hex}",
+                created_at=int(time.time()),
+                model=body.model,
+                # A key reads and continues only the responses it made.
+                owner=admitted.admitted.key_id,
+            ),
+        )
+        return await self.forwarder.translate(admitted, chat, answer, arrived)
+
+    async def create_message(self, request: Request) -> Response:
+        """Anthropic Messages, translated to chat for the upstream."""
+        arrived = time.perf_counter()
+        admitted = await self.admission.admit(request, time.time())
+        chat = self._translated(
+            admitted, arrived, lambda: messages_request_to_chat(decode_json(admitted.body, MessagesRequest))
+        )
+        answer = MessagesAnswer(message_id=f"msg_{uuid.uuid4().hex}", model=admitted.model, input_tokens=0)
+        return await self.forwarder.translate(admitted, chat, answer, arrived)
+
+    async def count_message_tokens(self, request: Request) -> Response:
+        """``count_tokens`` from any chat upstream: a one-token chat request, of which only the usage is read."""
+        arrived = time.perf_counter()
+        admitted = await self.admission.admit(request, time.time())
+        body = self._translated(admitted, arrived, lambda: decode_json(admitted.body, MessagesRequest))
+        chat = self._translated(admitted, arrived, lambda: _counting(body))
+        answer = MessagesAnswer(message_id="", model=admitted.model, input_tokens=0)
+        return await self.forwarder.translate(admitted, chat, answer, arrived, render=_token_count)
+
+    def _translated(self, admitted: AdmittedRequest, arrived: float, translate: Callable[[], T]) -> T:
+        """``translate()``; a request it refuses is settled in the ledger (its reservation freed) as it fails."""
+        try:
+            return translate()
+        except APIStatusError as exc:
+            self.forwarder.settle_unsent(admitted, arrived, exc.status, "bad_request")
+            raise
+
+    async def retrieve_response(self, request: Request) -> Response:
+        key = await self.admission.listing_key(request)
+        return JSONResponse(stored_response(self.responses, request.path_params["response_id"], key.id).response)
+
+    async def delete_response(self, request: Request) -> Response:
+        key = await self.admission.listing_key(request)
+        response_id = stored_response(self.responses, request.path_params["response_id"], key.id).response.id
+        self.responses.delete(response_id)
+        return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+
     async def models(self, request: Request) -> Response:
         key = await self.admission.listing_key(request)
         # Which upstreams serve a model is the gateway's business, not the client's.
@@ -119,6 +211,15 @@ class Gateway:
     async def metrics_endpoint(self, request: Request) -> Response:
         from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+        token = self.settings.metrics_token
+        if token:
+            credential = find_credential(request.scope["headers"])
+            given = credential.text if credential is not None and credential.scheme == BEARER else ""
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                raise AuthenticationError(
+                    "GET /metrics needs the metrics token: Authorization: Bearer TOKEN.", code="invalid_api_key"
+                )
+
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     def routes(self) -> list[Route]:
@@ -127,6 +228,8 @@ class Gateway:
             Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/responses/{response_id}", self.retrieve_response, methods=["GET"]),
+            Route("/v1/responses/{response_id}", self.delete_response, methods=["DELETE"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
         ]
@@ -145,17 +248,21 @@ class GatewayApp:
         self.gateway = gateway
         self.starlette = starlette
         self.state = starlette.state
-        self._proxied: dict[str, Handler] = {
-            "/v1/chat/completions": gateway.chat_completions,
-            "/v1/completions": gateway.completions,
-            "/v1/embeddings": gateway.embeddings,
+        # Each proxied route with the error shape of its dialect.
+        self._proxied: dict[str, tuple[Handler, ErrorShape]] = {
+            "/v1/chat/completions": (gateway.chat_completions, OPENAI_ERRORS),
+            "/v1/completions": (gateway.completions, OPENAI_ERRORS),
+            "/v1/embeddings": (gateway.embeddings, OPENAI_ERRORS),
+            "/v1/responses": (gateway.create_response, OPENAI_ERRORS),
+            "/v1/messages": (gateway.create_message, MESSAGES_ERRORS),
+            "/v1/messages/count_tokens": (gateway.count_message_tokens, MESSAGES_ERRORS),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            handler = self._proxied.get(scope["path"])
-            if handler is not None:
-                await respond(handler, scope, receive, send)
+            proxied = self._proxied.get(scope["path"])
+            if proxied is not None:
+                await respond(proxied[0], scope, receive, send, proxied[1])
                 return
         await self.starlette(scope, receive, send)
 
@@ -180,3 +287,14 @@ def create_gateway_app(config: GatewayConfig, store: Store | None = None) -> Gat
     )
     starlette.state.gateway = gateway
     return GatewayApp(gateway, starlette)
+
+
+def _counting(request: MessagesRequest) -> ChatCompletionRequest:
+    # One token is the least a chat upstream generates; only the prompt's count is read back.
+    chat = messages_request_to_chat(request, count_only=True)
+    return msgspec.structs.replace(chat, max_completion_tokens=1, stream=False, stream_options=None)
+
+
+def _token_count(completion: ChatCompletion) -> bytes:
+    tokens = completion.usage.prompt_tokens if completion.usage is not None else 0
+    return _encoder.encode(MessageTokensCount(input_tokens=tokens))

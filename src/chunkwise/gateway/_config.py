@@ -54,6 +54,21 @@ class GatewaySettings:
     max_body_size: int = 4 * 1024 * 1024
     #: Length of the window ``rpm``/``tpm`` count in; 60 s makes them per minute.
     limit_window: int = 60
+    #: Where stored Responses (``previous_response_id``, ``GET /v1/responses/{id}``) live: a SQLite file
+    #: (relative to the config file), or ``""`` for memory.
+    response_store: str = ""
+    #: How many stored Responses are kept; the least recently used go first.
+    response_store_size: int = 1000
+    #: The most tokens a request without ``max_tokens`` may cost: the models' context length. It is reserved
+    #: against the key's budget while the request runs.
+    model_context_tokens: int = 8192
+    #: Seconds between ledger updates of running requests; a row this many times
+    #: :data:`~._ledger_writer.STALE_INTERVALS` behind belongs to a gateway that died, and is settled.
+    ledger_progress_interval: float = 1.0
+    #: Days settled ledger rows are kept; 0 keeps them for ever (``chunkwise usage prune`` deletes on demand).
+    usage_retention_days: float = 0.0
+    #: When set, ``GET /metrics`` requires ``Authorization: Bearer <metrics_token>``.
+    metrics_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,6 +149,8 @@ def parse_config(data: dict[str, Any], base: Path) -> GatewayConfig:
             raise ConfigError(f"[gateway] {name} must be {kind}")
         if expected is not str and value < 0:
             raise ConfigError(f"[gateway] {name} must not be negative")
+    if settings_table.get("response_store"):
+        settings_table = {**settings_table, "response_store": str(base / settings_table["response_store"])}
     settings = GatewaySettings(**settings_table)
     return GatewayConfig(DatabaseConfig(_database_url(url, base)), tuple(upstreams), settings)
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from starlette.responses import Response
 
 from .._errors import APIStatusError, NotFoundError
+from ..edge import OPENAI_ERRORS, DialectAnswer, ErrorShape
+from ..types import ChatCompletion, ChatCompletionRequest, CompletionUsage
 from ._admission import AdmittedRequest
 from ._ledger_writer import LedgerWriter
 from ._metrics import GatewayMetrics
-from ._passthrough import BodyProbe
+from ._passthrough import BodyProbe, StreamInspector
 from ._proxy import Attempt, Failure, Hooks, ProxyStream, StreamOutcome, send_with_failover
 from ._routing import Router, Upstream
+from ._translation import TranslatedOutcome, TranslatedStream, render_whole, reshaped_error
 from ._upstream import UpstreamClient, UpstreamError
 
 __all__ = ["Forwarder"]
@@ -23,6 +27,9 @@ logger = logging.getLogger("chunkwise.gateway")
 
 _encoder = msgspec.json.Encoder()
 _body_probe = msgspec.json.Decoder(BodyProbe)
+
+#: What a stream bills: ``(prompt, prompt estimated?, completion)``.
+Billed = tuple[int, bool, int]
 
 
 class Forwarder:
@@ -39,11 +46,11 @@ class Forwarder:
 
     def _on_start(self, upstream: Upstream) -> None:
         upstream.outstanding += 1
-        self._metrics.outstanding.labels(upstream.name).inc()
+        self._metrics.child(self._metrics.outstanding, upstream.name).inc()
 
     def _on_release(self, upstream: Upstream) -> None:
         upstream.outstanding -= 1
-        self._metrics.outstanding.labels(upstream.name).dec()
+        self._metrics.child(self._metrics.outstanding, upstream.name).dec()
 
     def _on_error(self, upstream: Upstream, model: str, kind: str) -> None:
         self._metrics.errors.labels(upstream.name, model, kind).inc()
@@ -53,12 +60,56 @@ class Forwarder:
             logger.warning("upstream %s ejected for %.0f s (%s)", upstream.name, self._router.ejection_cooldown, kind)
 
     async def forward(self, request: AdmittedRequest, path: str, arrived: float) -> Response:
-        admitted, model, payload, body = request.admitted, request.model, request.payload, request.body
-        started_at = request.started_at
-        record = self._ledger.record
+        """The pass-through: the client's own body upstream, the upstream's bytes back unchanged."""
+        return await self._running(request, arrived, lambda: self._pass_through(request, path, arrived))
+
+    async def translate(
+        self,
+        request: AdmittedRequest,
+        chat: ChatCompletionRequest,
+        answer: DialectAnswer,
+        arrived: float,
+        render: Callable[[ChatCompletion], bytes] | None = None,
+    ) -> Response:
+        """A dialect's request as ``chat`` upstream, the upstream's chat answer back through ``answer``.
+
+        ``render`` writes a whole answer instead of ``answer.body`` (``count_tokens`` reads only the usage).
+        """
+        return await self._running(request, arrived, lambda: self._translated(request, chat, answer, arrived, render))
+
+    def settle_unsent(self, request: AdmittedRequest, arrived: float, status: int, outcome: str) -> None:
+        """The ledger row of a request that never went upstream, which frees its reservation."""
+        self._ledger.record(
+            request.admitted,
+            request.label,
+            None,
+            started_at=request.started_at,
+            arrived=arrived,
+            status=status,
+            outcome=outcome,
+        )
+
+    async def _running(
+        self, request: AdmittedRequest, arrived: float, work: Callable[[], Awaitable[Response]]
+    ) -> Response:
+        """``work()`` for a request of a model some upstream serves, recorded as running until it is over."""
+        model = request.model
         if not self._router.serves(model):
-            record(admitted, model, None, started_at=started_at, arrived=arrived, status=404, outcome="no_upstream")
-            raise NotFoundError(f"The model {model!r} does not exist on this gateway.", code="model_not_found")
+            self.settle_unsent(request, arrived, 404, "no_upstream")
+            shown = model if len(model) <= 100 else model[:100] + "..."
+            raise NotFoundError(f"The model {shown!r} does not exist on this gateway.", code="model_not_found")
+        admitted = request.admitted
+        self._ledger.running(admitted)
+        try:
+            return await work()
+        except BaseException:
+            # Whatever went wrong, the request is over: its reservation must not outlive it.
+            if self._ledger.is_running(admitted):
+                self.settle_unsent(request, arrived, 500, "gateway_error")
+            raise
+
+    async def _pass_through(self, request: AdmittedRequest, path: str, arrived: float) -> Response:
+        admitted, payload, body = request.admitted, request.payload, request.body
         stream = payload.get("stream") is True
         strip_usage = False
         if stream:
@@ -68,38 +119,85 @@ class Forwarder:
                 payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
                 body = _encoder.encode(payload)
                 strip_usage = True
-        attempt = await send_with_failover(
-            self._client, self._router.candidates(model), path, body, model=model, stream=stream, hooks=self._hooks
-        )
-        if isinstance(attempt, Failure):
-            record(
-                admitted,
-                model,
-                attempt.upstream,
-                started_at=started_at,
-                arrived=arrived,
-                status=attempt.status,
-                outcome="upstream_error",
-            )
-            if attempt.body is not None:
-                headers = {"retry-after": attempt.retry_after} if attempt.retry_after else None
-                return Response(
-                    attempt.body, status_code=attempt.status, headers=headers, media_type="application/json"
-                )
-            raise APIStatusError(
-                attempt.message, status=attempt.status, type="upstream_error", code="upstream_unavailable"
-            )
+        attempt = await self._attempt(request, path, body, stream, arrived, OPENAI_ERRORS)
+        if not isinstance(attempt, Attempt):
+            return attempt
         if attempt.rest is not None:
-            return ProxyStream(
+            proxied = ProxyStream(
                 attempt,
                 strip_usage=strip_usage,
                 arrived=arrived,
                 on_end=lambda outcome: self._stream_ended(request, attempt, outcome, arrived),
             )
+            self._ledger.running(admitted, lambda: _billable(admitted.prompt_estimate, proxied.inspector))
+            return proxied
         return await self._whole_answer(request, attempt, arrived)
 
-    async def _whole_answer(self, request: AdmittedRequest, attempt: Attempt, arrived: float) -> Response:
-        admitted, model, started_at = request.admitted, request.model, request.started_at
+    async def _translated(
+        self,
+        request: AdmittedRequest,
+        chat: ChatCompletionRequest,
+        answer: DialectAnswer,
+        arrived: float,
+        render: Callable[[ChatCompletion], bytes] | None,
+    ) -> Response:
+        admitted = request.admitted
+        stream = chat.stream is True
+        body = _encoder.encode(chat)
+        attempt = await self._attempt(request, "/chat/completions", body, stream, arrived, answer.errors)
+        if not isinstance(attempt, Attempt):
+            return attempt
+        if attempt.rest is not None:
+            translated = TranslatedStream(
+                attempt,
+                answer,
+                arrived=arrived,
+                on_end=lambda outcome: self._translated_stream_ended(request, attempt, outcome, arrived),
+            )
+            self._ledger.running(
+                admitted,
+                lambda: _billed(admitted.prompt_estimate, translated.usage, translated.delivered_tokens),
+            )
+            return translated
+        return await self._whole_answer(request, attempt, arrived, answer.errors, render or answer.body)
+
+    async def _attempt(
+        self, request: AdmittedRequest, path: str, body: bytes, stream: bool, arrived: float, errors: ErrorShape
+    ) -> Attempt | Response:
+        """The upstream that answered (with failover), or the error answer when none did."""
+        model = request.model
+        attempt = await send_with_failover(
+            self._client, self._router.candidates(model), path, body, model=model, stream=stream, hooks=self._hooks
+        )
+        if not isinstance(attempt, Failure):
+            return attempt
+        self._ledger.record(
+            request.admitted,
+            request.label,
+            attempt.upstream,
+            started_at=request.started_at,
+            arrived=arrived,
+            status=attempt.status,
+            outcome="upstream_error",
+        )
+        if attempt.body is None:
+            raise APIStatusError(
+                attempt.message, status=attempt.status, type="upstream_error", code="upstream_unavailable"
+            )
+        headers = {"retry-after": attempt.retry_after} if attempt.retry_after else None
+        content = attempt.body if errors is OPENAI_ERRORS else reshaped_error(attempt.status, attempt.body, errors)
+        return Response(content, status_code=attempt.status, headers=headers, media_type="application/json")
+
+    async def _whole_answer(
+        self,
+        request: AdmittedRequest,
+        attempt: Attempt,
+        arrived: float,
+        errors: ErrorShape = OPENAI_ERRORS,
+        render: Callable[[ChatCompletion], bytes] | None = None,
+    ) -> Response:
+        """The upstream's whole answer: passed on as it is, or with ``render`` translated from chat."""
+        admitted, model, started_at = request.admitted, request.label, request.started_at
         upstream = attempt.upstream
         response = attempt.response
         try:
@@ -134,26 +232,47 @@ class Forwarder:
             completion_tokens=completion,
             ttft=time.perf_counter() - arrived,
         )
+        if render is not None:
+            status, content = render_whole(response.status_code, content, render, errors)
+            return Response(content, status_code=status, media_type="application/json")
         media_type = response.headers.get("content-type", "application/json")
         return Response(content, status_code=response.status_code, media_type=media_type)
 
     def _stream_ended(self, request: AdmittedRequest, attempt: Attempt, outcome: StreamOutcome, arrived: float) -> None:
-        admitted, model = request.admitted, request.model
+        billed = _billable(request.admitted.prompt_estimate, outcome.inspector)
+        error = outcome.inspector.error
+        self._settle_stream(request, attempt, arrived, billed, outcome.ttft, outcome.cancelled, outcome.failure, error)
+
+    def _translated_stream_ended(
+        self, request: AdmittedRequest, attempt: Attempt, outcome: TranslatedOutcome, arrived: float
+    ) -> None:
+        billed = _billed(request.admitted.prompt_estimate, outcome.usage, outcome.delivered_tokens)
+        error = outcome.upstream_error
+        self._settle_stream(request, attempt, arrived, billed, outcome.ttft, outcome.cancelled, outcome.failure, error)
+
+    def _settle_stream(
+        self,
+        request: AdmittedRequest,
+        attempt: Attempt,
+        arrived: float,
+        billed: Billed,
+        ttft: float | None,
+        cancelled: bool,
+        failure: str | None,
+        upstream_error: object | None,
+    ) -> None:
+        """A finished stream's ledger row and metrics, whichever dialect it was answered in."""
+        admitted, model = request.admitted, request.label
         upstream = attempt.upstream
         self._on_release(upstream)
-        inspector = outcome.inspector
-        if inspector.usage is not None:
-            prompt, completion = inspector.usage.prompt_tokens, inspector.usage.completion_tokens
-        else:
-            # Cut short or cancelled: bill what was delivered (one token per chunk with output).
-            prompt, completion = 0, inspector.delivered_tokens
-        if outcome.cancelled:
+        prompt, estimated, completion = billed
+        if cancelled:
             result = "cancelled"
             self._metrics.cancelled.labels(upstream.name, model, admitted.key_name).inc()
-        elif outcome.failure is not None:
+        elif failure is not None:
             result = "cut_short"
             self._metrics.errors.labels(upstream.name, model, "mid_stream").inc()
-        elif inspector.error is not None:
+        elif upstream_error is not None:
             result = "upstream_error"
         else:
             result = "ok"
@@ -166,7 +285,25 @@ class Forwarder:
             status=200,
             outcome=result,
             prompt_tokens=prompt,
+            prompt_estimated=estimated,
             completion_tokens=completion,
-            ttft=outcome.ttft,
-            cancelled=outcome.cancelled,
+            ttft=ttft,
+            cancelled=cancelled,
         )
+
+
+def _billable(prompt_estimate: int, inspector: StreamInspector) -> Billed:
+    """``(prompt, prompt estimated?, completion)`` for a stream: the upstream's usage once it has sent it;
+    before that (cancelled, cut short, still running) the gateway's prompt estimate and the chunks delivered
+    (one token per chunk with output)."""
+    usage = inspector.usage
+    if usage is not None:
+        return usage.prompt_tokens, False, usage.completion_tokens
+    return prompt_estimate, True, inspector.delivered_tokens
+
+
+def _billed(prompt_estimate: int, usage: CompletionUsage | None, delivered_tokens: int) -> Billed:
+    """:func:`_billable` for a translated stream, which reads the usage from decoded chunks."""
+    if usage is not None:
+        return usage.prompt_tokens, False, usage.completion_tokens
+    return prompt_estimate, True, delivered_tokens

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["GatewayMetrics"]
+
+_Metric = TypeVar("_Metric", Counter, Gauge, Histogram)
 
 _TTFT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -67,6 +71,17 @@ class GatewayMetrics:
             ["upstream", "model", "key"],
             registry=self.registry,
         )
+
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: _Metric, *labels: str) -> _Metric:
+        """``metric.labels(*labels)``, kept: the library's own lookup validates and copies the labels every
+        time, which the per-request updates need not pay for. A child lives as long as the metric keeps it."""
+        key = (metric, labels)
+        found: _Metric | None = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -22,7 +22,7 @@ from ._passthrough import StreamInspector
 from ._routing import Upstream
 from ._upstream import UpstreamClient, UpstreamError, UpstreamResponse
 
-__all__ = ["Attempt", "Failure", "ProxyStream", "StreamOutcome", "send_with_failover"]
+__all__ = ["Attempt", "Failure", "ProxyStream", "StreamOutcome", "UpstreamStream", "send_with_failover"]
 
 
 @dataclass
@@ -130,14 +130,67 @@ class StreamOutcome:
 _MAX_READ_AHEAD = 1 << 20
 
 
-class ProxyStream(Response):
+class UpstreamStream(Response):
+    """A 200 event stream made from an upstream's: the request's own task pumps it to the client, and a
+    watcher task waits for ``http.disconnect``. A client that goes away cancels the pump at once, and the
+    upstream response is closed, which closes its connection.
+
+    A subclass writes :meth:`_pump`, may run more tasks beside it (:meth:`_helpers`), and reports how the
+    stream went in :meth:`_ended`.
+    """
+
+    def __init__(self, attempt: Attempt, arrived: float) -> None:
+        self.status_code = 200
+        self.background = None
+        self._attempt = attempt
+        self._arrived = arrived
+        self._client_gone = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Plain asyncio tasks: an anyio task group costs about four times as much per request.
+        pump = asyncio.current_task()
+        assert pump is not None
+        tasks = [*self._helpers(), asyncio.create_task(self._watch_for_disconnect(receive, pump))]
+        try:
+            await self._pump(send)
+        except asyncio.CancelledError:
+            if not self._client_gone:
+                raise
+            # The watcher stopped the copy loop because the client went away; that is not our cancellation.
+            pump.uncancel()
+        finally:
+            for task in tasks:
+                task.cancel()
+            self._ended()
+            await self._attempt.response.aclose()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch_for_disconnect(self, receive: Receive, pump: asyncio.Task[Any]) -> None:
+        await wait_for_disconnect(receive)
+        self._client_gone = True
+        self._client_left()
+        pump.cancel()
+
+    def _helpers(self) -> list[asyncio.Task[Any]]:
+        """Tasks that run beside the pump, cancelled when it ends."""
+        return []
+
+    def _client_left(self) -> None:
+        """Called as the client goes away, before the pump is cancelled."""
+
+    async def _pump(self, send: Send) -> None:
+        raise NotImplementedError
+
+    def _ended(self) -> None:
+        """Called once the stream is over, whichever way it ended."""
+
+
+class ProxyStream(UpstreamStream):
     """A 200 event stream passed through from ``attempt``; ``on_end`` gets the outcome once it is over.
 
     Two tasks share the work: one reads the upstream as fast as it delivers, one sends to the client. Every
     upstream HTTP chunk is one read, but whatever piled up while the client's last send was under way goes
-    out in one send, so a fast upstream costs one send per batch instead of one per chunk. A third task
-    waits for ``http.disconnect``: a client that goes away cancels the copy loop at once, and the upstream
-    response is closed, which closes its connection.
+    out in one send, so a fast upstream costs one send per batch instead of one per chunk.
     """
 
     def __init__(
@@ -148,16 +201,12 @@ class ProxyStream(Response):
         arrived: float,
         on_end: Callable[[StreamOutcome], None],
     ) -> None:
-        self.status_code = 200
-        self.background = None
-        self._attempt = attempt
+        super().__init__(attempt, arrived)
         self._inspector = StreamInspector(strip_usage=strip_usage)
-        self._arrived = arrived
         self._on_end = on_end
         self._ttft: float | None = None
         self._failure: str | None = None
         self._complete = False
-        self._client_gone = False
         self._cancelled = False
         self._pending: list[bytes] = []
         self._pending_size = 0
@@ -166,40 +215,28 @@ class ProxyStream(Response):
         self._room = asyncio.Event()
         self._room.set()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Plain asyncio tasks: an anyio task group costs about four times as much per request.
-        pump = asyncio.current_task()
-        assert pump is not None
-        reader = asyncio.create_task(self._read_upstream())
-        watcher = asyncio.create_task(self._watch_for_disconnect(receive, pump))
-        try:
-            await self._pump(send)
-        except asyncio.CancelledError:
-            if not self._client_gone:
-                raise
-            # The watcher stopped the copy loop because the client went away; that is not our cancellation.
-            pump.uncancel()
-        finally:
-            reader.cancel()
-            watcher.cancel()
-            self._on_end(
-                StreamOutcome(
-                    inspector=self._inspector,
-                    ttft=self._ttft,
-                    duration=time.perf_counter() - self._arrived,
-                    cancelled=self._cancelled,
-                    failure=self._failure,
-                )
-            )
-            await self._attempt.response.aclose()
-            await asyncio.gather(reader, watcher, return_exceptions=True)
+    @property
+    def inspector(self) -> StreamInspector:
+        """What the stream has shown so far: its usage once sent, the tokens delivered."""
+        return self._inspector
 
-    async def _watch_for_disconnect(self, receive: Receive, pump: asyncio.Task[Any]) -> None:
-        await wait_for_disconnect(receive)
-        self._client_gone = True
+    def _helpers(self) -> list[asyncio.Task[Any]]:
+        return [asyncio.create_task(self._read_upstream())]
+
+    def _client_left(self) -> None:
         # A client that closes once it has [DONE] (as openai-python does) did not cancel anything.
         self._cancelled = not (self._complete or self._inspector.done)
-        pump.cancel()
+
+    def _ended(self) -> None:
+        self._on_end(
+            StreamOutcome(
+                inspector=self._inspector,
+                ttft=self._ttft,
+                duration=time.perf_counter() - self._arrived,
+                cancelled=self._cancelled,
+                failure=self._failure,
+            )
+        )
 
     async def _read_upstream(self) -> None:
         rest = self._attempt.rest

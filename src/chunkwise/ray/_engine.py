@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
@@ -43,47 +44,42 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, exceptions.RayActorError | exceptions.ActorUnavailableError)
 
 
+@dataclass(frozen=True, slots=True)
+class _Replicas:
+    """Where a :class:`RayEngine` sends its generations, and how a replica that fails before any output is
+    retried: up to ``attempts`` calls, ``retry_backoff`` seconds times the attempt apart."""
+
+    handle: Any
+    load: DeploymentLoad
+    attempts: int
+    retry_backoff: float
+
+
 class RayGeneration(StreamOnce[ChunkT]):
     """One request prepared by the ingress; implements ``Generation`` and ``TextGeneration``."""
 
-    def __init__(
-        self,
-        handle: Any,
-        request: ReplicaRequest,
-        *,
-        prompt_tokens: int,
-        load: DeploymentLoad,
-        attempts: int,
-        retry_backoff: float,
-    ) -> None:
-        self._handle = handle
+    def __init__(self, replicas: _Replicas, request: ReplicaRequest, *, prompt_tokens: int) -> None:
+        self._replicas = replicas
         self._request = request
         self._prompt_tokens = prompt_tokens
-        self._completion_tokens = 0
-        self._load = load
-        self._attempts = attempts
-        self._retry_backoff = retry_backoff
 
     @property
     def prompt_tokens(self) -> int:
         return self._prompt_tokens
 
-    @property
-    def completion_tokens(self) -> int:
-        return self._completion_tokens
-
     async def _stream(self) -> AsyncGenerator[ChunkT, None]:
         # Closed early (aclose), the finally below cancels the replica's call, which stops its model.
+        replicas = self._replicas
         delivered = False
-        for attempt in range(1, self._attempts + 1):
-            response = self._handle.options(stream=True).generate.remote(self._request)
+        for attempt in range(1, replicas.attempts + 1):
+            response = replicas.handle.options(stream=True).generate.remote(self._request)
             header: ReplicaHeader | None = None
             try:
                 async for data in response:
                     message = decode_message(data)
                     if isinstance(message, ReplicaHeader):
                         header = message
-                        self._load.started(header)
+                        replicas.load.started(header)
                         continue
                     assert isinstance(message, ChatPiece | TextPiece)
                     self._completion_tokens = message.completion_tokens
@@ -91,21 +87,21 @@ class RayGeneration(StreamOnce[ChunkT]):
                     yield message.chunk  # type: ignore[misc]
                 return
             except Exception as exc:
-                if delivered or attempt == self._attempts or not _retryable(exc):
+                if delivered or attempt == replicas.attempts or not _retryable(exc):
                     if delivered:
-                        self._load.replica_failures += 1
+                        replicas.load.replica_failures += 1
                     where = f"replica {header.replica}" if header is not None else "the replica"
                     raise EngineError(f"{where} failed while generating: {type(exc).__name__}") from exc
                 logger.warning("%s: %s failed before any output (%s); retrying", self._request.request_id, header, exc)
-                self._load.retries += 1
+                replicas.load.retries += 1
                 self._completion_tokens = 0
             finally:
                 if not response.cancelled():
                     # Cancels the replica's task; a no-op for a call that has already finished.
                     response.cancel()
                 if header is not None:
-                    self._load.finished(header)
-            await asyncio.sleep(self._retry_backoff * attempt)
+                    replicas.load.finished(header)
+            await asyncio.sleep(replicas.retry_backoff * attempt)
 
 
 class RayEngine:
@@ -127,11 +123,9 @@ class RayEngine:
         attempts: int = 3,
         retry_backoff: float = 0.2,
     ) -> None:
-        self._handle = handle
         self._validator = validator
         self.load = load or DeploymentLoad()
-        self._attempts = attempts
-        self._retry_backoff = retry_backoff
+        self._replicas = _Replicas(handle, self.load, attempts, retry_backoff)
 
     @property
     def model_id(self) -> str:
@@ -151,14 +145,7 @@ class RayEngine:
             created=created,
             prompt=prompt[:PREFIX_CHARS],
         )
-        return RayGeneration(
-            self._handle,
-            request,
-            prompt_tokens=prompt_tokens,
-            load=self.load,
-            attempts=self._attempts,
-            retry_backoff=self._retry_backoff,
-        )
+        return RayGeneration(self._replicas, request, prompt_tokens=prompt_tokens)
 
     def prepare_chat(
         self, request: ChatCompletionRequest, *, request_id: str, created: int

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from ..confidential import NodeKey
-from ..edge import exception_handlers
+from ..edge import exception_handlers, open_response_store
 from ..engine import BatchingEngine, Embedder, Engine
 from ._admission import Admission
 from ._confidential import ConfidentialEndpoints
@@ -32,7 +32,10 @@ __all__ = ["create_app"]
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     # uvicorn's logger is the process's, not the app's: filtered only while the app runs.
     with quiet_stalled_responses():
-        yield
+        try:
+            yield
+        finally:
+            app.state.responses.close()
 
 
 def create_app(
@@ -70,12 +73,14 @@ def create_app(
     openapi = msgspec.json.encode(openapi_document(model_id=engine.model_id, requires_key=settings.api_key is not None))
     embeddings = EmbeddingEndpoints(embedder=embedder, settings=settings, metrics=metrics)
     extra_model = embeddings.model
+    responses = open_response_store(settings.response_store, settings.response_store_size)
     endpoints = Endpoints(
         engine=engine,
         settings=settings,
         scheduler=scheduler,
         metrics=metrics,
         openapi=openapi,
+        responses=responses,
         also_serves=[extra_model] if extra_model is not None and extra_model.id != engine.model_id else [],
     )
     confidential = ConfidentialEndpoints(
@@ -107,8 +112,17 @@ def create_app(
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-Id"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            # Anthropic's SDKs send their key and version in headers of their own.
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "X-Request-Id",
+                "X-Api-Key",
+                "Anthropic-Version",
+                "Anthropic-Beta",
+                "Anthropic-Dangerous-Direct-Browser-Access",
+            ],
             expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
             max_age=600,
         ),
@@ -130,4 +144,5 @@ def create_app(
     app.state.settings = settings
     app.state.scheduler = scheduler
     app.state.metrics = metrics
+    app.state.responses = responses
     return app

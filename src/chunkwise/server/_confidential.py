@@ -6,11 +6,24 @@ answer) as it encodes it with a :class:`~chunkwise.server._framing.ConfidentialF
 nonce for every envelope, a chain link in every plaintext chunk, usage in the clear for billing, and a
 signature when the server has a signing key. Streams always end with the usage chunk, as an Atoma node
 forces ``stream_options.include_usage``.
+
+Once a request is decrypted, what goes back in the clear must carry nothing of it: an error about the
+plaintext (a bad role, a schema path, a prompt's token count) keeps its status, type and code, and loses its
+message and ``param`` (:data:`~._framing.WITHHELD_ERRORS`, also used for errors inside a sealed answer).
+
+Replays are refused, beyond what Atoma does (it has none). The envelope has no timestamp, so there is no
+time window to check; instead each opened envelope's (client key, salt, nonce), which fix the AES-GCM key
+and nonce, is remembered in a bounded set, and a second envelope with the same triple is a 400. The
+protection lasts as long as the node key (envelopes to an old key no longer open) and as long as the
+envelope is among the last :data:`REPLAY_MEMORY` seen.
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
@@ -18,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .._errors import BadRequestError, EnvelopeError
+from .._errors import BadRequestError, ChunkwiseError, EnvelopeError
 from ..confidential import (
     ConfidentialComputeRequest,
     NodeKey,
@@ -27,12 +40,15 @@ from ..confidential import (
     OpenedRequest,
     open_request,
 )
-from ..edge import JSONResponse, read_json
+from ..edge import JSONResponse, error_response, read_json
 from ..signing import ChainSealer, Signer, blake2b256
 from ._errors import ModelNotFoundError
-from ._framing import ConfidentialFramer, Framer
+from ._framing import WITHHELD_ERRORS, ConfidentialFramer, Framer
 
-__all__ = ["ConfidentialAnswer", "ConfidentialEndpoints"]
+__all__ = ["REPLAY_MEMORY", "ConfidentialAnswer", "ConfidentialEndpoints", "ReplayGuard"]
+
+#: How many opened envelopes are remembered to refuse their replay.
+REPLAY_MEMORY = 100_000
 
 #: A route's handler for an opened request: the plaintext body and the framer that seals the answer.
 ConfidentialAnswer = Callable[[Request, bytes, Framer], Awaitable[Response]]
@@ -66,6 +82,28 @@ def _plaintext_request(opened: OpenedRequest) -> bytes:
     return _encoder.encode(fields)
 
 
+class ReplayGuard:
+    """Remembers the last ``capacity`` envelopes' (client key, salt, nonce); thread-safe."""
+
+    def __init__(self, capacity: int = REPLAY_MEMORY) -> None:
+        self._capacity = capacity
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_time(self, opened: OpenedRequest) -> bool:
+        """True for an envelope not seen before (and remember it); False for a replay."""
+        envelope = opened.envelope
+        fields = (envelope.client_dh_public_key, envelope.salt, envelope.nonce)
+        fingerprint = blake2b256(b"".join(base64.b64decode(field) for field in fields))
+        with self._lock:
+            if fingerprint in self._seen:
+                return False
+            self._seen[fingerprint] = None
+            if len(self._seen) > self._capacity:
+                self._seen.popitem(last=False)
+            return True
+
+
 class ConfidentialEndpoints:
     """The confidential routes of one app."""
 
@@ -85,6 +123,7 @@ class ConfidentialEndpoints:
         self._max_body_size = max_body_size
         self._answers = answers
         self._stacks = itertools.count(1)
+        self._replays = ReplayGuard()
 
     def routes(self) -> list[Route]:
         routes = [Route("/v1/nodes/lock", self.lock, methods=["POST"])]
@@ -115,8 +154,17 @@ class ConfidentialEndpoints:
                 opened = open_request(envelope, self._node_key)
             except EnvelopeError as exc:
                 raise BadRequestError(exc.message, param=exc.param, code=exc.code) from None
-            plaintext = _plaintext_request(opened)
+            if not self._replays.first_time(opened):
+                raise BadRequestError(
+                    "This envelope was already received; a confidential request is answered once.",
+                    param="nonce",
+                    code="replayed_envelope",
+                )
+            plaintext = _plaintext_request(opened)  # its errors compare the envelope's fields, quoting neither
             framer = ConfidentialFramer(ChainSealer(opened.plaintext_hash, self._signer), opened.sealer)
-            return await answer(request, plaintext, framer)
+            try:
+                return await answer(request, plaintext, framer)
+            except ChunkwiseError as exc:
+                return error_response(exc, WITHHELD_ERRORS)
 
         return confidential

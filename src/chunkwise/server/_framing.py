@@ -4,9 +4,10 @@ Signing and encryption sit outside generation: the engine and the scheduler know
 :class:`GenerationResponse <chunkwise.server._generation.GenerationResponse>` writes each chunk through
 an :class:`AnswerEncoding` as it encodes it: the chunk's JSON goes through a :class:`Framer` (chained
 and signed, or sealed in an envelope) before it is framed as an SSE event, and a whole JSON answer goes
-through the same framer. Error answers (any status other than 200), in-band error frames and keep-alive
-comments are written by the response itself and stay as they are: they carry nothing of the
-conversation.
+through the same framer. Keep-alive comments are written by the encoding too. Error answers (any
+status other than 200) and in-band error frames are written in the encoding's :class:`ErrorShape
+<chunkwise.edge.ErrorShape>`: plain and signed answers use the OpenAI shape as it is; a sealed answer uses
+:data:`WITHHELD_ERRORS`, whose message and ``param`` carry nothing that may quote the decrypted request.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import msgspec
 
 from .. import sse
 from ..confidential import ResponseSealer
+from ..edge import KEEPALIVE, OPENAI_ERRORS, ErrorShape
 from ..signing import ChainSealer, Signer, blake2b256
-from ..types import CompletionUsage
+from ..types import CompletionUsage, ErrorDetail
 
 __all__ = [
     "PLAIN",
+    "WITHHELD_ERRORS",
     "AnswerEncoding",
     "ConfidentialFramer",
     "FramedEncoding",
@@ -47,6 +50,33 @@ class Framer(Protocol):
         """What replaces the ``data: [DONE]`` event (possibly nothing)."""
         ...
 
+    @property
+    def errors(self) -> ErrorShape:
+        """How this answer's errors are written."""
+        ...
+
+
+class _WithheldErrors:
+    """OpenAI-shaped errors that keep status, type and code, and withhold what may quote a decrypted request."""
+
+    @staticmethod
+    def _withheld(detail: ErrorDetail) -> ErrorDetail:
+        message = (
+            f"The confidential request failed ({detail.code or detail.type}); the details are withheld, as they "
+            "may quote the encrypted request."
+        )
+        return ErrorDetail(message=message, type=detail.type, code=detail.code)
+
+    def body(self, status: int, detail: ErrorDetail) -> bytes:
+        return OPENAI_ERRORS.body(status, self._withheld(detail))
+
+    def event(self, status: int, detail: ErrorDetail) -> bytes:
+        return OPENAI_ERRORS.event(status, self._withheld(detail))
+
+
+#: Errors about a decrypted request, as they go back in the clear.
+WITHHELD_ERRORS: ErrorShape = _WithheldErrors()
+
 
 class SignedFramer:
     """Plain answers, each payload chained and signed (the Atoma keys appended last)."""
@@ -61,6 +91,10 @@ class SignedFramer:
 
     def done(self) -> bytes:
         return sse.DONE
+
+    @property
+    def errors(self) -> ErrorShape:
+        return OPENAI_ERRORS
 
 
 class _Usage(msgspec.Struct):
@@ -91,18 +125,62 @@ class ConfidentialFramer:
     def done(self) -> bytes:
         return b""
 
+    @property
+    def errors(self) -> ErrorShape:
+        return WITHHELD_ERRORS
+
 
 class AnswerEncoding(Protocol):
-    """The bytes of a 200 answer: each chunk as an event, the stream's end, or the whole JSON answer."""
+    """The bytes of an answer: each chunk as an event, the stream's end, or the whole JSON answer.
+
+    A dialect (``chunkwise.edge.ResponsesAnswer``, ``MessagesAnswer``) is an encoding too: it writes the same
+    chunks as its own events.
+    """
+
+    def opening(self) -> bytes:
+        """What a stream sends at once, before the request is let into the engine."""
+        ...
+
+    def keepalive(self) -> bytes:
+        """What a stream sends every interval while the request waits for the engine."""
+        ...
 
     def event(self, value: msgspec.Struct, /) -> bytes: ...
+
+    def failure(self, status: int, detail: ErrorDetail) -> bytes:
+        """The in-stream error once the engine failed mid-stream (the end follows)."""
+        ...
 
     def end(self) -> bytes: ...
 
     def body(self, value: msgspec.Struct, /) -> bytes: ...
 
+    @property
+    def errors(self) -> ErrorShape:
+        """The shape of an error answered before anything was sent (a non-stream answer's engine failure)."""
+        ...
 
-class _PlainEncoding:
+
+class _ChatEvents:
+    """What chat streams send besides their chunks, plain or framed alike."""
+
+    __slots__ = ()
+
+    @property
+    def errors(self) -> ErrorShape:
+        raise NotImplementedError
+
+    def opening(self) -> bytes:
+        return b""
+
+    def keepalive(self) -> bytes:
+        return KEEPALIVE
+
+    def failure(self, status: int, detail: ErrorDetail) -> bytes:
+        return self.errors.event(status, detail)
+
+
+class _PlainEncoding(_ChatEvents):
     __slots__ = ()
 
     def event(self, value: msgspec.Struct, /) -> bytes:
@@ -114,12 +192,16 @@ class _PlainEncoding:
     def body(self, value: msgspec.Struct, /) -> bytes:
         return _encoder.encode(value)
 
+    @property
+    def errors(self) -> ErrorShape:
+        return OPENAI_ERRORS
+
 
 #: Answers in the clear.
 PLAIN: AnswerEncoding = _PlainEncoding()
 
 
-class FramedEncoding:
+class FramedEncoding(_ChatEvents):
     """Answers whose every payload goes through ``framer`` as it is encoded."""
 
     __slots__ = ("_framer",)
@@ -135,6 +217,10 @@ class FramedEncoding:
 
     def body(self, value: msgspec.Struct, /) -> bytes:
         return self._framer.payload(_encoder.encode(value))
+
+    @property
+    def errors(self) -> ErrorShape:
+        return self._framer.errors
 
 
 def answer_encoding(signer: Signer | None, request_body: bytes) -> AnswerEncoding:

@@ -7,11 +7,13 @@ generating (the engine stream is closed, which stops the model within one token,
 to the next request). Polling ``request.is_disconnected()`` between sends would notice nothing while
 the request waits in the queue or while a long prompt is evaluated.
 
-A client that stops reading is treated the same way once a write has waited ``write_timeout`` seconds:
-the server's socket buffers are full, so the response cannot progress, and holding the engine (or a
-place in the queue) for it would stall everyone else. A watchdog in the same task group notices the
-stuck write, cancels the response and counts it in ``chunkwise_stalled_streams``. The engine never waits
-for this side in any case: its worker hands chunks over without blocking (see
+A client that stops reading is treated the same way once it has taken nothing for ``write_timeout``
+seconds: holding the engine (or a place in the queue) for it would stall everyone else. A watchdog in the
+same task group notices, cancels the response and counts it in ``chunkwise_stalled_streams``. It looks at
+two things: a write that has waited that long (the buffers are full), and, where the server's protocol
+measures it (:data:`~._protocol.UNSENT_BYTES`), bytes written that the peer has not taken for that long,
+so that buffers large enough to absorb the whole answer do not hide a client that has stopped reading.
+The engine never waits for this side in any case: its worker hands chunks over without blocking (see
 :mod:`chunkwise.engine._generation`), so a slow consumer delays only its own response.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import enum
 import logging
 import threading
@@ -33,22 +36,15 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from ..accumulate import ChatCompletionAccumulator, CompletionAccumulator
-from ..edge import (
-    KEEPALIVE,
-    OPENAI_ERRORS,
-    SSE_HEADERS,
-    JSONResponse,
-    describe_error,
-    error_response,
-    wait_for_disconnect,
-)
+from ..edge import SSE_HEADERS, JSONResponse, describe_error, error_response, wait_for_disconnect
 from ..engine import Generation, generation_usage, usage_chunk
 from ..types import ChatCompletion, ChatCompletionChunk, Completion
 from ._admission import Ticket
 from ._framing import PLAIN, AnswerEncoding
 from ._metrics import ServerMetrics
+from ._protocol import UNSENT_BYTES
 
-__all__ = ["CHAT", "TEXT", "GenerationResponse", "StreamKind", "quiet_stalled_responses"]
+__all__ = ["CHAT", "MESSAGES", "RESPONSES", "TEXT", "GenerationResponse", "StreamKind", "quiet_stalled_responses"]
 
 logger = logging.getLogger("chunkwise.server")
 
@@ -128,6 +124,9 @@ def _text_has_output(piece: Completion) -> bool:
 CHAT: StreamKind[ChatCompletionChunk, ChatCompletion] = StreamKind(
     "chat", ChatCompletionAccumulator, ChatCompletionChunk, _chat_has_output
 )
+#: The Responses API and Anthropic Messages: chat underneath, counted under their own endpoint label.
+RESPONSES = dataclasses.replace(CHAT, endpoint="responses")
+MESSAGES = dataclasses.replace(CHAT, endpoint="messages")
 TEXT: StreamKind[Completion, Completion] = StreamKind(
     "completions", CompletionAccumulator, Completion, _text_has_output
 )
@@ -193,7 +192,12 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         if self._stream:
             self._metrics.active_streams.inc()
 
+        written = 0
+        unsent_bytes: Callable[[], int] | None = scope.get("extensions", {}).get(UNSENT_BYTES)
+
         async def timed_send(message: Message) -> None:
+            nonlocal written
+            written += len(message.get("body", b""))
             self._write_started = time.monotonic()
             try:
                 await send(message)
@@ -211,10 +215,19 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
 
                 async def watch_for_stall() -> None:
                     nonlocal stalled
+                    # The peer has taken ``written - unsent`` bytes (HTTP framing aside); it reads while that grows.
+                    taken, last_taken_at = 0, time.monotonic()
                     while True:
                         await anyio.sleep(self._write_timeout / _STALL_CHECKS_PER_TIMEOUT)
+                        now = time.monotonic()
+                        if unsent_bytes is not None:
+                            unsent = unsent_bytes()
+                            if unsent == 0 or written - unsent > taken:
+                                taken, last_taken_at = max(taken, written - unsent), now
+                            elif now - last_taken_at >= self._write_timeout:
+                                stalled = True
                         started = self._write_started
-                        if started is not None and time.monotonic() - started >= self._write_timeout:
+                        if stalled or (started is not None and now - started >= self._write_timeout):
                             stalled = True
                             task_group.cancel_scope.cancel()
                             return
@@ -262,7 +275,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
             with anyio.move_on_after(self._keepalive_interval):
                 await ticket.wait()
             if not ticket.granted:
-                await self._send_body(send, KEEPALIVE)
+                await self._send_body(send, self._encoding.keepalive())
         self._stage = _Stage.GENERATING
 
     async def _generate(self, on_chunk: Callable[[ChunkT], Awaitable[None]]) -> BaseException | None:
@@ -306,6 +319,9 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
 
     async def _send_stream(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        opening = self._encoding.opening()
+        if opening:
+            await self._send_body(send, opening)
         await self._wait_for_engine(send)
         model = self._model
         encode = self._encoding.event
@@ -313,12 +329,14 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         async def send_chunk(chunk: ChunkT) -> None:
             nonlocal model
             model = chunk.model or model
-            await self._send_body(send, encode(chunk))
+            data = encode(chunk)
+            if data:  # a dialect may write nothing for a chunk (an empty role-only delta)
+                await self._send_body(send, data)
 
         failure = await self._generate(send_chunk)
         if failure is not None:
             status, detail, _ = describe_error(failure)
-            await self._send_body(send, OPENAI_ERRORS.event(status, detail))
+            await self._send_body(send, self._encoding.failure(status, detail))
         elif self._include_usage:
             last = usage_chunk(
                 self._kind.chunk_type, self._job, id=self._completion_id, created=self._created, model=model
@@ -336,7 +354,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         failure = await self._generate(add)
         response: Response
         if failure is not None:
-            response = error_response(failure)
+            response = error_response(failure, self._encoding.errors)
         else:
             result = accumulator.result()
             result = msgspec.structs.replace(

@@ -134,6 +134,16 @@ class _BatchingCollector(Collector):
             "Prompt tokens not evaluated again thanks to the prefix cache.",
             value=stats.prefix_cache_tokens,
         )
+        yield CounterMetricFamily(
+            "chunkwise_draft_tokens",
+            "Guessed tokens verified in decode steps (speculative decoding).",
+            value=stats.drafted_tokens,
+        )
+        yield CounterMetricFamily(
+            "chunkwise_draft_accepted_tokens",
+            "Guessed tokens the output kept: the acceptance rate is this over chunkwise_draft_tokens_total.",
+            value=stats.accepted_tokens,
+        )
         yield _histogram(
             "chunkwise_batch_size", "Sequences decoded together in one step of the engine.", stats.batch_size
         )

@@ -5,7 +5,8 @@
   :class:`~chunkwise.edge.ErrorBoundary`, the server's one error choke point: an unexpected exception
   becomes a 500 in the error shape (with its id, counted) instead of a dropped connection.
 * :class:`CORSMiddleware`: Starlette's, with its refusals of a preflight in the OpenAI error shape.
-* :class:`BearerAuthMiddleware`: ``/v1/*`` needs the API key when one is set. It sits inside the CORS
+* :class:`BearerAuthMiddleware`: ``/v1/*`` needs the API key when one is set, in ``Authorization: Bearer``
+  or ``x-api-key`` (Anthropic's header); a Messages endpoint refuses in Anthropic's shape. It sits inside the CORS
   middleware, so browser preflight requests are answered without a key, as browsers never send one.
 """
 
@@ -20,7 +21,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._errors import AuthenticationError, BadRequestError
-from ..edge import BEARER, ErrorBoundary, error_response, find_credential
+from ..edge import ErrorBoundary, error_response, errors_for_path, find_credential
 from ._metrics import ServerMetrics
 
 __all__ = ["BearerAuthMiddleware", "CORSMiddleware", "RequestContextMiddleware", "new_request_id"]
@@ -58,19 +59,15 @@ class BearerAuthMiddleware:
             await self.app(scope, receive, send)
             return
         error = AuthenticationError(
-            "Missing or invalid API key: send `Authorization: Bearer <key>`.",
+            "Missing or invalid API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`.",
             code="invalid_api_key",
             headers={"WWW-Authenticate": "Bearer"},
         )
-        await error_response(error)(scope, receive, send)
+        await error_response(error, errors_for_path(scope["path"]))(scope, receive, send)
 
     def _authorized(self, scope: Scope) -> bool:
         credential = find_credential(scope["headers"])
-        return (
-            credential is not None
-            and credential.scheme == BEARER
-            and secrets.compare_digest(credential.secret, self._expected)
-        )
+        return credential is not None and secrets.compare_digest(credential.secret, self._expected)
 
 
 class CORSMiddleware(cors.CORSMiddleware):

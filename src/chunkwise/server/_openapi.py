@@ -6,6 +6,8 @@ adds the paths, their status codes and the security scheme around those componen
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -16,6 +18,16 @@ from ..confidential import (
     ConfidentialComputeResponse,
     NodesCreateLockRequest,
     NodesCreateLockResponse,
+)
+from ..dialects import (
+    MessagesErrorResponse,
+    MessagesRequest,
+    MessagesResponse,
+    MessagesStreamEvent,
+    MessageTokensCount,
+    ResponseObject,
+    ResponsesRequest,
+    ResponseStreamEvent,
 )
 from ..types import (
     ChatCompletion,
@@ -33,7 +45,7 @@ from ..types import (
     TokenizeRequest,
     TokenizeResponse,
 )
-from ._responses import HealthStatus
+from ._responses import HealthStatus, ResponseDeleted
 from ._signing import SigningKeyInfo
 
 __all__ = ["openapi_document"]
@@ -42,7 +54,7 @@ _REF = "#/components/schemas/{name}"
 
 _ERROR_STATUSES = {
     "400": "Malformed JSON, a schema violation (`param` names the field) or a prompt over the context.",
-    "401": "Missing or wrong bearer key.",
+    "401": "Missing or wrong key (`Authorization: Bearer` or `x-api-key`).",
     "404": "Unknown model (`model_not_found`).",
     "413": "The body is over the server's limit.",
     "415": "The body is not JSON.",
@@ -59,29 +71,65 @@ def _json(struct: type[msgspec.Struct], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(struct)}}}
 
 
+def _json_or_events(
+    result: type[msgspec.Struct], event: type[msgspec.Struct] | dict[str, Any], description: str
+) -> dict[str, Any]:
+    """A 200 that is one JSON body, or with ``stream: true`` server-sent events that each carry an ``event``
+    (a Struct, or the schema of several)."""
+    events = event if isinstance(event, dict) else _ref(event)
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": _ref(result)}, "text/event-stream": {"schema": events}},
+    }
+
+
+def _body(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(struct)}}}
+
+
+#: What a generation endpoint may answer besides 200.
+_GENERATION_ERRORS = ("400", "401", "404", "413", "415", "429", "500")
+
+
 def _errors(*statuses: str) -> dict[str, Any]:
     return {status: _json(ErrorResponse, _ERROR_STATUSES[status]) for status in statuses}
 
 
+def _messages_errors(*statuses: str) -> dict[str, Any]:
+    return {status: _json(MessagesErrorResponse, _ERROR_STATUSES[status]) for status in statuses}
+
+
+def _union(union: Any) -> dict[str, Any]:
+    """A schema for a union of Structs (a stream's events): one of their components."""
+    return {"oneOf": [_ref(member) for member in typing.get_args(union)]}
+
+
+_CHAT_STREAM = (
+    "With `stream: false`, the whole result. With `stream: true`, server-sent events: each "
+    "`data:` line holds one chunk, keep-alive comments may come while the request waits, an "
+    'engine failure arrives as `data: {"error": ...}`, and the stream ends with `data: [DONE]`.'
+)
+_DIALECT_STREAM = (
+    "With `stream: false`, the whole result. With `stream: true`, server-sent events, each an `event:` line "
+    "naming its type and a `data:` line holding it; an engine failure arrives as the dialect's error event."
+)
+
+
 def _generation(
-    summary: str, request: type[msgspec.Struct], result: type[msgspec.Struct], chunk: type[msgspec.Struct]
+    summary: str,
+    request: type[msgspec.Struct],
+    result: type[msgspec.Struct],
+    stream: type[msgspec.Struct] | dict[str, Any],
+    *,
+    description: str = _CHAT_STREAM,
+    errors: Callable[..., dict[str, Any]] = _errors,
 ) -> dict[str, Any]:
     return {
         "summary": summary,
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
+        "requestBody": _body(request),
         "responses": {
-            "200": {
-                "description": (
-                    "With `stream: false`, the whole result. With `stream: true`, server-sent events: each "
-                    "`data:` line holds one chunk, keep-alive comments may come while the request waits, an "
-                    'engine failure arrives as `data: {"error": ...}`, and the stream ends with `data: [DONE]`.'
-                ),
-                "content": {
-                    "application/json": {"schema": _ref(result)},
-                    "text/event-stream": {"schema": _ref(chunk)},
-                },
-            },
-            **_errors("400", "401", "404", "413", "415", "429", "500"),
+            "200": _json_or_events(result, stream, description),
+            **errors(*_GENERATION_ERRORS),
         },
     }
 
@@ -93,7 +141,7 @@ def _post(
         "post": {
             "summary": summary,
             "operationId": operation,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
+            "requestBody": _body(request),
             "responses": {"200": answer, **_errors(*statuses)},
         }
     }
@@ -107,13 +155,9 @@ _CONFIDENTIAL_GENERATION = (
 
 
 def _confidential(summary: str, operation: str, description: str, *, streams: bool) -> dict[str, Any]:
-    content: dict[str, Any] = {"application/json": {"schema": _ref(ConfidentialComputeResponse)}}
-    if streams:
-        content["text/event-stream"] = {"schema": _ref(ConfidentialComputeResponse)}
-    answer = {"description": description, "content": content}
-    return _post(
-        summary, operation, ConfidentialComputeRequest, answer, "400", "401", "404", "413", "415", "429", "500"
-    )
+    envelope = ConfidentialComputeResponse
+    answer = _json_or_events(envelope, envelope, description) if streams else _json(envelope, description)
+    return _post(summary, operation, ConfidentialComputeRequest, answer, *_GENERATION_ERRORS)
 
 
 def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
@@ -129,6 +173,15 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
             Model,
             ErrorResponse,
             HealthStatus,
+            ResponsesRequest,
+            ResponseObject,
+            *typing.get_args(ResponseStreamEvent),
+            ResponseDeleted,
+            MessagesRequest,
+            MessagesResponse,
+            *typing.get_args(MessagesStreamEvent),
+            MessagesErrorResponse,
+            MessageTokensCount,
             NodesCreateLockRequest,
             NodesCreateLockResponse,
             ConfidentialComputeRequest,
@@ -143,11 +196,13 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
         ],
         ref_template=_REF,
     )
-    protected: dict[str, Any] = {"security": [{"bearerAuth": []}]} if requires_key else {}
+    protected: dict[str, Any] = {"security": [{"bearerAuth": []}, {"apiKeyHeader": []}]} if requires_key else {}
     paths: dict[str, Any] = {
         "/v1/chat/completions": {
             "post": {
-                **_generation("Create a chat completion", ChatCompletionRequest, ChatCompletion, ChatCompletionChunk),
+                **_generation(
+                    "Create a chat completion", ChatCompletionRequest, ChatCompletion, _ref(ChatCompletionChunk)
+                ),
                 "operationId": "createChatCompletion",
                 **protected,
             }
@@ -156,6 +211,60 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
             "post": {
                 **_generation("Create a text completion (legacy)", CompletionRequest, Completion, Completion),
                 "operationId": "createCompletion",
+                **protected,
+            }
+        },
+        "/v1/responses": {
+            "post": {
+                **_generation(
+                    "Create a response (OpenAI's Responses API)",
+                    ResponsesRequest,
+                    ResponseObject,
+                    _union(ResponseStreamEvent),
+                    description=_DIALECT_STREAM,
+                ),
+                "operationId": "createResponse",
+                **protected,
+            }
+        },
+        "/v1/responses/{response_id}": {
+            "parameters": [{"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {
+                "summary": "A stored response",
+                "operationId": "getResponse",
+                "responses": {"200": _json(ResponseObject, "The response."), **_errors("401", "404")},
+                **protected,
+            },
+            "delete": {
+                "summary": "Delete a stored response",
+                "operationId": "deleteResponse",
+                "responses": {"200": _json(ResponseDeleted, "Deleted."), **_errors("401", "404")},
+                **protected,
+            },
+        },
+        "/v1/messages": {
+            "post": {
+                **_generation(
+                    "Create a message (Anthropic's Messages API)",
+                    MessagesRequest,
+                    MessagesResponse,
+                    _union(MessagesStreamEvent),
+                    description=_DIALECT_STREAM,
+                    errors=_messages_errors,
+                ),
+                "operationId": "createMessage",
+                **protected,
+            }
+        },
+        "/v1/messages/count_tokens": {
+            "post": {
+                "summary": "Count a Messages request's input tokens",
+                "operationId": "countMessageTokens",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(MessagesRequest)}}},
+                "responses": {
+                    "200": _json(MessageTokensCount, "The prompt's tokens."),
+                    **_messages_errors("400", "401", "404", "413", "415"),
+                },
                 **protected,
             }
         },
@@ -194,10 +303,7 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
             "post": {
                 "summary": "The X25519 key to encrypt confidential requests to (Atoma's lock, without stacks)",
                 "operationId": "nodesCreateLock",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref(NodesCreateLockRequest)}},
-                },
+                "requestBody": _body(NodesCreateLockRequest),
                 "responses": {
                     "200": _json(
                         NodesCreateLockResponse,
@@ -231,13 +337,7 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
             "createEmbedding",
             EmbeddingRequest,
             _json(EmbeddingResponse, "The vectors, as numbers or base64 float32; signed with a signing key."),
-            "400",
-            "401",
-            "404",
-            "413",
-            "415",
-            "429",
-            "500",
+            *_GENERATION_ERRORS,
         ),
         "/tokenize": _post(
             "Tokenize text, or chat messages through the model's template",
@@ -287,13 +387,19 @@ def openapi_document(*, model_id: str, requires_key: bool) -> dict[str, Any]:
         paths[path]["post"].update(protected)
     components: dict[str, Any] = {"schemas": schemas}
     if requires_key:
-        components["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+        components["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer"},
+            "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+        }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "chunkwise",
             "version": __version__,
-            "description": f"OpenAI-compatible streaming chat completions, serving `{model_id}`.",
+            "description": (
+                f"OpenAI-compatible streaming chat completions, the Responses API and Anthropic Messages, "
+                f"serving `{model_id}`."
+            ),
         },
         "paths": paths,
         "components": components,

@@ -1,10 +1,10 @@
-"""The body of ``GET /health``."""
+"""Bodies the server answers with that no other package defines."""
 
 from __future__ import annotations
 
 import msgspec
 
-__all__ = ["HealthStatus"]
+__all__ = ["HealthStatus", "ResponseDeleted"]
 
 
 class HealthStatus(msgspec.Struct, kw_only=True):
@@ -14,3 +14,11 @@ class HealthStatus(msgspec.Struct, kw_only=True):
     status: str = "ok"
     #: The model the engine serves.
     model: str
+
+
+class ResponseDeleted(msgspec.Struct, kw_only=True):
+    """The body of ``DELETE /v1/responses/{id}``."""
+
+    id: str
+    object: str = "response"
+    deleted: bool = True

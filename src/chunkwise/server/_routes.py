@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -13,8 +13,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..edge import JSON_MEDIA_TYPE, BodyTooLargeError, JSONResponse, decode_json, model_list_response, read_json
-from ..engine import Engine
+from ..dialects import MessagesRequest, MessageTokensCount, ResponsesRequest, messages_request_to_chat
+from ..edge import (
+    JSON_MEDIA_TYPE,
+    MESSAGES_ERRORS,
+    BodyTooLargeError,
+    JSONResponse,
+    MessagesAnswer,
+    ResponseStore,
+    decode_json,
+    error_response,
+    model_list_response,
+    read_json,
+    responses_answer,
+    stored_response,
+)
+from ..engine import Engine, Generation
 from ..types import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -25,10 +39,10 @@ from ..types import (
 from ._admission import Admission
 from ._errors import ModelNotFoundError
 from ._framing import AnswerEncoding, FramedEncoding, Framer, answer_encoding
-from ._generation import CHAT, TEXT, GenerationResponse, StreamKind
+from ._generation import CHAT, MESSAGES, RESPONSES, TEXT, GenerationResponse, StreamKind
 from ._metrics import METRICS_CONTENT_TYPE, ServerMetrics
 from ._playground import playground
-from ._responses import HealthStatus
+from ._responses import HealthStatus, ResponseDeleted
 from ._settings import ServerSettings
 
 __all__ = ["Endpoints"]
@@ -50,6 +64,18 @@ async def _prepare(prepare: Callable[[], PreparedT], body_size: int, *, builds_g
     return await anyio.to_thread.run_sync(prepare)
 
 
+def _in_messages_shape(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Every error of a Messages endpoint, whatever raised it, answered in Anthropic's shape."""
+
+    async def shaped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return error_response(exc, MESSAGES_ERRORS)
+
+    return shaped
+
+
 def _builds_grammar(body: ChatCompletionRequest | CompletionRequest) -> bool:
     if not isinstance(body, ChatCompletionRequest):
         return False
@@ -67,10 +93,12 @@ class Endpoints:
         scheduler: Admission,
         metrics: ServerMetrics,
         openapi: bytes,
+        responses: ResponseStore,
         also_serves: Sequence[Model] = (),
     ) -> None:
         """``also_serves``: models other routes answer for (an embedding model), listed in ``/v1/models``."""
         self._engine = engine
+        self._responses = responses
         self._settings = settings
         self._scheduler = scheduler
         self._metrics = metrics
@@ -91,6 +119,11 @@ class Endpoints:
         return [
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
+            Route("/v1/responses", self.create_response, methods=["POST"]),
+            Route("/v1/responses/{response_id}", self.retrieve_response, methods=["GET"]),
+            Route("/v1/responses/{response_id}", self.delete_response, methods=["DELETE"]),
+            Route("/v1/messages", _in_messages_shape(self.create_message), methods=["POST"]),
+            Route("/v1/messages/count_tokens", _in_messages_shape(self.count_message_tokens), methods=["POST"]),
             Route("/v1/models", self.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", self.retrieve_model, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
@@ -142,6 +175,46 @@ class Endpoints:
     def _encoding(self, request_body: bytes) -> AnswerEncoding:
         return answer_encoding(self._settings.signer, request_body)
 
+    async def create_response(self, request: Request) -> Response:
+        received_at = time.perf_counter()
+        body, raw = await read_json(request, ResponsesRequest, limit=self._settings.max_body_size)
+        response_id = f"resp_{request.state.request_id}"
+        created = int(time.time())
+        chat, answer = responses_answer(
+            body, self._responses, response_id=response_id, created_at=created, model=self._engine.model_id
+        )
+        generation = await self._prepared(chat, len(raw), self._engine.prepare_chat, response_id, created)
+        return self._respond(chat, generation, RESPONSES, answer, response_id, created, received_at)
+
+    async def retrieve_response(self, request: Request) -> Response:
+        return JSONResponse(stored_response(self._responses, request.path_params["response_id"]).response)
+
+    async def delete_response(self, request: Request) -> Response:
+        response_id = stored_response(self._responses, request.path_params["response_id"]).response.id
+        self._responses.delete(response_id)
+        return JSONResponse(ResponseDeleted(id=response_id))
+
+    async def create_message(self, request: Request) -> Response:
+        received_at = time.perf_counter()
+        body, raw = await read_json(request, MessagesRequest, limit=self._settings.max_body_size)
+        message_id = f"msg_{request.state.request_id}"
+        created = int(time.time())
+        chat = messages_request_to_chat(body)
+        generation = await self._prepared(chat, len(raw), self._engine.prepare_chat, message_id, created)
+        # The prompt's size is known once it is prepared, in time for `message_start`.
+        model = self._engine.model_id
+        answer = MessagesAnswer(message_id=message_id, model=model, input_tokens=generation.prompt_tokens)
+        return self._respond(chat, generation, MESSAGES, answer, message_id, created, received_at)
+
+    async def count_message_tokens(self, request: Request) -> Response:
+        body, raw = await read_json(request, MessagesRequest, limit=self._settings.max_body_size)
+        chat = messages_request_to_chat(body, count_only=True)
+        request_id = f"msg_{request.state.request_id}"
+        generation = await self._prepared(chat, len(raw), self._engine.prepare_chat, request_id, int(time.time()))
+        # Preparing is what counts the prompt (template and tokenizer); the generation never runs.
+        await generation.aclose()
+        return JSONResponse(MessageTokensCount(input_tokens=generation.prompt_tokens))
+
     async def _generate(
         self,
         request: Request,
@@ -153,14 +226,37 @@ class Endpoints:
         encoding: AnswerEncoding,
         received_at: float,
     ) -> Response:
-        self._check_model(body.model)
         completion_id = f"{id_prefix}-{request.state.request_id}"
         created = int(time.time())
-        generation = await _prepare(
+        generation = await self._prepared(body, size, prepare, completion_id, created)
+        return self._respond(body, generation, kind, encoding, completion_id, created, received_at)
+
+    async def _prepared(
+        self,
+        body: ChatCompletionRequest | CompletionRequest,
+        size: int,
+        prepare: Callable[..., Any],
+        completion_id: str,
+        created: int,
+    ) -> Generation[Any]:
+        """The engine's generation for ``body``."""
+        self._check_model(body.model)
+        return await _prepare(
             partial(prepare, body, request_id=completion_id, created=created),
             size,
             builds_grammar=_builds_grammar(body),
         )
+
+    def _respond(
+        self,
+        body: ChatCompletionRequest | CompletionRequest,
+        generation: Generation[Any],
+        kind: StreamKind[Any, Any],
+        encoding: AnswerEncoding,
+        completion_id: str,
+        created: int,
+        received_at: float,
+    ) -> Response:
         return GenerationResponse(
             kind=kind,
             job=generation,

@@ -32,6 +32,8 @@ class ServerSettings:
     write_timeout: float = 30.0
     #: Seconds a connection may take to send a request's headers before it is closed.
     header_timeout: float = 30.0
+    #: Open connections past which the one that has waited longest for a request is closed.
+    max_connections: int = 1000
     #: Largest accepted request body in bytes; larger bodies get 413 before they are read in full.
     max_body_size: int = 4 * 1024 * 1024
     #: The ``Retry-After`` header, in seconds, sent with 429.
@@ -42,6 +44,11 @@ class ServerSettings:
     node_key: NodeKey | None = None
     #: When set, every chunk and every non-stream answer is signed and chained (``GET /signing-key``).
     signer: Signer | None = None
+    #: Where stored Responses (``store``, ``previous_response_id``) live: ``None`` keeps them in memory, a
+    #: path keeps them in that SQLite file across restarts.
+    response_store: str | None = None
+    #: How many stored Responses are kept; the least recently used go first.
+    response_store_size: int = 1000
 
     def __post_init__(self) -> None:
         if self.queue_size < 0:
@@ -54,8 +61,12 @@ class ServerSettings:
             raise ValueError(f"write_timeout must be > 0, not {self.write_timeout}")
         if self.header_timeout <= 0:
             raise ValueError(f"header_timeout must be > 0, not {self.header_timeout}")
+        if self.max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, not {self.max_connections}")
         if self.max_body_size < 1:
             raise ValueError(f"max_body_size must be >= 1, not {self.max_body_size}")
+        if self.response_store_size < 1:
+            raise ValueError(f"response_store_size must be >= 1, not {self.response_store_size}")
         if self.retry_after < 0:
             raise ValueError(f"retry_after must be >= 0, not {self.retry_after}")
         if self.api_key == "":

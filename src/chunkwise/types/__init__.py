@@ -10,126 +10,34 @@ from __future__ import annotations
 
 import msgspec
 
-from ._chunk import (
-    ChatCompletionChunk,
-    ChoiceDelta,
-    ChoiceDeltaFunctionCall,
-    ChoiceDeltaToolCall,
-    ChoiceDeltaToolCallFunction,
-    ChunkChoice,
-)
-from ._common import (
-    ChoiceLogprobs,
-    CompletionTokensDetails,
-    CompletionUsage,
-    PromptTokensDetails,
-    StopReason,
-    TokenLogprob,
-    TopLogprob,
-)
-from ._completion import ChatCompletion, ChatCompletionMessage, Choice, FunctionCall, ToolCall
-from ._embedding import Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
-from ._errors import ErrorDetail, ErrorResponse
-from ._models import Model, ModelList
-from ._request import (
-    AssistantMessage,
-    ChatCompletionRequest,
-    ContentPart,
-    DeveloperMessage,
-    FunctionDefinition,
-    FunctionMessage,
-    ImageContentPart,
-    ImageURL,
-    InputAudio,
-    InputAudioContentPart,
-    JSONSchemaSpec,
-    Message,
-    MessageContent,
-    NamedFunctionCall,
-    NamedToolChoice,
-    NamedToolChoiceFunction,
-    ResponseFormat,
-    ResponseFormatJSONObject,
-    ResponseFormatJSONSchema,
-    ResponseFormatText,
-    StreamOptions,
-    SystemMessage,
-    TextContentPart,
-    Tool,
-    ToolChoice,
-    ToolMessage,
-    UserMessage,
-)
-from ._text_completion import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
-from ._tokenize import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
+from . import _chunk, _common, _completion, _embedding, _errors, _models, _request, _text_completion, _tokenize
+from ._chunk import *
+from ._common import *
+from ._completion import *
+from ._embedding import *
+from ._errors import *
+from ._models import *
+from ._request import *
+from ._text_completion import *
+from ._tokenize import *
 
-__all__ = [
-    "AssistantMessage",
-    "ChatCompletion",
-    "ChatCompletionChunk",
-    "ChatCompletionMessage",
-    "ChatCompletionRequest",
-    "Choice",
-    "ChoiceDelta",
-    "ChoiceDeltaFunctionCall",
-    "ChoiceDeltaToolCall",
-    "ChoiceDeltaToolCallFunction",
-    "ChoiceLogprobs",
-    "ChunkChoice",
-    "Completion",
-    "CompletionChoice",
-    "CompletionLogprobs",
-    "CompletionRequest",
-    "CompletionTokensDetails",
-    "CompletionUsage",
-    "ContentPart",
-    "DetokenizeRequest",
-    "DetokenizeResponse",
-    "DeveloperMessage",
-    "Embedding",
-    "EmbeddingInput",
-    "EmbeddingRequest",
-    "EmbeddingResponse",
-    "EmbeddingUsage",
-    "ErrorDetail",
-    "ErrorResponse",
-    "FunctionCall",
-    "FunctionDefinition",
-    "FunctionMessage",
-    "ImageContentPart",
-    "ImageURL",
-    "InputAudio",
-    "InputAudioContentPart",
-    "JSONSchemaSpec",
-    "Message",
-    "MessageContent",
-    "Model",
-    "ModelList",
-    "NamedFunctionCall",
-    "NamedToolChoice",
-    "NamedToolChoiceFunction",
-    "PromptTokensDetails",
-    "ResponseFormat",
-    "ResponseFormatJSONObject",
-    "ResponseFormatJSONSchema",
-    "ResponseFormatText",
-    "StopReason",
-    "StreamOptions",
-    "SystemMessage",
-    "TextContentPart",
-    "TokenLogprob",
-    "TokenizeRequest",
-    "TokenizeResponse",
-    "Tool",
-    "ToolCall",
-    "ToolChoice",
-    "ToolMessage",
-    "TopLogprob",
-    "UserMessage",
-    "chunk_decoder",
-    "completion_decoder",
-    "encode",
-]
+# Each module lists its own exports; the package's are their union and the codec helpers below.
+__all__ = sorted(
+    [
+        *_chunk.__all__,
+        *_common.__all__,
+        *_completion.__all__,
+        *_embedding.__all__,
+        *_errors.__all__,
+        *_models.__all__,
+        *_request.__all__,
+        *_text_completion.__all__,
+        *_tokenize.__all__,
+        "chunk_decoder",
+        "completion_decoder",
+        "encode",
+    ]
+)
 
 #: Reusable typed decoders (msgspec's advice: build once, reuse on the hot path).
 chunk_decoder: msgspec.json.Decoder[ChatCompletionChunk] = msgspec.json.Decoder(ChatCompletionChunk)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._common import ChoiceLogprobs, CompletionUsage, StopReason
+from ._common import ChoiceLogprobs, CompletionUsage, ReasoningText, StopReason
 from ._fields import always, always_empty_list
 
 __all__ = [
@@ -45,7 +45,7 @@ class ChoiceDeltaFunctionCall(msgspec.Struct, kw_only=True, omit_defaults=True, 
     arguments: str | None = None
 
 
-class ChoiceDelta(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+class ChoiceDelta(msgspec.Struct, ReasoningText, kw_only=True, omit_defaults=True, gc=False):
     role: str | None = None
     content: str | None = None
     #: vLLM (before 0.10), DeepSeek and LiteLLM spell reasoning text this way ...
@@ -65,11 +65,6 @@ class ChoiceDelta(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
         calls: Any = self.tool_calls
         if isinstance(calls, ChoiceDeltaToolCall):
             self.tool_calls = [calls]
-
-    @property
-    def reasoning_text(self) -> str | None:
-        """The reasoning fragment under whichever spelling the server used."""
-        return self.reasoning_content if self.reasoning_content is not None else self.reasoning
 
 
 class ChunkChoice(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):

@@ -16,6 +16,23 @@ __all__ = [
     "TopLogprob",
 ]
 
+
+class ReasoningText:
+    """``reasoning_text`` for a message or delta that carries reasoning under either of its two spellings.
+
+    A mixin without fields, so that each struct keeps its own field order on the wire.
+    """
+
+    __slots__ = ()
+    reasoning_content: str | None
+    reasoning: str | None
+
+    @property
+    def reasoning_text(self) -> str | None:
+        """The reasoning under whichever spelling the server used."""
+        return self.reasoning_content if self.reasoning_content is not None else self.reasoning
+
+
 #: vLLM reports the token id (``128009``) or the matched stop text (``"</s>"``) as a bare value.
 StopReason = int | str
 

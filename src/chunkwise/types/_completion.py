@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ._common import ChoiceLogprobs, CompletionUsage, StopReason
+from ._common import ChoiceLogprobs, CompletionUsage, ReasoningText, StopReason
 from ._fields import always, always_empty_list
 
 __all__ = ["ChatCompletion", "ChatCompletionMessage", "Choice", "FunctionCall", "ToolCall"]
@@ -22,7 +22,7 @@ class ToolCall(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     function: FunctionCall = msgspec.field(default_factory=FunctionCall)
 
 
-class ChatCompletionMessage(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+class ChatCompletionMessage(msgspec.Struct, ReasoningText, kw_only=True, omit_defaults=True, gc=False):
     role: str = always("assistant")
     content: str | None = None
     refusal: str | None = None
@@ -30,10 +30,6 @@ class ChatCompletionMessage(msgspec.Struct, kw_only=True, omit_defaults=True, gc
     reasoning: str | None = None
     tool_calls: list[ToolCall] | None = None
     function_call: FunctionCall | None = None
-
-    @property
-    def reasoning_text(self) -> str | None:
-        return self.reasoning_content if self.reasoning_content is not None else self.reasoning
 
 
 class Choice(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):

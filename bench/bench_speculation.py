@@ -1,0 +1,270 @@
+"""Speculative decoding benchmark: ``chunkwise serve`` against ``llama-server`` with each of its n-gram drafters.
+
+One command, on the same GGUF, one server at a time::
+
+    flock /tmp/chunkwise-bench.lock .venv/bin/python bench/bench_speculation.py --write BENCHMARKS.md
+
+Contenders: chunkwise with its defaults (speculation on) and with ``--no-speculation``; llama-server
+(``--parallel 4``, its default) without speculation and with ``--spec-type ngram-simple``, ``ngram-mod`` and
+``ngram-cache``. llama-server is built by bench/build_llama_server.sh the first time (about 8 minutes).
+
+Tasks, each a non-streamed greedy request of ``--max-tokens`` tokens, timed from request to answer, best of
+``--runs`` after one warm-up, each run another instance of the task (other names, dates, sums, story), so
+that neither server answers from a cache of the same request's earlier answer: **copy** (repeat a
+~140-token text), **json** (extract a meeting's decisions with a ``json_schema``), **story** (text that
+repeats nothing) and **multi-turn** (a question at the end of a long shared conversation, answered by
+quoting it). Reported per task: tokens/s of every contender, the
+guesses chunkwise made and kept (from ``/metrics``) and llama-server's (from its ``timings``), whether
+chunkwise's texts are the same with and without speculation, and the ratios the issue's acceptance names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench_batching import build_llama_server
+from bench_server import free_port, load, machine, running
+from chunkwise.engine import DEFAULT_MODEL_ID, default_model_path
+from sections import write_section  # bench/ is on sys.path when this file runs as a script
+
+SECTION = "## Speculative decoding"
+#: Each run's instance of a task differs (place, dates, sums, story), so that no contender answers from a
+#: cache of the same request's earlier answer: the first is the warm-up.
+VARIANTS = [
+    ("town council", "4 March", "Mill Street", "2.4 million", "north road", "pension fund", "July", "1 April"),
+    ("parish board", "9 May", "Quay Lane", "1.1 million", "harbour wall", "school fund", "August", "6 June"),
+    ("city assembly", "2 October", "Elm Avenue", "3.7 million", "east bridge", "housing fund", "June", "30 October"),
+    ("village committee", "15 January", "Church Row", "0.8 million", "west lane", "sports fund", "May", "12 February"),
+    ("county board", "21 November", "Station Road", "5.2 million", "ring road", "health fund", "April", "3 December"),
+]
+STORIES = [
+    "a dragon who learns to cook",
+    "a lighthouse keeper who finds a map",
+    "a robot who learns to paint",
+    "a girl who can talk to rivers",
+    "a baker whose bread makes people sing",
+]
+DECISIONS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "decisions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"topic": {"type": "string"}, "decision": {"type": "string"}},
+                "required": ["topic", "decision"],
+            },
+        }
+    },
+    "required": ["decisions"],
+}
+
+
+def task_bodies(max_tokens: int, variant: int) -> dict[str, dict[str, Any]]:
+    body, date, street, budget, road, fund, month, following = VARIANTS[variant % len(VARIANTS)]
+    approved = f"The council approved the new library on {street}, with a budget of {budget}, to open next spring."
+    delayed = f"It delayed the repairs to the {road} until the summer, because the contractor cannot start earlier."
+    asked = f"It asked the treasurer for a report on the {fund} before the next meeting."
+    meeting = (
+        f"Minutes of the {body}, {date}. Present: the mayor, six councillors and the treasurer. {approved} "
+        f"{delayed} {asked} It agreed to hold the summer festival in the park again, on the second weekend of "
+        f"{month}. It rejected the proposal to close the old bridge to cars. The next meeting is on {following}."
+    )
+    history = [
+        {"role": "system", "content": "You are a helpful assistant who answers precisely and quotes the notes."},
+        {"role": "user", "content": f"Here are the notes of a meeting:\n\n{meeting}\n\nWhat did the council approve?"},
+        {"role": "assistant", "content": approved},
+        {"role": "user", "content": "And what did it delay, and why?"},
+        {"role": "assistant", "content": delayed},
+        {"role": "user", "content": "What did it ask the treasurer for?"},
+        {"role": "assistant", "content": asked},
+        {"role": "user", "content": "Now list every decision of the meeting, quoting the notes word for word."},
+    ]
+
+    def chat(messages: list[dict[str, str]], **extra: Any) -> dict[str, Any]:
+        return {"model": DEFAULT_MODEL_ID, "messages": messages, "max_tokens": max_tokens, "temperature": 0, **extra}
+
+    schema = {"type": "json_schema", "json_schema": {"name": "decisions", "schema": DECISIONS_SCHEMA}}
+    story = STORIES[variant % len(STORIES)]
+    return {
+        "copy": chat([{"role": "user", "content": f"Repeat this text exactly, word for word:\n\n{meeting}"}]),
+        "json": chat(
+            [{"role": "user", "content": f"Extract every decision of this meeting as JSON:\n\n{meeting}"}],
+            response_format=schema,
+        ),
+        "story": chat([{"role": "user", "content": f"Write a long story about {story}."}]),
+        "multi-turn": chat(history),
+    }
+
+
+@dataclass
+class TaskResult:
+    tokens_per_second: float = 0.0
+    tokens: int = 0
+    text: str = ""
+    drafted: int = 0
+    accepted: int = 0
+    #: Every timed run's text, in order.
+    texts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Contender:
+    name: str
+    command: list[str]
+    tasks: dict[str, TaskResult] = field(default_factory=dict)
+
+
+def draft_counters(client: httpx.Client) -> tuple[int, int]:
+    """chunkwise's guessed and kept tokens so far (0, 0 from a server without them)."""
+    response = client.get("/metrics")
+    text = response.text if response.status_code == 200 else ""
+    values = []
+    for name in ("chunkwise_draft_tokens_total", "chunkwise_draft_accepted_tokens_total"):
+        found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+        values.append(int(float(found.group(1))) if found else 0)
+    return values[0], values[1]
+
+
+def measure(url: str, max_tokens: int, tasks: list[str], runs: int) -> dict[str, TaskResult]:
+    results: dict[str, TaskResult] = {}
+    with httpx.Client(base_url=url, timeout=600) as client:
+        for task in tasks:
+            client.post("/v1/chat/completions", json=task_bodies(max_tokens, 0)[task]).raise_for_status()  # warm-up
+            best = TaskResult()
+            texts = []
+            for run in range(1, runs + 1):
+                body = task_bodies(max_tokens, run)[task]
+                before = draft_counters(client)
+                started = time.perf_counter()
+                response = client.post("/v1/chat/completions", json=body)
+                elapsed = time.perf_counter() - started
+                response.raise_for_status()
+                answer = response.json()
+                after = draft_counters(client)
+                tokens = answer["usage"]["completion_tokens"]
+                timings = answer.get("timings") or {}
+                result = TaskResult(
+                    tokens / elapsed,
+                    tokens,
+                    answer["choices"][0]["message"].get("content") or "",
+                    after[0] - before[0] or int(timings.get("draft_n", 0)),
+                    after[1] - before[1] or int(timings.get("draft_n_accepted", 0)),
+                )
+                texts.append(result.text)
+                if result.tokens_per_second > best.tokens_per_second:
+                    best = result
+            best.texts = texts
+            results[task] = best
+            print(f"  {task}: {best.tokens_per_second:.1f} tok/s ({best.tokens} tokens)", flush=True)
+    return results
+
+
+SPEC_TYPES = ("ngram-simple", "ngram-mod", "ngram-cache")
+
+
+def contenders(binary: Path | None, model: Path, port: int) -> list[Contender]:
+    chunkwise = [sys.executable, "-m", "chunkwise", "serve", "--port", str(port), "--log-level", "warning"]
+    ours = [
+        Contender("chunkwise", chunkwise),
+        Contender("chunkwise --no-speculation", [*chunkwise, "--no-speculation"]),
+    ]
+    if binary is None:
+        return ours
+    server = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "--parallel", "4"]
+    return [
+        *ours,
+        Contender("llama-server", server),
+        *(Contender(f"llama-server {kind}", [*server, "--spec-type", kind]) for kind in SPEC_TYPES),
+    ]
+
+
+def report(results: list[Contender], tasks: list[str]) -> tuple[str, list[str]]:
+    by_name = {contender.name: contender.tasks for contender in results}
+    rows = ["| task | " + " | ".join(contender.name for contender in results) + " |"]
+    rows.append("|---" * (len(results) + 1) + "|")
+    for task in tasks:
+        cells = []
+        for contender in results:
+            result = contender.tasks[task]
+            rate = f"{result.drafted and result.accepted / result.drafted:.0%} of {result.drafted}"
+            cells.append(f"{result.tokens_per_second:.1f} ({result.tokens} tok, kept {rate})")
+        rows.append(f"| {task} | " + " | ".join(cells) + " |")
+    checks = []
+    ours, plain = by_name["chunkwise"], by_name["chunkwise --no-speculation"]
+    for task in tasks:
+        ratio = ours[task].tokens_per_second / plain[task].tokens_per_second
+        same = "identical" if ours[task].texts == plain[task].texts else "DIFFERENT"
+        checks.append(f"{task}: speculation {ratio:.2f}× chunkwise without it; texts {same}")
+        if "llama-server" not in by_name:
+            continue
+        speculative = {kind: by_name[f"llama-server {kind}"][task].tokens_per_second for kind in SPEC_TYPES}
+        best_kind = max(speculative, key=lambda kind: speculative[kind])
+        if task == "story":
+            baseline, against, bar = by_name["llama-server"][task].tokens_per_second, "llama-server", 1.0
+        else:
+            baseline, against, bar = speculative[best_kind], f"llama-server {best_kind}", 1.3 if task == "json" else 1.0
+        ratio = ours[task].tokens_per_second / baseline
+        verdict = "meets" if ratio >= bar else "MISSES"
+        checks.append(f"{task}: chunkwise {ratio:.2f}× {against} ({verdict} ≥ {bar}×)")
+    return "\n".join(rows), checks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: the bundled SmolLM2)")
+    parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument(
+        "--runs", type=int, default=3, help=f"timed requests per task, after one warm-up (at most {len(VARIANTS) - 1})"
+    )
+    parser.add_argument("--llama-server", type=Path, default=None, help="a llama-server binary (default: build one)")
+    parser.add_argument("--chunkwise-only", action="store_true", help="compare chunkwise with and without speculation")
+    parser.add_argument("--task", action="append", default=None, help="a task to run, repeatable (default: all)")
+    parser.add_argument("--write", type=Path, default=None, help=f"update the '{SECTION}' section of this file")
+    args = parser.parse_args()
+    if not 1 <= args.runs < len(VARIANTS):
+        parser.error(f"--runs must be between 1 and {len(VARIANTS) - 1}: each run is another instance of the task")
+    model = args.model or default_model_path()
+    binary = None if args.chunkwise_only else args.llama_server or build_llama_server()
+    tasks = args.task or list(task_bodies(args.max_tokens, 0))
+    before = load()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    results = contenders(binary, model, port)
+    with tempfile.TemporaryDirectory() as logs:
+        for index, contender in enumerate(results):
+            print(f"{contender.name}: {' '.join(contender.command)}", flush=True)
+            with running(contender.command, url, Path(logs) / f"{index}.log"):
+                contender.tasks = measure(url, args.max_tokens, tasks, args.runs)
+    table, checks = report(results, tasks)
+    print(table)
+    print("\n".join(checks))
+    if args.write is not None:
+        shown = "flock /tmp/chunkwise-bench.lock .venv/bin/python bench/bench_speculation.py --max-tokens "
+        shown += f"{args.max_tokens} --runs {args.runs}" + "".join(f" --task {task}" for task in args.task or [])
+        shown += " --chunkwise-only" if args.chunkwise_only else ""
+        shown += f" --write {args.write}"
+        section = (
+            f"{SECTION}\n\n"
+            f"`{shown}` on {datetime.date.today().isoformat()}: {machine()}; load average before: {before}. "
+            f"Same GGUF, one server at a time, non-streamed greedy requests of {args.max_tokens} tokens at most, "
+            f"best of {args.runs} after a warm-up; tokens/s = completion tokens over the request's wall time. "
+            f"'kept' is the share of guessed tokens the output kept.\n\n"
+            f"{table}\n\n" + "\n".join(f"- {check}" for check in checks) + "\n"
+        )
+        write_section(args.write, SECTION, section)
+        print(f"wrote the '{SECTION}' section of {args.write}")
+
+
+if __name__ == "__main__":
+    main()
