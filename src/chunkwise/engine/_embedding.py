@@ -35,7 +35,7 @@ from typing import Any
 from .._errors import EngineError, RateLimitError
 from ..types import EmbeddingRequest, EmbeddingResponse
 from ._embedding_request import EmbeddingPlan, embedding_response, normalized, plan_embeddings
-from ._llama import load_model, model_metadata, prefer_spinning_openmp
+from ._llama import load_model, model_metadata, prefer_spinning_openmp, tokenize_text
 
 __all__ = ["LlamaEmbedder"]
 
@@ -166,11 +166,7 @@ class LlamaEmbedder:
 
     def tokenize(self, text: str) -> list[int]:
         """An input's tokens: the text as plain text (no special tokens parsed), framed as the model wants."""
-        data = text.encode()
-        capacity = len(data) + 2
-        tokens = (self._lib.llama_token * capacity)()
-        count = self._lib.llama_tokenize(self._vocab, data, len(data), tokens, capacity, False, False)
-        result: list[int] = tokens[: max(count, 0)]
+        result = tokenize_text(self._lib, self._vocab, text, parse_special=False)
         if self._add_bos:
             result.insert(0, self._bos)
         if self._add_eos:

@@ -50,7 +50,7 @@ from ._requests import DecodePlan, plan_chat, plan_completion
 from ._sampling import check_grammar
 from ._tokens import detokenize_request, tokenize_request
 
-__all__ = ["LlamaCppEngine", "load_model", "model_metadata", "prefer_spinning_openmp"]
+__all__ = ["LlamaCppEngine", "load_model", "model_metadata", "prefer_spinning_openmp", "tokenize_text"]
 
 logger = logging.getLogger("chunkwise.engine")
 
@@ -102,6 +102,18 @@ def load_model(lib: Any, path: Path, *, n_gpu_layers: int, verbose: bool) -> Any
     if not model:
         raise EngineError(f"llama.cpp could not load the model file {path}")
     return model
+
+
+def tokenize_text(lib: Any, vocab: Any, text: str, *, parse_special: bool) -> list[int]:
+    """``text``'s tokens in ``vocab``, with no BOS/EOS added; control-token text is parsed only if asked."""
+    data = text.encode()
+    capacity = len(data) + 1
+    tokens = (lib.llama_token * capacity)()
+    count = lib.llama_tokenize(vocab, data, len(data), tokens, capacity, False, parse_special)
+    if count < 0:  # cannot happen (a token covers at least one byte), but llama.cpp reports it this way
+        raise EngineError(f"Tokenization needs {-count} tokens, more than the {capacity} allowed")
+    result: list[int] = tokens[:count]
+    return result
 
 
 def model_metadata(lib: Any, model: Any, key: str) -> str | None:
@@ -289,14 +301,7 @@ class LlamaCppEngine:
 
     def tokenize(self, text: str, *, parse_special: bool = True) -> list[int]:
         self._check_open()
-        data = text.encode()
-        capacity = len(data) + 1
-        tokens = (self._lib.llama_token * capacity)()
-        count = self._lib.llama_tokenize(self._vocab, data, len(data), tokens, capacity, False, parse_special)
-        if count < 0:  # cannot happen (a token covers at least one byte), but llama.cpp reports it this way
-            raise EngineError(f"Tokenization needs {-count} tokens, more than the {capacity} allowed")
-        result: list[int] = tokens[:count]
-        return result
+        return tokenize_text(self._lib, self._vocab, text, parse_special=parse_special)
 
     def tokenize_prompt(self, text: str) -> list[int]:
         """Tokens for a prompt: special tokens parsed, BOS added if the model wants one and it is missing."""
