@@ -155,6 +155,9 @@ def send_and_stop_reading(connection: socket.socket, n: int) -> None:
             "logprobs": True,
             "top_logprobs": 20,
             "max_tokens": 1000,
+            # No end of text: a sampled answer that stopped early could fit in the socket buffers and finish
+            # without the server ever having to notice the stalled reader.
+            "logit_bias": {"0": -100, "2": -100},
         }
     ).encode()
     head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
