@@ -4,9 +4,10 @@ Everything between the socket and a route's own logic that both apps need, writt
 reading (deep nesting included), the caller's credentials (``Authorization: Bearer`` or ``x-api-key``),
 error answers in a dialect's :class:`ErrorShape` behind one choke point (:class:`ErrorBoundary`,
 :func:`respond`), JSON answers and the model list, and event-stream answers (headers, keep-alives, the
-``[DONE]`` frame, disconnect watching), and the Responses API and Anthropic Messages answered from chat
-(each dialect's answer writer, Anthropic's error shape, the bounded store of Responses). It sits above the
-engine and the dialects and below the server and the gateway, and imports neither.
+``[DONE]`` frame, disconnect watching), the metrics registry and its ``GET /metrics`` answer, and the
+Responses API and Anthropic Messages answered from chat (each dialect's answer writer, Anthropic's error
+shape, the bounded store of Responses). It sits above the engine and the dialects and below the server and
+the gateway, and imports neither.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ._errors import (
     error_response,
 )
 from ._json import JSON_MEDIA_TYPE, JSONResponse, model_list_response
+from ._metrics import AppMetrics
 from ._response_store import (
     MemoryResponseStore,
     ResponseStore,
@@ -37,6 +39,7 @@ from ._response_store import (
 from ._sse import DONE, KEEPALIVE, SSE_HEADERS, wait_for_disconnect
 
 __all__ = [
+    "AppMetrics",
     "BEARER",
     "BodyTooLargeError",
     "ClientClosedRequestError",

@@ -209,8 +209,6 @@ class Gateway:
         return JSONResponse(report, status_code=200 if ok else 503)
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
         token = self.settings.metrics_token
         if token:
             credential = find_credential(request.scope["headers"])
@@ -220,7 +218,7 @@ class Gateway:
                     "GET /metrics needs the metrics token: Authorization: Bearer TOKEN.", code="invalid_api_key"
                 )
 
-        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        return self.metrics.response()
 
     def routes(self) -> list[Route]:
         return [

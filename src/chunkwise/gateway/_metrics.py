@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram
+
+from ..edge import AppMetrics
 
 __all__ = ["GatewayMetrics"]
 
@@ -13,63 +15,48 @@ _Metric = TypeVar("_Metric", Counter, Gauge, Histogram)
 _TTFT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
-class GatewayMetrics:
+class GatewayMetrics(AppMetrics):
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
+        super().__init__()
+        self.requests = self.counter(
             "chunkwise_gateway_requests",
             "Requests answered, by upstream (empty when none was reached), model, key and HTTP status.",
-            ["upstream", "model", "key", "status"],
-            registry=self.registry,
+            ("upstream", "model", "key", "status"),
         )
-        self.errors = Counter(
+        self.errors = self.counter(
             "chunkwise_gateway_upstream_errors",
             "Upstream failures by kind: connect, status_5xx, status_429, mid_stream, cut_short.",
-            ["upstream", "model", "kind"],
-            registry=self.registry,
+            ("upstream", "model", "kind"),
         )
-        self.refusals = Counter(
-            "chunkwise_gateway_refusals",
-            "Requests refused by the gateway itself, by reason code.",
-            ["code"],
-            registry=self.registry,
+        self.refusals = self.counter(
+            "chunkwise_gateway_refusals", "Requests refused by the gateway itself, by reason code.", ("code",)
         )
-        self.time_to_first_token = Histogram(
+        self.time_to_first_token = self.histogram(
             "chunkwise_gateway_time_to_first_token_seconds",
             "From the request's arrival to the first byte of the upstream's answer sent on.",
-            ["upstream", "model"],
+            ("upstream", "model"),
             buckets=_TTFT_BUCKETS,
-            registry=self.registry,
         )
-        self.tokens = Counter(
+        self.tokens = self.counter(
             "chunkwise_gateway_tokens",
             "Tokens by kind (prompt, completion), from the upstreams' usage or counted from the stream.",
-            ["upstream", "model", "key", "kind"],
-            registry=self.registry,
+            ("upstream", "model", "key", "kind"),
         )
-        self.outstanding = Gauge(
-            "chunkwise_gateway_outstanding_requests",
-            "Requests sent to an upstream and not finished.",
-            ["upstream"],
-            registry=self.registry,
+        self.outstanding = self.gauge(
+            "chunkwise_gateway_outstanding_requests", "Requests sent to an upstream and not finished.", ("upstream",)
         )
-        self.ejections = Counter(
+        self.ejections = self.counter(
             "chunkwise_gateway_ejections",
             "Times an upstream was taken out of rotation after a connect error or a 5xx.",
-            ["upstream"],
-            registry=self.registry,
+            ("upstream",),
         )
-        self.healthy = Gauge(
-            "chunkwise_gateway_upstream_healthy",
-            "1 while the upstream passes its active health check.",
-            ["upstream"],
-            registry=self.registry,
+        self.healthy = self.gauge(
+            "chunkwise_gateway_upstream_healthy", "1 while the upstream passes its active health check.", ("upstream",)
         )
-        self.cancelled = Counter(
+        self.cancelled = self.counter(
             "chunkwise_gateway_cancelled_requests",
             "Streams whose client went away before the end.",
-            ["upstream", "model", "key"],
-            registry=self.registry,
+            ("upstream", "model", "key"),
         )
 
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
@@ -82,6 +69,3 @@ class GatewayMetrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)

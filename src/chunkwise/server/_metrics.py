@@ -1,91 +1,68 @@
-"""Prometheus metrics, one registry per app so that two apps in one process never share counters."""
+"""The server's Prometheus metrics, and the engine's step-loop figures read at scrape time."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from ..edge import AppMetrics
 from ..engine import BatchingHistogram, BatchingStats
 
-__all__ = ["METRICS_CONTENT_TYPE", "ServerMetrics"]
-
-METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+__all__ = ["ServerMetrics"]
 
 # Time to first token on a small CPU model ranges from a few ms (idle engine) to minutes (deep queue).
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
-class ServerMetrics:
+class ServerMetrics(AppMetrics):
     """Every metric the server exports; exposed at ``GET /metrics``."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "chunkwise_requests",
-            "HTTP requests answered, by route and status code.",
-            ["route", "status"],
-            registry=self.registry,
+        super().__init__()
+        self.requests = self.counter(
+            "chunkwise_requests", "HTTP requests answered, by route and status code.", ("route", "status")
         )
-        self.time_to_first_token = Histogram(
+        self.time_to_first_token = self.histogram(
             "chunkwise_time_to_first_token_seconds",
             "From receiving a generation request to its first chunk, queueing included.",
-            ["endpoint"],
+            ("endpoint",),
             buckets=_TTFT_BUCKETS,
-            registry=self.registry,
         )
-        self.prompt_tokens = Counter(
-            "chunkwise_prompt_tokens",
-            "Prompt tokens of the generations that ran.",
-            ["endpoint"],
-            registry=self.registry,
+        self.prompt_tokens = self.counter(
+            "chunkwise_prompt_tokens", "Prompt tokens of the generations that ran.", ("endpoint",)
         )
-        self.generated_tokens = Counter(
+        self.generated_tokens = self.counter(
             "chunkwise_generated_tokens",
             "Completion tokens made, cancelled and failed generations included.",
-            ["endpoint"],
-            registry=self.registry,
+            ("endpoint",),
         )
-        self.active_streams = Gauge(
-            "chunkwise_active_streams",
-            "Streaming responses currently open, waiting or generating.",
-            registry=self.registry,
+        self.active_streams = self.gauge(
+            "chunkwise_active_streams", "Streaming responses currently open, waiting or generating."
         )
-        self.queue_depth = Gauge(
-            "chunkwise_queue_depth",
-            "Requests waiting for the engine, not counting the one generating.",
-            registry=self.registry,
+        self.queue_depth = self.gauge(
+            "chunkwise_queue_depth", "Requests waiting for the engine, not counting the one generating."
         )
-        self.cancelled = Counter(
+        self.cancelled = self.counter(
             "chunkwise_cancelled_requests",
             "Generation requests whose client went away, by where they were: queued or generating.",
-            ["endpoint", "stage"],
-            registry=self.registry,
+            ("endpoint", "stage"),
         )
-        self.stalled = Counter(
+        self.stalled = self.counter(
             "chunkwise_stalled_streams",
             "Responses cancelled because their client read nothing for the write timeout.",
-            ["endpoint"],
-            registry=self.registry,
+            ("endpoint",),
         )
-        self.engine_errors = Counter(
-            "chunkwise_engine_errors",
-            "Generations that failed inside the engine.",
-            ["endpoint"],
-            registry=self.registry,
+        self.engine_errors = self.counter(
+            "chunkwise_engine_errors", "Generations that failed inside the engine.", ("endpoint",)
         )
 
     def watch_engine(self, engine: object) -> None:
         """Export the step loop's figures of an engine that reports them (:class:`ReportsBatching`)."""
         if isinstance(engine, ReportsBatching):
             self.registry.register(_BatchingCollector(engine))
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 @runtime_checkable

@@ -40,7 +40,7 @@ from ._admission import Admission
 from ._errors import ModelNotFoundError
 from ._framing import AnswerEncoding, FramedEncoding, Framer, answer_encoding
 from ._generation import CHAT, MESSAGES, RESPONSES, TEXT, GenerationResponse, StreamKind
-from ._metrics import METRICS_CONTENT_TYPE, ServerMetrics
+from ._metrics import ServerMetrics
 from ._playground import playground
 from ._responses import HealthStatus, ResponseDeleted
 from ._settings import ServerSettings
@@ -287,7 +287,7 @@ class Endpoints:
         return JSONResponse(HealthStatus(model=self._engine.model_id))
 
     async def metrics(self, request: Request) -> Response:
-        return Response(self._metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+        return self._metrics.response()
 
     async def openapi(self, request: Request) -> Response:
         return Response(self._openapi, media_type=JSON_MEDIA_TYPE)
