@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._common import ChoiceLogprobs, CompletionUsage, ReasoningText, StopReason
-from ._fields import always, always_empty_list
+from ._common import ChatCompletionFields, ChoiceLogprobs, ReasoningText, StopReason
+from ._fields import always
 
 __all__ = [
     "ChatCompletionChunk",
@@ -75,21 +75,11 @@ class ChunkChoice(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     stop_reason: StopReason | None = None
 
 
-class ChatCompletionChunk(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+class ChatCompletionChunk(ChatCompletionFields[ChunkChoice], kw_only=True):
     """One streamed piece of a chat completion.
 
     ``id`` and ``created`` are the same on every chunk of a stream. With
     ``stream_options.include_usage`` the last chunk has ``choices == []`` and carries ``usage``.
     """
 
-    id: str = always("")
     object: str = always("chat.completion.chunk")
-    created: int = always(0)
-    model: str = always("")
-    choices: list[ChunkChoice] = always_empty_list()
-    usage: CompletionUsage | None = None
-    system_fingerprint: str | None = None
-    service_tier: str | None = None
-    #: Atoma nodes sign every chunk and append these two keys (ATOMA_WIRE.md section 5.6).
-    signature: str | None = None
-    response_hash: str | None = None

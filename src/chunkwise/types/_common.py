@@ -1,6 +1,8 @@
-"""Pieces shared by chunks and complete responses: usage and log-probabilities."""
+"""Pieces shared by chunks and complete responses: the completion's own fields, usage and log-probabilities."""
 
 from __future__ import annotations
+
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -80,3 +82,32 @@ class TokenLogprob(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
 class ChoiceLogprobs(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     content: list[TokenLogprob] | None = None
     refusal: list[TokenLogprob] | None = None
+
+
+ChoiceT = TypeVar("ChoiceT")
+
+
+class CompletionFields(msgspec.Struct, Generic[ChoiceT], kw_only=True, omit_defaults=True, gc=False):
+    """The fields of every completion object, chat or legacy, streamed or whole, in their wire order.
+
+    Each object names itself in ``object`` and holds its own kind of choice. A subclass must be declared
+    ``kw_only=True`` too: msgspec then keeps these fields first, and ``object`` where it stands when the
+    subclass gives it its default.
+    """
+
+    id: str = always("")
+    object: str
+    created: int = always(0)
+    model: str = always("")
+    choices: list[ChoiceT] = always_empty_list()
+    usage: CompletionUsage | None = None
+    system_fingerprint: str | None = None
+
+
+class ChatCompletionFields(CompletionFields[ChoiceT], kw_only=True):
+    """What a chat completion and its chunks add; Atoma nodes sign them and append the last two keys
+    (ATOMA_WIRE.md section 5.6)."""
+
+    service_tier: str | None = None
+    signature: str | None = None
+    response_hash: str | None = None

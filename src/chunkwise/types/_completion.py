@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from ._common import ChoiceLogprobs, CompletionUsage, ReasoningText, StopReason
-from ._fields import always, always_empty_list
+from ._common import ChatCompletionFields, ChoiceLogprobs, ReasoningText, StopReason
+from ._fields import always
 
 __all__ = ["ChatCompletion", "ChatCompletionMessage", "Choice", "FunctionCall", "ToolCall"]
 
@@ -40,14 +40,5 @@ class Choice(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     stop_reason: StopReason | None = None
 
 
-class ChatCompletion(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
-    id: str = always("")
+class ChatCompletion(ChatCompletionFields[Choice], kw_only=True):
     object: str = always("chat.completion")
-    created: int = always(0)
-    model: str = always("")
-    choices: list[Choice] = always_empty_list()
-    usage: CompletionUsage | None = None
-    system_fingerprint: str | None = None
-    service_tier: str | None = None
-    signature: str | None = None
-    response_hash: str | None = None

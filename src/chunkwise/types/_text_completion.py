@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from ._common import CompletionUsage, StopReason
+from ._common import CompletionFields, StopReason
 from ._fields import always, always_empty_list
 from ._request import Bias, Penalty, PositiveInt, Probability, StopText, StreamOptions, Temperature
 
@@ -64,13 +64,7 @@ class CompletionChoice(msgspec.Struct, kw_only=True, omit_defaults=True, gc=Fals
     stop_reason: StopReason | None = None
 
 
-class Completion(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
+class Completion(CompletionFields[CompletionChoice], kw_only=True):
     """A legacy completion; streamed pieces use the same shape with partial ``text``."""
 
-    id: str = always("")
     object: str = always("text_completion")
-    created: int = always(0)
-    model: str = always("")
-    choices: list[CompletionChoice] = always_empty_list()
-    usage: CompletionUsage | None = None
-    system_fingerprint: str | None = None
