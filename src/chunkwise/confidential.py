@@ -115,12 +115,11 @@ class NodeKey(KeyPair):
     __slots__ = ()
     _key: X25519PrivateKey
 
-    def __init__(self, private_key: bytes | None = None) -> None:
+    @staticmethod
+    def _key_type() -> type[X25519PrivateKey]:
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-        super().__init__(
-            X25519PrivateKey.generate() if private_key is None else X25519PrivateKey.from_private_bytes(private_key)
-        )
+        return X25519PrivateKey
 
     def agree(self, salt: bytes, peer_public_key: bytes) -> bytes:
         """The symmetric key shared with the holder of ``peer_public_key`` for this ``salt``."""

@@ -68,6 +68,14 @@ class _RawPrivateKey(Protocol):
     def private_bytes_raw(self) -> bytes: ...
 
 
+class _RawPrivateKeyType(Protocol):
+    """The class of such a key: ``Ed25519PrivateKey`` or ``X25519PrivateKey``."""
+
+    def generate(self) -> _RawPrivateKey: ...
+
+    def from_private_bytes(self, data: bytes) -> _RawPrivateKey: ...
+
+
 def blake2b256(data: bytes) -> bytes:
     """Blake2b with a 32-byte digest, the hash of every Atoma signature and confidential check."""
     return hashlib.blake2b(data, digest_size=32).digest()
@@ -105,10 +113,18 @@ class KeyPair:
 
     __slots__ = ("_key", "public_key")
 
-    def __init__(self, key: _RawPrivateKey) -> None:
+    def __init__(self, private_key: bytes | None = None) -> None:
+        """A new random key, or the one whose 32 raw private bytes are ``private_key``."""
+        key_type = self._key_type()
+        key = key_type.generate() if private_key is None else key_type.from_private_bytes(private_key)
         self._key = key
         #: The 32 raw bytes of the public key.
         self.public_key: bytes = key.public_key().public_bytes_raw()
+
+    @staticmethod
+    def _key_type() -> _RawPrivateKeyType:
+        """The curve's private key class, imported when a key is made (``cryptography`` is an extra)."""
+        raise NotImplementedError
 
     @property
     def public_key_base64(self) -> str:
@@ -124,12 +140,11 @@ class Signer(KeyPair):
     __slots__ = ()
     _key: Ed25519PrivateKey
 
-    def __init__(self, private_key: bytes | None = None) -> None:
+    @staticmethod
+    def _key_type() -> type[Ed25519PrivateKey]:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        super().__init__(
-            Ed25519PrivateKey.generate() if private_key is None else Ed25519PrivateKey.from_private_bytes(private_key)
-        )
+        return Ed25519PrivateKey
 
     def sign_hash(self, digest: bytes) -> str:
         """Sui's base64 ``flag || signature || public key`` over the hash bytes."""
