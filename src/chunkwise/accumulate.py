@@ -12,7 +12,9 @@ results) are ignored. Text pieces are kept in lists and joined once, so a long s
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from typing import Any, Generic, TypeVar
 
 from .types import (
     ChatCompletion,
@@ -36,6 +38,9 @@ __all__ = [
     "accumulate",
     "accumulate_completions",
 ]
+
+_PieceT = TypeVar("_PieceT", ChatCompletionChunk, Completion)
+_ResultT = TypeVar("_ResultT", ChatCompletion, Completion)
 
 _CHUNK_OBJECT = "chat.completion.chunk"
 _TEXT_COMPLETION_OBJECT = "text_completion"
@@ -110,9 +115,9 @@ class _ChoiceState:
         )
 
 
-class _ResponseHeader:
-    """What every piece of a stream repeats about the response: ``id``, ``created`` and ``model`` from the first
-    piece that has them, ``system_fingerprint`` and ``usage`` from the latest."""
+class _Accumulator(ABC, Generic[_PieceT, _ResultT]):
+    """Reassembles one kind of stream. Keeps what every piece repeats about the response: ``id``, ``created``
+    and ``model`` from the first piece that has them, ``system_fingerprint`` and ``usage`` from the latest."""
 
     __slots__ = ("created", "id", "model", "system_fingerprint", "usage")
 
@@ -135,8 +140,31 @@ class _ResponseHeader:
         if piece.usage is not None:
             self.usage = piece.usage
 
+    def _whole(self, result_type: type[_ResultT], choices: list[Any], **fields: Any) -> _ResultT:
+        return result_type(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            choices=choices,
+            usage=self.usage,
+            system_fingerprint=self.system_fingerprint,
+            **fields,
+        )
 
-class ChatCompletionAccumulator(_ResponseHeader):
+    @abstractmethod
+    def add(self, piece: _PieceT) -> None: ...
+
+    @abstractmethod
+    def result(self) -> _ResultT: ...
+
+
+def _reassemble(accumulator: _Accumulator[_PieceT, _ResultT], pieces: Iterable[_PieceT]) -> _ResultT:
+    for piece in pieces:
+        accumulator.add(piece)
+    return accumulator.result()
+
+
+class ChatCompletionAccumulator(_Accumulator[ChatCompletionChunk, ChatCompletion]):
     """Feed chunks with :meth:`add`; read the reassembled :class:`ChatCompletion` with :meth:`result`.
 
     ``result`` may be called at any point and as often as wanted: it is a snapshot.
@@ -221,23 +249,13 @@ class ChatCompletionAccumulator(_ResponseHeader):
                 state.stop_reason = choice.stop_reason
 
     def result(self) -> ChatCompletion:
-        return ChatCompletion(
-            id=self.id,
-            created=self.created,
-            model=self.model,
-            choices=[self._choices[index].result(index) for index in sorted(self._choices)],
-            usage=self.usage,
-            system_fingerprint=self.system_fingerprint,
-            service_tier=self.service_tier,
-        )
+        choices = [self._choices[index].result(index) for index in sorted(self._choices)]
+        return self._whole(ChatCompletion, choices, service_tier=self.service_tier)
 
 
 def accumulate(chunks: Iterable[ChatCompletionChunk]) -> ChatCompletion:
     """Reassemble a whole chat stream."""
-    accumulator = ChatCompletionAccumulator()
-    for chunk in chunks:
-        accumulator.add(chunk)
-    return accumulator.result()
+    return _reassemble(ChatCompletionAccumulator(), chunks)
 
 
 class _TextChoiceState:
@@ -250,7 +268,7 @@ class _TextChoiceState:
         self.stop_reason: StopReason | None = None
 
 
-class CompletionAccumulator(_ResponseHeader):
+class CompletionAccumulator(_Accumulator[Completion, Completion]):
     """The same reassembly for the legacy ``/v1/completions`` stream of :class:`Completion` pieces."""
 
     __slots__ = ("_choices",)
@@ -282,28 +300,19 @@ class CompletionAccumulator(_ResponseHeader):
                 state.stop_reason = choice.stop_reason
 
     def result(self) -> Completion:
-        return Completion(
-            id=self.id,
-            created=self.created,
-            model=self.model,
-            choices=[
-                CompletionChoice(
-                    index=index,
-                    text="".join(state.text),
-                    logprobs=state.logprobs,
-                    finish_reason=state.finish_reason,
-                    stop_reason=state.stop_reason,
-                )
-                for index, state in sorted(self._choices.items())
-            ],
-            usage=self.usage,
-            system_fingerprint=self.system_fingerprint,
-        )
+        choices = [
+            CompletionChoice(
+                index=index,
+                text="".join(state.text),
+                logprobs=state.logprobs,
+                finish_reason=state.finish_reason,
+                stop_reason=state.stop_reason,
+            )
+            for index, state in sorted(self._choices.items())
+        ]
+        return self._whole(Completion, choices)
 
 
 def accumulate_completions(pieces: Iterable[Completion]) -> Completion:
     """Reassemble a whole legacy completions stream."""
-    accumulator = CompletionAccumulator()
-    for piece in pieces:
-        accumulator.add(piece)
-    return accumulator.result()
+    return _reassemble(CompletionAccumulator(), pieces)
