@@ -10,7 +10,7 @@ streamed and a whole answer are the same object. In the server an answer is its 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -110,10 +110,37 @@ def _completion(value: msgspec.Struct) -> ChatCompletion:
     return value
 
 
-class ResponsesAnswer:
+class _EventWriter(Protocol):
+    """A dialect's stream writer (``ChatToResponses``, ``ChatToMessages``): chat chunks in, its events out."""
+
+    def start(self) -> Sequence[msgspec.Struct]: ...
+
+    def feed(self, chunk: ChatCompletionChunk) -> Sequence[msgspec.Struct]: ...
+
+    def finish(self) -> Sequence[msgspec.Struct]: ...
+
+
+class _WrittenAnswer:
+    """What both answers stream alike: the events their dialect's writer makes of the chat chunks."""
+
+    __slots__ = ()
+    _writer: _EventWriter
+
+    def opening(self) -> bytes:
+        return _events(self._writer.start())
+
+    def event(self, value: msgspec.Struct, /) -> bytes:
+        return _events(self._writer.feed(_chunk(value)))
+
+    def end(self) -> bytes:
+        return _events(self._writer.finish())
+
+
+class ResponsesAnswer(_WrittenAnswer):
     """A ``response``: its lifecycle events while streaming, the object when whole; ``keep`` gets the final one."""
 
     __slots__ = ("_keep", "_template", "_writer")
+    _writer: ChatToResponses
     errors: ErrorShape = OPENAI_ERRORS
 
     def __init__(self, template: ResponseObject, keep: Callable[[ResponseObject], None] | None = None) -> None:
@@ -121,21 +148,15 @@ class ResponsesAnswer:
         self._writer = ChatToResponses(template)
         self._keep = keep
 
-    def opening(self) -> bytes:
-        return _events(self._writer.start())
-
     def keepalive(self) -> bytes:
         return KEEPALIVE
-
-    def event(self, value: msgspec.Struct, /) -> bytes:
-        return _events(self._writer.feed(_chunk(value)))
 
     def failure(self, status: int, detail: ErrorDetail) -> bytes:
         code = detail.code if isinstance(detail.code, str) else "server_error"
         return _events(self._writer.fail(detail.message, code=code))
 
     def end(self) -> bytes:
-        data = _events(self._writer.finish())
+        data = super().end()
         self._kept(self._writer.response)
         return data
 
@@ -149,10 +170,11 @@ class ResponsesAnswer:
             self._keep(response)
 
 
-class MessagesAnswer:
+class MessagesAnswer(_WrittenAnswer):
     """An Anthropic ``message``: ``message_start``, its blocks and ``message_stop``, or the object when whole."""
 
     __slots__ = ("_message_id", "_model", "_writer")
+    _writer: ChatToMessages
     errors: ErrorShape = MESSAGES_ERRORS
 
     def __init__(self, *, message_id: str, model: str, input_tokens: int) -> None:
@@ -160,21 +182,12 @@ class MessagesAnswer:
         self._model = model
         self._writer = ChatToMessages(message_id=message_id, model=model, input_tokens=input_tokens)
 
-    def opening(self) -> bytes:
-        return _events(self._writer.start())
-
     def keepalive(self) -> bytes:
         # Anthropic's own keep-alive: a `ping` event while the request waits.
         return _PING
 
-    def event(self, value: msgspec.Struct, /) -> bytes:
-        return _events(self._writer.feed(_chunk(value)))
-
     def failure(self, status: int, detail: ErrorDetail) -> bytes:
         return _events(self._writer.fail(detail.message, error_type=messages_error_type(status)))
-
-    def end(self) -> bytes:
-        return _events(self._writer.finish())
 
     def body(self, value: msgspec.Struct, /) -> bytes:
         message = completion_to_message(_completion(value), message_id=self._message_id, model=self._model)
