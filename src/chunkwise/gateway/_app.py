@@ -60,6 +60,9 @@ T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
 
+#: The routes whose requests go to an upstream as they came (:meth:`Gateway.pass_through`).
+_PASSED_THROUGH = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+
 
 class Gateway:
     """Everything the app holds; tests and the CLI reach the store and router through it."""
@@ -123,20 +126,11 @@ class Gateway:
 
     # --- endpoints ----------------------------------------------------------------------------------------
 
-    async def chat_completions(self, request: Request) -> Response:
+    async def pass_through(self, request: Request) -> Response:
+        """Chat, legacy completions and embeddings: sent on as they came, to the upstream's path (less ``/v1``)."""
         arrived = time.perf_counter()
         admitted = await self.admission.admit(request, time.time())
-        return await self.forwarder.forward(admitted, "/chat/completions", arrived)
-
-    async def completions(self, request: Request) -> Response:
-        arrived = time.perf_counter()
-        admitted = await self.admission.admit(request, time.time())
-        return await self.forwarder.forward(admitted, "/completions", arrived)
-
-    async def embeddings(self, request: Request) -> Response:
-        arrived = time.perf_counter()
-        admitted = await self.admission.admit(request, time.time())
-        return await self.forwarder.forward(admitted, "/embeddings", arrived)
+        return await self.forwarder.forward(admitted, request.scope["path"].removeprefix("/v1"), arrived)
 
     async def create_response(self, request: Request) -> Response:
         """The Responses API, translated to chat for the upstream."""
@@ -222,9 +216,7 @@ class Gateway:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
-            Route("/v1/completions", self.completions, methods=["POST"]),
-            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            *(Route(path, self.pass_through, methods=["POST"]) for path in _PASSED_THROUGH),
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/v1/responses/{response_id}", self.retrieve_response, methods=["GET"]),
             Route("/v1/responses/{response_id}", self.delete_response, methods=["DELETE"]),
@@ -248,9 +240,7 @@ class GatewayApp:
         self.state = starlette.state
         # Each proxied route with the error shape of its dialect.
         self._proxied: dict[str, tuple[Handler, ErrorShape]] = {
-            "/v1/chat/completions": (gateway.chat_completions, OPENAI_ERRORS),
-            "/v1/completions": (gateway.completions, OPENAI_ERRORS),
-            "/v1/embeddings": (gateway.embeddings, OPENAI_ERRORS),
+            **dict.fromkeys(_PASSED_THROUGH, (gateway.pass_through, OPENAI_ERRORS)),
             "/v1/responses": (gateway.create_response, OPENAI_ERRORS),
             "/v1/messages": (gateway.create_message, MESSAGES_ERRORS),
             "/v1/messages/count_tokens": (gateway.count_message_tokens, MESSAGES_ERRORS),
