@@ -28,6 +28,7 @@ from ._errors import (
 )
 from ._json import JSON_MEDIA_TYPE, JSONResponse, model_list_response
 from ._metrics import AppMetrics
+from ._response_routes import ResponseDeleted, stored_response_routes
 from ._response_store import (
     MemoryResponseStore,
     ResponseStore,
@@ -58,6 +59,7 @@ __all__ = [
     "MessagesErrorShape",
     "OPENAI_ERRORS",
     "OpenAIErrorShape",
+    "ResponseDeleted",
     "ResponseStore",
     "ResponsesAnswer",
     "SQLiteResponseStore",
@@ -77,6 +79,7 @@ __all__ = [
     "respond",
     "responses_answer",
     "stored_response",
+    "stored_response_routes",
     "validation_param",
     "wait_for_disconnect",
 ]

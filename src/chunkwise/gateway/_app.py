@@ -41,7 +41,7 @@ from ..edge import (
     open_response_store,
     respond,
     responses_answer,
-    stored_response,
+    stored_response_routes,
 )
 from ..types import ChatCompletion, ChatCompletionRequest, Model
 from ._admission import Admission, AdmittedRequest
@@ -179,15 +179,9 @@ class Gateway:
             self.forwarder.settle_unsent(admitted, arrived, exc.status, "bad_request")
             raise
 
-    async def retrieve_response(self, request: Request) -> Response:
-        key = await self.admission.listing_key(request)
-        return JSONResponse(stored_response(self.responses, request.path_params["response_id"], key.id).response)
-
-    async def delete_response(self, request: Request) -> Response:
-        key = await self.admission.listing_key(request)
-        response_id = stored_response(self.responses, request.path_params["response_id"], key.id).response.id
-        self.responses.delete(response_id)
-        return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+    async def _key_id(self, request: Request) -> str:
+        """The caller's key, which reads and deletes only the responses it made."""
+        return (await self.admission.listing_key(request)).id
 
     async def models(self, request: Request) -> Response:
         key = await self.admission.listing_key(request)
@@ -218,8 +212,7 @@ class Gateway:
         return [
             *(Route(path, self.pass_through, methods=["POST"]) for path in _PASSED_THROUGH),
             Route("/v1/models", self.models, methods=["GET"]),
-            Route("/v1/responses/{response_id}", self.retrieve_response, methods=["GET"]),
-            Route("/v1/responses/{response_id}", self.delete_response, methods=["DELETE"]),
+            *stored_response_routes(self.responses, self._key_id),
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
         ]

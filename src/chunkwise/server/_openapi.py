@@ -29,6 +29,7 @@ from ..dialects import (
     ResponsesRequest,
     ResponseStreamEvent,
 )
+from ..edge import ResponseDeleted
 from ..types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -45,7 +46,7 @@ from ..types import (
     TokenizeRequest,
     TokenizeResponse,
 )
-from ._responses import HealthStatus, ResponseDeleted
+from ._responses import HealthStatus
 from ._signing import SigningKeyInfo
 
 __all__ = ["openapi_document"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["HealthStatus", "ResponseDeleted"]
+__all__ = ["HealthStatus"]
 
 
 class HealthStatus(msgspec.Struct, kw_only=True):
@@ -14,11 +14,3 @@ class HealthStatus(msgspec.Struct, kw_only=True):
     status: str = "ok"
     #: The model the engine serves.
     model: str
-
-
-class ResponseDeleted(msgspec.Struct, kw_only=True):
-    """The body of ``DELETE /v1/responses/{id}``."""
-
-    id: str
-    object: str = "response"
-    deleted: bool = True

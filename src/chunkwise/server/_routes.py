@@ -26,7 +26,7 @@ from ..edge import (
     model_list_response,
     read_json,
     responses_answer,
-    stored_response,
+    stored_response_routes,
 )
 from ..engine import Engine, Generation
 from ..types import (
@@ -42,7 +42,7 @@ from ._framing import AnswerEncoding, FramedEncoding, Framer, answer_encoding
 from ._generation import CHAT, MESSAGES, RESPONSES, TEXT, GenerationResponse, StreamKind
 from ._metrics import ServerMetrics
 from ._playground import playground
-from ._responses import HealthStatus, ResponseDeleted
+from ._responses import HealthStatus
 from ._settings import ServerSettings
 
 __all__ = ["Endpoints"]
@@ -62,6 +62,11 @@ async def _prepare(prepare: Callable[[], PreparedT], body_size: int, *, builds_g
     if body_size <= INLINE_PREPARE_LIMIT and not builds_grammar:
         return prepare()
     return await anyio.to_thread.run_sync(prepare)
+
+
+async def _anyone(request: Request) -> None:
+    # The server has no accounts: every caller reaches every stored response (the key check is the middleware's).
+    return None
 
 
 def _in_messages_shape(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -120,8 +125,7 @@ class Endpoints:
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/v1/responses", self.create_response, methods=["POST"]),
-            Route("/v1/responses/{response_id}", self.retrieve_response, methods=["GET"]),
-            Route("/v1/responses/{response_id}", self.delete_response, methods=["DELETE"]),
+            *stored_response_routes(self._responses, _anyone),
             Route("/v1/messages", _in_messages_shape(self.create_message), methods=["POST"]),
             Route("/v1/messages/count_tokens", _in_messages_shape(self.count_message_tokens), methods=["POST"]),
             Route("/v1/models", self.list_models, methods=["GET"]),
@@ -185,14 +189,6 @@ class Endpoints:
         )
         generation = await self._prepared(chat, len(raw), self._engine.prepare_chat, response_id, created)
         return self._respond(chat, generation, RESPONSES, answer, response_id, created, received_at)
-
-    async def retrieve_response(self, request: Request) -> Response:
-        return JSONResponse(stored_response(self._responses, request.path_params["response_id"]).response)
-
-    async def delete_response(self, request: Request) -> Response:
-        response_id = stored_response(self._responses, request.path_params["response_id"]).response.id
-        self._responses.delete(response_id)
-        return JSONResponse(ResponseDeleted(id=response_id))
 
     async def create_message(self, request: Request) -> Response:
         received_at = time.perf_counter()
