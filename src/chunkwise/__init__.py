@@ -9,26 +9,8 @@ from __future__ import annotations
 import importlib
 import typing
 
-from ._errors import (
-    APIError,
-    BrokenChainError,
-    ChunkwiseError,
-    ClientClosedError,
-    ClientConfigError,
-    ClientStateError,
-    DecryptionError,
-    EngineError,
-    EnvelopeError,
-    EventTooLargeError,
-    IncompleteChainError,
-    IncompleteStreamError,
-    RequestValidationError,
-    SignatureError,
-    SSEError,
-    StreamConsumedError,
-    StreamError,
-    VerificationError,
-)
+from . import _errors
+from ._errors import *
 from ._version import __version__
 from .types import ChatCompletion, ChatCompletionChunk
 
@@ -60,9 +42,9 @@ if typing.TYPE_CHECKING:  # for type checkers; at run time __getattr__ loads the
         UnprocessableEntityError,
     )
 
+# The client's names (loaded by __getattr__), the types and the version; then the root's own errors.
 __all__ = [
     "APIConnectionError",
-    "APIError",
     "APIStatusError",
     "APITimeoutError",
     "AsyncClient",
@@ -70,43 +52,28 @@ __all__ = [
     "AuthenticationError",
     "Backoff",
     "BadRequestError",
-    "BrokenChainError",
     "ChatCompletion",
     "ChatCompletionChunk",
-    "ChunkwiseError",
     "Client",
-    "ClientClosedError",
-    "ClientConfigError",
-    "ClientStateError",
     "ConflictError",
     "ConnectTimeoutError",
-    "DecryptionError",
-    "EngineError",
-    "EnvelopeError",
-    "EventTooLargeError",
     "FirstChunkTimeoutError",
     "IdleTimeoutError",
-    "IncompleteChainError",
-    "IncompleteStreamError",
     "InternalServerError",
     "NotFoundError",
     "PaymentRequiredError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
-    "RequestValidationError",
-    "SSEError",
-    "SignatureError",
     "Stream",
-    "StreamConsumedError",
-    "StreamError",
     "Timeouts",
     "TotalTimeoutError",
     "UnexpectedResponseError",
     "UnprocessableEntityError",
-    "VerificationError",
     "__version__",
 ]
+__all__ += _errors.__all__
+__all__.sort()
 
 
 def __getattr__(name: str) -> object:

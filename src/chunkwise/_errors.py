@@ -59,37 +59,27 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .types import ChatCompletion, ErrorDetail
 
+# What ``chunkwise`` exports from here. The status errors (``APIStatusError``, ``BadRequestError``, ...) are
+# left out: under those names the root exports the client's subclasses, which carry the response; the
+# engine, the edge, the server and the gateway import them from here by name.
 __all__ = [
     "APIError",
-    "APIStatusError",
-    "AuthenticationError",
-    "BadRequestError",
     "BrokenChainError",
     "ChunkwiseError",
     "ClientClosedError",
     "ClientConfigError",
     "ClientStateError",
-    "ConflictError",
     "DecryptionError",
     "EngineError",
     "EnvelopeError",
     "EventTooLargeError",
     "IncompleteChainError",
     "IncompleteStreamError",
-    "InternalServerError",
-    "MethodNotAllowedError",
-    "NotFoundError",
-    "PaymentRequiredError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "RequestTooLargeError",
     "RequestValidationError",
     "SSEError",
     "SignatureError",
     "StreamConsumedError",
     "StreamError",
-    "UnprocessableEntityError",
-    "UnsupportedMediaTypeError",
     "VerificationError",
 ]
 
