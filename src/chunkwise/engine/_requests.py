@@ -115,24 +115,20 @@ def plan_chat(
         model.check_grammar(grammar, param="response_format")
 
     prompt, boundaries = chat_prompt(model, template_messages(request.messages, system_suffix=system_suffix))
-    max_new_tokens = _token_budget(model, len(prompt), request.output_token_limit, param="messages")
-    return DecodePlan(
-        prompt=prompt,
+    writer = functools.partial(ChatChoiceWriter, tool_mode=tool_mode, tool_names=[tool.function.name for tool in tools])
+    return _plan(
+        model,
+        request,
+        prompt,
+        writer,
         n=n,
-        max_new_tokens=max_new_tokens,
-        sampling=_sampling(model, request, max_new_tokens),
+        requested_tokens=request.output_token_limit,
+        prompt_param="messages",
+        top_logprobs=top_logprobs,
+        request_id=request_id,
+        created=created,
         grammar=grammar,
         grammar_until_decided=tool_mode == "auto",
-        top_logprobs=top_logprobs,
-        make_writers=_writer_factory(
-            model,
-            functools.partial(ChatChoiceWriter, tool_mode=tool_mode, tool_names=[tool.function.name for tool in tools]),
-            n=n,
-            request_id=request_id,
-            created=created,
-            stops=request.stop_sequences,
-            logprobs=top_logprobs is not None,
-        ),
         boundaries=boundaries,
     )
 
@@ -153,46 +149,60 @@ def plan_completion(
     prompt, prompt_text = _completion_prompt(model, request.prompt)
     echo = (prompt_text if prompt_text is not None else model.detokenize(prompt)) if request.echo else None
     limit = request.max_tokens if request.max_tokens is not None else LEGACY_DEFAULT_MAX_TOKENS
-    max_new_tokens = _token_budget(model, len(prompt), limit, param="prompt")
-    top_logprobs = request.logprobs
-    return DecodePlan(
-        prompt=prompt,
+    return _plan(
+        model,
+        request,
+        prompt,
+        functools.partial(TextChoiceWriter, echo=echo),
         n=n,
-        max_new_tokens=max_new_tokens,
-        sampling=_sampling(model, request, max_new_tokens),
-        top_logprobs=top_logprobs,
-        make_writers=_writer_factory(
-            model,
-            functools.partial(TextChoiceWriter, echo=echo),
-            n=n,
-            request_id=request_id,
-            created=created,
-            stops=request.stop_sequences,
-            logprobs=top_logprobs is not None,
-        ),
+        requested_tokens=limit,
+        prompt_param="prompt",
+        top_logprobs=request.logprobs,
+        request_id=request_id,
+        created=created,
     )
 
 
-def _writer_factory(
+def _plan(
     model: PromptModel,
+    request: ChatCompletionRequest | CompletionRequest,
+    prompt: Sequence[int],
     writer: Callable[..., ChoiceWriter[ChunkT]],
     *,
     n: int,
+    requested_tokens: int | None,
+    prompt_param: str,
+    top_logprobs: int | None,
     request_id: str,
     created: int,
-    stops: Sequence[str],
-    logprobs: bool,
-) -> Callable[[], list[ChoiceWriter[ChunkT]]]:
-    """Makes ``n`` fresh writers each time the plan runs; ``writer`` is a writer class with the arguments that
-    only its kind of request has already bound."""
+    grammar: str | None = None,
+    grammar_until_decided: bool = False,
+    boundaries: tuple[int, ...] = (),
+) -> DecodePlan[ChunkT]:
+    """What both kinds of request plan alike: a token budget that fits beside the prompt (else an error
+    naming ``prompt_param``), sampling, and ``n`` fresh writers each time the plan runs (``writer`` is a
+    writer class with the arguments that only its kind of request has already bound)."""
+    max_new_tokens = _token_budget(model, len(prompt), requested_tokens, param=prompt_param)
     header = ChunkHeader(id=request_id, created=created, model=model.model_id)
+    stops = request.stop_sequences
+    logprobs = top_logprobs is not None
 
     def make_writers() -> list[ChoiceWriter[ChunkT]]:
         return [
             writer(index=index, header=header, piece=model.piece, stops=stops, logprobs=logprobs) for index in range(n)
         ]
 
-    return make_writers
+    return DecodePlan(
+        prompt=prompt,
+        n=n,
+        max_new_tokens=max_new_tokens,
+        sampling=_sampling(model, request, max_new_tokens),
+        top_logprobs=top_logprobs,
+        make_writers=make_writers,
+        grammar=grammar,
+        grammar_until_decided=grammar_until_decided,
+        boundaries=boundaries,
+    )
 
 
 def chat_prompt(
