@@ -60,6 +60,9 @@ _DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=1
 
 
 class _BaseClient(Generic[HttpT, TransportT, CompletionT, StreamT, ModelListT]):
+    #: The httpx client class a client opens when none is passed in.
+    _http_type: Callable[..., HttpT]
+
     def __init__(
         self,
         *,
@@ -138,8 +141,8 @@ class _BaseClient(Generic[HttpT, TransportT, CompletionT, StreamT, ModelListT]):
             base_headers=base_headers,
         )
 
-    @abstractmethod
-    def _open_http(self, transport: TransportT | None) -> HttpT: ...
+    def _open_http(self, transport: TransportT | None) -> HttpT:
+        return self._http_type(transport=transport, limits=_DEFAULT_LIMITS)
 
     @abstractmethod
     def _complete(self, new_call: NewCall) -> CompletionT: ...
@@ -180,14 +183,12 @@ class Client(_BaseClient[httpx.Client, httpx.BaseTransport, ChatCompletion, Stre
     retries and errors; ``base_url`` ends in ``/v1`` for them too (``https://api.anthropic.com/v1``).
     """
 
+    _http_type = httpx.Client
     chat = cached_property(Chat)
     models = cached_property(Models)
     confidential = cached_property(Confidential)
     responses = cached_property(Responses)
     messages = cached_property(Messages)
-
-    def _open_http(self, transport: httpx.BaseTransport | None) -> httpx.Client:
-        return httpx.Client(transport=transport, limits=_DEFAULT_LIMITS)
 
     def _retrying(self, call: Call, attempt: Callable[[], R]) -> R:
         if call.body_from is not None:
@@ -293,14 +294,12 @@ class AsyncClient(
     ...             print(text, end="")
     """
 
+    _http_type = httpx.AsyncClient
     chat = cached_property(AsyncChat)
     models = cached_property(AsyncModels)
     confidential = cached_property(AsyncConfidential)
     responses = cached_property(AsyncResponses)
     messages = cached_property(AsyncMessages)
-
-    def _open_http(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=transport, limits=_DEFAULT_LIMITS)
 
     async def _retrying(self, call: Call, attempt: Callable[[], Awaitable[R]]) -> R:
         if call.body_from is not None:
