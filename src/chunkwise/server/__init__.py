@@ -10,12 +10,13 @@ from ._app import create_app
 from ._errors import QueueFullError
 from ._keys import load_node_key, load_signer
 from ._protocol import h11_protocol
-from ._scheduler import Scheduler
+from ._scheduler import QueuedAdmission, Scheduler
 from ._settings import ServerSettings
 
 __all__ = [
     "Admission",
     "QueueFullError",
+    "QueuedAdmission",
     "Scheduler",
     "ServerSettings",
     "Ticket",

@@ -4,7 +4,8 @@ A request takes a :class:`Ticket` from an :class:`Admission` the moment it arriv
 before any response starts), awaits :meth:`Ticket.wait` until it may run, and calls :meth:`Ticket.release`
 when it is done, cancelled or disconnected. The server's own :class:`~chunkwise.server.Scheduler` counts one
 engine's sequences; Ray's ``DeploymentAdmission`` counts a deployment's requests. Both implement
-:class:`Admission`; neither derives from the other.
+:class:`Admission` on the one first-in-first-out queue of :class:`~chunkwise.server.QueuedAdmission`;
+neither derives from the other.
 """
 
 from __future__ import annotations

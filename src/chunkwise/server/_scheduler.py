@@ -1,55 +1,65 @@
-"""Admission by capacity: up to ``capacity`` sequences run at once, everyone else waits in a bounded queue.
+"""Admission by capacity: what fits in ``capacity`` runs at once, everyone else waits in a bounded queue.
 
-The server's own :class:`~chunkwise.server.Admission`. A request's :class:`~chunkwise.server.Ticket` is
-weighted by how many sequences it runs (``n``). Release hands the freed room to the waiting tickets in
-order, synchronously, so no later request can slip past an earlier one. With a capacity of 1 this is one
-generation at a time. Everything runs on the event loop; nothing here blocks.
+:class:`QueuedAdmission` is the queue both admissions keep; the server's own :class:`Scheduler` weighs a
+request's :class:`~chunkwise.server.Ticket` by how many sequences it runs (``n``) against one engine, and
+Ray's ``DeploymentAdmission`` counts requests against a deployment. Release hands the freed room to the
+waiting tickets in order, synchronously, so no later request can slip past an earlier one. With a capacity
+of 1 this is one generation at a time. Everything runs on the event loop; nothing here blocks.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import deque
 
 from ._admission import Ticket
 from ._errors import QueueFullError
 
-__all__ = ["Scheduler"]
+__all__ = ["QueuedAdmission", "Scheduler"]
 
 
-class Scheduler:
-    """Admits requests to one engine: ``capacity`` running sequences, at most ``queue_size`` waiting requests."""
+class QueuedAdmission(ABC):
+    """An :class:`~chunkwise.server.Admission` in first-in-first-out order: a ticket runs at once if its weight
+    fits beside the running ones and nobody waits, else takes a place in a queue of at most ``queue_size``.
 
-    def __init__(self, queue_size: int, *, retry_after: int, capacity: int = 1) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be >= 1, not {capacity}")
+    A subclass says how much may run (:attr:`capacity`, read at each decision), what a request weighs
+    (:meth:`_weight`) and when it is :attr:`busy`.
+    """
+
+    def __init__(self, queue_size: int, *, retry_after: int) -> None:
         self.queue_size = queue_size
         self.retry_after = retry_after
-        self.capacity = capacity
         self._running = 0
         self._waiting: deque[Ticket] = deque()
 
     @property
+    @abstractmethod
+    def capacity(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def busy(self) -> bool: ...
+
+    @abstractmethod
+    def _weight(self, requested: int) -> int:
+        """What a request of ``requested`` sequences counts for against the capacity."""
+
+    @property
     def queue_depth(self) -> int:
-        """Requests waiting for room in the engine, not counting the running ones."""
+        """Requests waiting for room, not counting the running ones."""
         return len(self._waiting)
 
     @property
     def running(self) -> int:
-        """Sequences of the requests that hold room in the engine."""
+        """What the requests that hold room count for."""
         return self._running
 
-    @property
-    def busy(self) -> bool:
-        return self._running > 0
-
     def admit(self, weight: int = 1) -> Ticket:
-        """A ticket that may run at once if the engine has room and nobody waits, else a place in the queue.
+        """A ticket that may run at once if there is room and nobody waits, else a place in the queue.
 
-        ``weight`` above the capacity is counted as the whole capacity (such a request runs alone; the engine
-        rejects what it cannot run at all). Raises :class:`QueueFullError` (429) when ``queue_size`` requests
-        are already waiting.
+        Raises :class:`QueueFullError` (429) when ``queue_size`` requests are already waiting.
         """
-        ticket = Ticket(min(max(weight, 1), self.capacity), self._on_release)
+        ticket = Ticket(self._weight(weight), self._on_release)
         if not self._waiting and self._running + ticket.weight <= self.capacity:
             self._running += ticket.weight
             ticket.grant()
@@ -68,3 +78,27 @@ class Scheduler:
                 head.grant()
         else:
             self._waiting.remove(ticket)
+
+
+class Scheduler(QueuedAdmission):
+    """Admits requests to one engine: ``capacity`` running sequences, at most ``queue_size`` waiting requests."""
+
+    def __init__(self, queue_size: int, *, retry_after: int, capacity: int = 1) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, not {capacity}")
+        super().__init__(queue_size, retry_after=retry_after)
+        self._capacity = capacity
+
+    @property
+    def capacity(self) -> int:
+        """Sequences the engine decodes together."""
+        return self._capacity
+
+    @property
+    def busy(self) -> bool:
+        return self._running > 0
+
+    def _weight(self, requested: int) -> int:
+        # Above the capacity counts as the whole capacity: such a request runs alone (the engine rejects what it
+        # cannot run at all).
+        return min(max(requested, 1), self._capacity)
