@@ -19,11 +19,11 @@ from typing import Generic, TypeVar
 import anyio
 import httpx
 
+from .._closing import AsyncClosing, Closing
 from .._errors import APIError, ClientClosedError, ClientConfigError
 from ..signing import decode_public_key
 from ..types import ChatCompletion, ModelList
 from ._calls import Call, read_model_list
-from ._closing import AsyncClosing, Closing
 from ._config import DEFAULT_MAX_RETRIES, USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
 from ._guards import ResponseGuard
 from ._resources import (

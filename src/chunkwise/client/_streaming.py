@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, cast
 import anyio
 import httpx
 
+from .._closing import AsyncClosing, Closing
 from .._errors import (
     APIError,
     ChunkwiseError,
@@ -31,7 +32,6 @@ from .._errors import (
 from ..accumulate import accumulate
 from ..sse import ChunkStreamDecoder, Done, EndOfInput, ErrorFrame
 from ..types import ChatCompletion, ChatCompletionChunk
-from ._closing import AsyncClosing, Closing
 from ._errors import APIConnectionError
 from ._guards import ResponseGuard
 from ._responses import request_id_of

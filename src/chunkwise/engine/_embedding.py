@@ -35,7 +35,7 @@ from typing import Any
 from .._errors import EngineError, RateLimitError
 from ..types import EmbeddingRequest, EmbeddingResponse
 from ._embedding_request import EmbeddingPlan, embedding_response, normalized, plan_embeddings
-from ._llama import load_model, model_metadata, prefer_spinning_openmp, tokenize_text
+from ._llama import LlamaModelHolder, load_model, model_metadata, prefer_spinning_openmp, tokenize_text
 
 __all__ = ["LlamaEmbedder"]
 
@@ -77,7 +77,7 @@ def _deliverer(
     return deliver
 
 
-class LlamaEmbedder:
+class LlamaEmbedder(LlamaModelHolder):
     """Serves ``/v1/embeddings`` from one GGUF file (L2-normalised pooled vectors).
 
     ``model_id`` is what requests name; ``n_ctx`` the longest input in tokens (by default the model's
@@ -152,15 +152,6 @@ class LlamaEmbedder:
         self._thread.start()
 
     @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def context_length(self) -> int:
-        """The longest input, in tokens."""
-        return self._n_ctx
-
-    @property
     def dimensions(self) -> int:
         return self._dimensions
 
@@ -222,12 +213,6 @@ class LlamaEmbedder:
         self._thread.join()
         self._free()
 
-    def __enter__(self) -> LlamaEmbedder:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # --- the worker ---------------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -288,13 +273,7 @@ class LlamaEmbedder:
         )
 
     def _free(self) -> None:
-        lib = self._lib
         if self._batch is not None:
-            lib.llama_batch_free(self._batch)
+            self._lib.llama_batch_free(self._batch)
             self._batch = None
-        if self._ctx:
-            lib.llama_free(self._ctx)
-            self._ctx = None
-        if self._model:
-            lib.llama_model_free(self._model)
-            self._model = None
+        self._free_model()

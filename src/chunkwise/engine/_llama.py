@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._closing import Closing
 from .._errors import EngineError
 from ..types import (
     ChatCompletionChunk,
@@ -128,7 +129,36 @@ def model_metadata(lib: Any, model: Any, key: str) -> str | None:
     return buffer.value.decode("utf-8", errors="replace")
 
 
-class LlamaCppEngine:
+class LlamaModelHolder(Closing):
+    """What the chat engine and the embedder share: a llama.cpp model and context, which they free alike, the
+    model's id and one sequence's context length, and closing as a context manager."""
+
+    _lib: Any
+    _model: Any
+    _ctx: Any
+    _model_id: str
+    _n_ctx: int
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def context_length(self) -> int:
+        """The longest sequence in tokens: a prompt with its output, or an input to embed."""
+        return self._n_ctx
+
+    def _free_model(self) -> None:
+        """Free the context and the model, once; what uses them is freed first."""
+        if self._ctx:
+            self._lib.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            self._lib.llama_model_free(self._model)
+            self._model = None
+
+
+class LlamaCppEngine(LlamaModelHolder):
     """Serves one GGUF model with llama.cpp; implements :class:`~chunkwise.engine.Engine`.
 
     ``model_path`` defaults to the bundled SmolLM2-135M-Instruct (served as :data:`DEFAULT_MODEL_ID`); any
@@ -224,15 +254,7 @@ class LlamaCppEngine:
             self._free()
             raise
 
-    # --- the Engine protocol ------------------------------------------------------------------------
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def context_length(self) -> int:
-        return self._n_ctx
+    # --- the Engine protocol (and model_id, context_length of LlamaModelHolder) ----------------------
 
     @property
     def model_path(self) -> Path:
@@ -274,12 +296,6 @@ class LlamaCppEngine:
         if self._loop is not None:
             self._loop.close()
         self._free()
-
-    def __enter__(self) -> LlamaCppEngine:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # --- what request planning needs (PromptModel) --------------------------------------------------
 
@@ -361,12 +377,6 @@ class LlamaCppEngine:
         return text.decode("utf-8", errors="replace")
 
     def _free(self) -> None:
-        lib = self._lib
         if self._loop is not None:
             self._loop.free()
-        if self._ctx:
-            lib.llama_free(self._ctx)
-            self._ctx = None
-        if self._model:
-            lib.llama_model_free(self._model)
-            self._model = None
+        self._free_model()

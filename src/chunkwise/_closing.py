@@ -1,4 +1,5 @@
-"""``with`` and ``async with`` for what the client hands out (clients and streams): leaving the block closes it."""
+"""``with`` and ``async with`` for what must be closed (the client's clients and streams, the engine's models):
+leaving the block closes it."""
 
 from __future__ import annotations
 
