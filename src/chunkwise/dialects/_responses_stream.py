@@ -19,7 +19,7 @@ call; every item of a turn cut by the token limit ends ``incomplete``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -73,10 +73,13 @@ from ._responses_types import (
     ResponseStreamEvent,
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
+    _PartEvent,
 )
 from ._writer import ChatStreamWriter
 
 __all__ = ["ChatToResponses", "ResponseAccumulator", "ResponsesToChat"]
+
+_PartEventT = TypeVar("_PartEventT", bound=_PartEvent)
 
 _TEXT, _REFUSAL, _REASONING, _CALL = 0, 1, 2, 3
 
@@ -250,15 +253,7 @@ class ChatToResponses(ChatStreamWriter[ResponseStreamEvent]):
                 item = self._message = self._open(events, _TEXT, message_item_id(self._base))
         part = _Part(item, kind, len(item.parts))
         item.parts.append(part)
-        events.append(
-            ResponseContentPartAddedEvent(
-                item_id=item.item_id,
-                output_index=item.output_index,
-                content_index=part.content_index,
-                part=_empty_part(kind),
-                sequence_number=self._next(),
-            )
-        )
+        events.append(self._addressed(ResponseContentPartAddedEvent(part=_empty_part(kind)), part))
         return part
 
     def _call(self, events: list[ResponseStreamEvent], fragment: ChoiceDeltaToolCall) -> None:
@@ -305,49 +300,33 @@ class ChatToResponses(ChatStreamWriter[ResponseStreamEvent]):
                 )
             else:
                 for part in item.parts:
-                    self._close_part(events, item, part)
+                    self._close_part(events, part)
             events.append(
                 ResponseOutputItemDoneEvent(
                     output_index=item.output_index, item=item.final(item_status), sequence_number=self._next()
                 )
             )
 
-    def _close_part(self, events: list[ResponseStreamEvent], item: _Item, part: _Part) -> None:
+    def _close_part(self, events: list[ResponseStreamEvent], part: _Part) -> None:
         text = "".join(part.pieces)
-        item_id, output_index, content_index = item.item_id, item.output_index, part.content_index
+        text_done: ResponseTextDoneEvent | ResponseReasoningTextDoneEvent | ResponseRefusalDoneEvent
         done: ResponseOutputText | ResponseOutputRefusal | ResponseReasoningText
-        if part.kind != _REFUSAL:
-            text_done = ResponseTextDoneEvent if part.kind == _TEXT else ResponseReasoningTextDoneEvent
-            events.append(
-                text_done(
-                    item_id=item_id,
-                    output_index=output_index,
-                    content_index=content_index,
-                    text=text,
-                    sequence_number=self._next(),
-                )
-            )
-            done = ResponseOutputText(text=text) if part.kind == _TEXT else ResponseReasoningText(text=text)
+        if part.kind == _TEXT:
+            text_done, done = ResponseTextDoneEvent(text=text), ResponseOutputText(text=text)
+        elif part.kind == _REASONING:
+            text_done, done = ResponseReasoningTextDoneEvent(text=text), ResponseReasoningText(text=text)
         else:
-            events.append(
-                ResponseRefusalDoneEvent(
-                    item_id=item_id,
-                    output_index=output_index,
-                    content_index=content_index,
-                    refusal=text,
-                    sequence_number=self._next(),
-                )
-            )
-            done = ResponseOutputRefusal(refusal=text)
-        events.append(
-            ResponseContentPartDoneEvent(
-                item_id=item_id,
-                output_index=output_index,
-                content_index=content_index,
-                part=done,
-                sequence_number=self._next(),
-            )
-        )
+            text_done, done = ResponseRefusalDoneEvent(refusal=text), ResponseOutputRefusal(refusal=text)
+        events.append(self._addressed(text_done, part))
+        events.append(self._addressed(ResponseContentPartDoneEvent(part=done), part))
+
+    def _addressed(self, event: _PartEventT, part: _Part) -> _PartEventT:
+        """``event`` about ``part`` (its item, output and content index), numbered next in the stream."""
+        event.item_id = part.item.item_id
+        event.output_index = part.item.output_index
+        event.content_index = part.content_index
+        event.sequence_number = self._next()
+        return event
 
     def _terminate(self, events: list[ResponseStreamEvent]) -> None:
         status, incomplete, item_status = ending(self._finish_reason)
