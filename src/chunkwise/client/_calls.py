@@ -9,6 +9,7 @@ import logging
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import httpx
@@ -27,6 +28,7 @@ from ._timeouts import Deadlines, Timeouts
 
 __all__ = [
     "Call",
+    "RequestOptions",
     "chat_request_body",
     "read_chat_completion",
     "read_model_list",
@@ -99,6 +101,17 @@ def request_body(
         raise RequestValidationError(f"the request holds text that is not valid Unicode: {text!r}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class RequestOptions:
+    """What a caller may set for one request (``create(timeout=..., max_retries=..., extra_headers=...)``),
+    else the client's settings apply."""
+
+    timeout: Timeouts | float | None | UseClientDefault = USE_CLIENT_DEFAULT
+    max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT
+    #: Added to (and overriding) the client's headers.
+    extra_headers: Mapping[str, str] | None = None
+
+
 class Call:
     """Everything about one API call that is not I/O."""
 
@@ -108,15 +121,13 @@ class Call:
         self,
         config: ClientConfig,
         rng: random.Random,
+        options: RequestOptions,
         *,
         method: str,
         path: str,
         body: bytes | None,
         body_from: tuple[Call, Callable[[httpx.Response], bytes]] | None = None,
         streaming: bool,
-        timeout: Timeouts | float | None | UseClientDefault,
-        max_retries: int | UseClientDefault,
-        extra_headers: Mapping[str, str] | None,
         new_guard: Callable[[], ResponseGuard] | None = None,
         base_headers: httpx.Headers | None = None,
     ) -> None:
@@ -126,6 +137,7 @@ class Call:
         #: A call to make first, and how its answer becomes this call's body (the confidential lock).
         self.body_from = body_from
         self.streaming = streaming
+        timeout, max_retries = options.timeout, options.max_retries
         timeouts = config.timeouts if timeout is USE_CLIENT_DEFAULT else Timeouts.coerce(timeout)
         self.deadlines = Deadlines(timeouts, streaming=streaming)
         retries = config.max_retries if max_retries is USE_CLIENT_DEFAULT else max_retries
@@ -134,8 +146,8 @@ class Call:
         headers["accept"] = "text/event-stream" if streaming else "application/json"
         if body is not None or body_from is not None:
             headers["content-type"] = "application/json"
-        if extra_headers:
-            headers.update(extra_headers)
+        if options.extra_headers:
+            headers.update(options.extra_headers)
         self.headers = headers
         self._new_guard = new_guard
 

@@ -23,8 +23,8 @@ from .._closing import AsyncClosing, Closing
 from .._errors import APIError, ClientClosedError, ClientConfigError
 from ..signing import decode_public_key
 from ..types import ChatCompletion, ModelList
-from ._calls import Call, read_model_list
-from ._config import DEFAULT_MAX_RETRIES, USE_CLIENT_DEFAULT, ClientConfig, UseClientDefault
+from ._calls import Call, RequestOptions, read_model_list
+from ._config import DEFAULT_MAX_RETRIES, ClientConfig
 from ._guards import ResponseGuard
 from ._resources import (
     Async,
@@ -114,13 +114,11 @@ class _BaseClient(Generic[HttpT, TransportT, CompletionT, StreamT, ModelListT]):
         self,
         method: str,
         path: str,
+        options: RequestOptions,
         *,
         body: bytes | None = None,
         body_from: tuple[Call, Callable[[httpx.Response], bytes]] | None = None,
         streaming: bool = False,
-        timeout: Timeouts | float | None | UseClientDefault = USE_CLIENT_DEFAULT,
-        max_retries: int | UseClientDefault = USE_CLIENT_DEFAULT,
-        extra_headers: Mapping[str, str] | None = None,
         new_guard: Callable[[], ResponseGuard] | None = None,
         base_headers: httpx.Headers | None = None,
     ) -> Call:
@@ -129,14 +127,12 @@ class _BaseClient(Generic[HttpT, TransportT, CompletionT, StreamT, ModelListT]):
         return Call(
             self._config,
             self._rng,
+            options,
             method=method,
             path=path,
             body=body,
             body_from=body_from,
             streaming=streaming,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
             new_guard=new_guard,
             base_headers=base_headers,
         )

@@ -8,7 +8,6 @@ checked chunk by chunk by a :class:`~chunkwise.client._guards.ResponseGuard`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -16,11 +15,9 @@ import msgspec
 
 from ..confidential import ClientSession, NodesCreateLockRequest, NodesCreateLockResponse
 from ..signing import ChainVerifier, blake2b256, split_signed_json
-from ._calls import Call
-from ._config import UseClientDefault
+from ._calls import Call, RequestOptions
 from ._guards import ResponseGuard
 from ._responses import decode_success
-from ._timeouts import Timeouts
 
 if TYPE_CHECKING:
     from ._client import _BaseClient
@@ -45,23 +42,18 @@ class ConfidentialExchange:
         self._lock_body = msgspec.json.encode(NodesCreateLockRequest(model=model))
         self._session: ClientSession | None = None
 
-    def call(
-        self,
-        timeout: Timeouts | float | None | UseClientDefault,
-        max_retries: int | UseClientDefault,
-        extra_headers: Mapping[str, str] | None,
-    ) -> Call:
-        """The chat call; its body is sealed to the key that its lock call (made first) answers."""
+    def call(self, options: RequestOptions) -> Call:
+        """The chat call; its body is sealed to the key that its lock call (made first) answers. The lock call
+        has the options' deadlines and retries, not their headers."""
         client = self._client
-        lock = client._call("POST", "nodes/lock", body=self._lock_body, timeout=timeout, max_retries=max_retries)
+        lock_options = RequestOptions(options.timeout, options.max_retries)
+        lock = client._call("POST", "nodes/lock", lock_options, body=self._lock_body)
         return client._call(
             "POST",
             "confidential/chat/completions",
+            options,
             body_from=(lock, self._seal),
             streaming=self._stream,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
             new_guard=self._new_guard,
         )
 

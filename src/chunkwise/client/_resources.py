@@ -24,7 +24,7 @@ import msgspec
 from ..dialects import MessageParam as AnthropicMessageParam
 from ..dialects import MessagesRequest, MessagesResponse, ResponseObject, ResponsesRequest
 from ..types import ChatCompletion, Message, ModelList
-from ._calls import Call, chat_request_body, request_body
+from ._calls import Call, RequestOptions, chat_request_body, request_body
 from ._confidential import ConfidentialExchange
 from ._config import USE_CLIENT_DEFAULT, UseClientDefault
 from ._dialect_streams import (
@@ -154,25 +154,17 @@ class ChatCompletionsResource(Generic[CompletionT, StreamT]):
         signature); a chunk that fails raises a :class:`~chunkwise.VerificationError`.
         """
         client = self._client
+        options = RequestOptions(timeout, max_retries, extra_headers)
 
         def new_call() -> Call:
             body = chat_request_body(
                 model=model, messages=messages, stream=stream, params=params, extra_body=extra_body
             )
             if self._confidential:
-                exchange = ConfidentialExchange(client, model=model, request=body, stream=stream)
-                return exchange.call(timeout, max_retries, extra_headers)
+                return ConfidentialExchange(client, model=model, request=body, stream=stream).call(options)
             key = client.verify_key
-            return client._call(
-                "POST",
-                "chat/completions",
-                body=body,
-                streaming=stream,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-                new_guard=None if key is None else signed_guard_factory(body, key),
-            )
+            guard = None if key is None else signed_guard_factory(body, key)
+            return client._call("POST", "chat/completions", options, body=body, streaming=stream, new_guard=guard)
 
         return client._open_stream(new_call) if stream else client._complete(new_call)
 
@@ -188,7 +180,7 @@ class ModelsResource(Generic[ModelListT]):
     ) -> ModelListT:
         """The models the server offers (``GET /models``)."""
         return self._client._list_models(
-            partial(self._client._call, "GET", "models", timeout=timeout, max_retries=max_retries)
+            partial(self._client._call, "GET", "models", RequestOptions(timeout, max_retries))
         )
 
 
@@ -281,9 +273,7 @@ class _DialectResource(Generic[FinalT, StreamT]):
         fields: dict[str, Any],
         *,
         stream: bool,
-        timeout: TimeoutParam,
-        max_retries: int | UseClientDefault,
-        extra_headers: Mapping[str, str] | None,
+        options: RequestOptions,
         extra_body: Mapping[str, Any] | None,
         params: Mapping[str, Any],
     ) -> FinalT | StreamT:
@@ -294,14 +284,7 @@ class _DialectResource(Generic[FinalT, StreamT]):
                 self._request_type, self._what, fields, stream=stream, params=params, extra_body=extra_body
             )
             return client._call(
-                "POST",
-                self._path,
-                body=body,
-                streaming=stream,
-                timeout=timeout,
-                max_retries=max_retries,
-                extra_headers=extra_headers,
-                base_headers=self._base_headers(),
+                "POST", self._path, options, body=body, streaming=stream, base_headers=self._base_headers()
             )
 
         return self._open_stream(new_call) if stream else self._complete(new_call)
@@ -380,9 +363,7 @@ class ResponsesResource(_DialectResource[FinalT, StreamT]):
         return self._create(
             {"model": model, "input": items},
             stream=stream,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
+            options=RequestOptions(timeout, max_retries, extra_headers),
             extra_body=extra_body,
             params=params,
         )
@@ -470,9 +451,7 @@ class MessagesResource(_DialectResource[FinalT, StreamT]):
         return self._create(
             {"model": model, "messages": list(messages), "max_tokens": max_tokens},
             stream=stream,
-            timeout=timeout,
-            max_retries=max_retries,
-            extra_headers=extra_headers,
+            options=RequestOptions(timeout, max_retries, extra_headers),
             extra_body=extra_body,
             params=params,
         )
