@@ -24,7 +24,7 @@ from ..types import (
 )
 from ._errors import DialectRequestError
 from ._messages_types import MessageParam, MessagesRequest, MessagesToolChoice
-from ._writer import usage_stream_options
+from ._writer import dialect_chat_request
 
 __all__ = ["messages_request_to_chat"]
 
@@ -58,15 +58,11 @@ def messages_request_to_chat(request: MessagesRequest, *, count_only: bool = Fal
             if not stop:
                 raise DialectRequestError("a stop sequence must not be empty", param=f"stop_sequences[{position}]")
     choice = request.tool_choice
-    return ChatCompletionRequest(
-        model=request.model,
-        messages=messages,
-        stream=request.stream,
-        stream_options=usage_stream_options(request.stream),
+    return dialect_chat_request(
+        request,
+        messages,
         max_completion_tokens=request.max_tokens,
         stop=list(stops) if stops else None,
-        temperature=request.temperature,
-        top_p=request.top_p,
         top_k=request.top_k,
         tools=_tools(request),
         tool_choice=_tool_choice(choice),

@@ -47,7 +47,7 @@ from ._responses_types import (
     ResponsesRequest,
     ResponsesToolChoice,
 )
-from ._writer import usage_stream_options
+from ._writer import dialect_chat_request
 
 __all__ = ["new_response", "responses_request_to_chat"]
 
@@ -76,13 +76,9 @@ def responses_request_to_chat(request: ResponsesRequest) -> ChatCompletionReques
         _append_items(messages, request.input)
     if not messages:
         raise DialectRequestError("`input` must hold at least one item", param="input")
-    return ChatCompletionRequest(
-        model=request.model,
-        messages=messages,
-        stream=request.stream,
-        stream_options=usage_stream_options(request.stream),
-        temperature=request.temperature,
-        top_p=request.top_p,
+    return dialect_chat_request(
+        request,
+        messages,
         max_completion_tokens=request.max_output_tokens,
         response_format=_response_format(request),
         tools=_tools(request),

@@ -7,19 +7,45 @@ known: chat servers send the usage chunk after the finish, and both dialects put
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from ..types import ChatCompletionChunk, ChoiceDeltaToolCall, CompletionUsage, StopReason, StreamOptions
+from ..types import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChoiceDeltaToolCall,
+    CompletionUsage,
+    Message,
+    StopReason,
+    StreamOptions,
+)
 
 __all__ = ["ChatStreamWriter"]
 
 E = TypeVar("E")
 
 
-def usage_stream_options(stream: bool | None) -> StreamOptions | None:
-    """The ``stream_options`` of the chat request a dialect request becomes: the writer needs the usage chunk
-    for the dialect's last event, so a streamed request always asks for it."""
-    return StreamOptions(include_usage=True) if stream is True else None
+class DialectRequest(Protocol):
+    """What a Responses and a Messages request carry over to chat as they are."""
+
+    model: str
+    stream: bool | None
+    temperature: float | None
+    top_p: float | None
+
+
+def dialect_chat_request(request: DialectRequest, messages: list[Message], **fields: Any) -> ChatCompletionRequest:
+    """The chat request a dialect request becomes: its model, streaming and sampling, ``messages``, and the
+    dialect's own translated ``fields``. A streamed one always asks for the usage chunk: the writer needs it
+    for the dialect's last event."""
+    return ChatCompletionRequest(
+        model=request.model,
+        messages=messages,
+        stream=request.stream,
+        stream_options=StreamOptions(include_usage=True) if request.stream is True else None,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        **fields,
+    )
 
 
 class ChatStreamWriter(Generic[E]):
