@@ -65,9 +65,16 @@ class KillableUpstream:
 
 @pytest.fixture
 def killable_upstream() -> Iterator[KillableUpstream]:
+    with serve_process() as upstream:
+        yield upstream
+
+
+@contextmanager
+def serve_process(*options: str) -> Iterator[KillableUpstream]:
+    """A real ``chunkwise serve`` subprocess with ``options``, once it answers; killed at the end."""
     port = free_port()
     args = [sys.executable, "-m", "chunkwise", "serve", "--port", str(port), "--n-ctx", "512"]
-    args += ["--log-level", "warning", "--no-access-log"]
+    args += ["--log-level", "warning", "--no-access-log", *options]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
