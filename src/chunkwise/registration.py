@@ -167,7 +167,9 @@ def _check_joining(
         raise _malformed("`name` must be 1 to 64 printable characters.")
     try:
         parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and len(url) <= 2048
+        # ASCII without spaces: the URL goes into HTTP request lines and Host headers as it is.
+        plain = url.isascii() and url.isprintable() and " " not in url and len(url) <= 2048
+        valid = plain and parts.scheme in ("http", "https") and bool(parts.hostname)
         parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
     except ValueError:
         valid = False

@@ -110,7 +110,10 @@ class NodeRegistry:
                     f"Another upstream of this gateway is named {registration.name!r}; pick another --node-name.",
                     code="node_name_taken",
                 )
-            upstream = Upstream(UpstreamConfig(name=registration.name, url=url))
+            try:
+                upstream = Upstream(UpstreamConfig(name=registration.name, url=url))
+            except ValueError as exc:
+                raise BadRequestError(f"`url` cannot be used: {exc}.", param="url") from None
             await self._health.check(upstream)
             node = self._replace(key, Node(upstream, key, registration.node_small_id))
             logger.info("node %s joined from %s (models: %s)", upstream.name, url, ", ".join(sorted(upstream.models)))
