@@ -135,14 +135,13 @@ def verify_registration(
             "(add it with `chunkwise nodes allow --config gateway.toml KEY`).",
             "untrusted_node_key",
         )
-    digests = [blake2b256(envelope.data)]
-    # Atoma's signers hash serde_json's compact form of `data`; the bytes sent may be spaced differently.
-    compact = _encoder.encode(msgspec.json.decode(envelope.data))
-    if compact != bytes(envelope.data):
-        digests.append(blake2b256(compact))
-    for digest in digests:
+    # The bytes as sent; else what Atoma's proxy hashes, serde_json's compact form of its struct (fields in
+    # the order node_small_id, public_address, country), which the bytes sent need not match: the Atoma
+    # SDKs send the fields in alphabetical order, other clients spaced out.
+    signed_forms = dict.fromkeys([bytes(envelope.data), _encoder.encode(registration)])
+    for form in signed_forms:
         try:
-            verify_sui_signature(envelope.signature, digest, public_key)
+            verify_sui_signature(envelope.signature, blake2b256(form), public_key)
             break
         except SignatureError:
             continue

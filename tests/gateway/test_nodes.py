@@ -28,10 +28,13 @@ from chunkwise.gateway import load_config
 from chunkwise.registration import NodeRegistration, signed_registration, sui_address
 from chunkwise.server import load_signer
 from chunkwise.signing import ChainVerifier, Signer, blake2b256, split_signed_json
+from tests.secure.test_atoma_sdks import ATOMA_PYTHON, run_driver
 from tests.server.conftest import MODEL, RunningServer
 from tests.server.test_concurrency import NO_EOS
 
 from .conftest import KillableUpstream, RunningGateway, create_key, run_gateway, serve_process
+
+ATOMA_DRIVER = Path(__file__).parents[1] / "secure" / "atoma_py" / "drive.py"
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello."}]
 
@@ -125,6 +128,13 @@ def test_two_nodes_join_a_gateway_without_upstreams_and_serve_it(tmp_path: Path)
                 model=MODEL, messages=MESSAGES, max_tokens=8, stream=True
             ) as secret_stream:
                 assert "".join(chunk.choices[0].delta.content or "" for chunk in secret_stream if chunk.choices)
+
+        # The official Atoma Python SDK, unmodified: confidential chat and embeddings through the gateway.
+        if ATOMA_PYTHON.exists():
+            drive = [str(ATOMA_PYTHON), str(ATOMA_DRIVER), gateway.url, MODEL]
+            assert run_driver([*drive, "create", key])["content"]
+            sealed = run_driver([*drive, "confidential_embeddings", key])
+            assert len(sealed["embeddings"]) == 2 and len(sealed["embeddings"][0]) == 576
 
         # A signed answer passed through verifies against the key of the node that signed it.
         body = msgspec.json.encode({"model": MODEL, "messages": MESSAGES, "max_tokens": 8})
@@ -231,18 +241,33 @@ def test_untrusted_forged_replayed_and_malformed_registrations_are_refused(tmp_p
 
 
 def test_atoma_shaped_registrations_answer_success_for_a_trusted_signer(tmp_path: Path) -> None:
-    signer = Signer()
+    signer, stranger = Signer(), Signer()
     path = write_config(tmp_path, [signer.public_key_base64])
     with gateway_for(path) as gateway:
         data = {"node_small_id": 3, "public_address": sui_address(signer.public_key), "country": "DE"}
-        # Atoma's signers hash serde_json's compact form; the body itself may be spaced as any JSON client likes.
-        compact = msgspec.json.encode(data)
-        body = {"data": data, "signature": signer.sign_hash(blake2b256(compact))}
+        # Atoma's signers hash serde_json's compact form of the struct, fields in this order; the body itself
+        # may order and space them as its client likes (the Atoma SDKs sort them).
+        signature = signer.sign_hash(blake2b256(msgspec.json.encode(data)))
+        body = {"data": dict(sorted(data.items())), "signature": signature}
         response = httpx.post(f"{gateway.url}/v1/nodes", content=json.dumps(body))  # spaced: ", " and ": "
         assert response.status_code == 200 and response.json() == {"message": "Success"}
         assert not gateway.gateway.nodes.nodes  # nothing to route to: Atoma's shape has no URL
-        body["data"] = {**data, "node_small_id": 4}
-        assert_openai_error(httpx.post(f"{gateway.url}/v1/nodes", json=body), 401, "invalid_signature")
+        if ATOMA_PYTHON.exists():
+            request = json.dumps({"data": data, "signature": signature})
+            assert run_driver([str(ATOMA_PYTHON), str(ATOMA_DRIVER), gateway.url, request, "nodes_create"]) == {
+                "message": "Success"
+            }
+
+        tampered = {"data": {**data, "node_small_id": 4}, "signature": signature}
+        assert_openai_error(httpx.post(f"{gateway.url}/v1/nodes", json=tampered), 401, "invalid_signature")
+        foreign = {
+            "data": {**data, "public_address": sui_address(stranger.public_key)},
+            "signature": stranger.sign_hash(blake2b256(msgspec.json.encode(data))),
+        }
+        assert_openai_error(httpx.post(f"{gateway.url}/v1/nodes", json=foreign), 401, "untrusted_node_key")
+        mismatched = {"data": {**data, "public_address": "0x" + "00" * 32}, "signature": signature}
+        assert_openai_error(httpx.post(f"{gateway.url}/v1/nodes", json=mismatched), 401, "invalid_signature")
+        assert_openai_error(httpx.post(f"{gateway.url}/v1/nodes", json={"data": data}), 400, "invalid_registration")
 
 
 def test_a_gateway_without_nodes_refuses_registrations(sqlite_url: str, tmp_path: Path) -> None:
