@@ -245,13 +245,14 @@ def gateway_process(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]
 
 
 @contextmanager
-def run_gateway(config: GatewayConfig) -> Iterator[RunningGateway]:
-    """The gateway app under uvicorn on 127.0.0.1 and a free port, with its lifespan (database, health)."""
+def run_gateway(config: GatewayConfig, port: int = 0) -> Iterator[RunningGateway]:
+    """The gateway app under uvicorn on 127.0.0.1 and ``port`` (0: a free one), with its lifespan (database,
+    health)."""
     app = create_gateway_app(config)
     server_config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=0,
+        port=port,
         log_level="warning",
         http=GatewayHttpProtocol,  # as `chunkwise gateway` runs it
         ws="none",

@@ -24,10 +24,11 @@ from openai.types.chat import ChatCompletionMessageParam
 
 import chunkwise
 from chunkwise.cli import main
-from chunkwise.gateway import load_config
+from chunkwise.gateway import ConfigError, edit_trusted_keys, load_config, read_trusted_keys
 from chunkwise.registration import NodeRegistration, signed_registration, sui_address
 from chunkwise.server import load_signer
 from chunkwise.signing import ChainVerifier, Signer, blake2b256, split_signed_json
+from tests.client.servers import free_port
 from tests.secure.test_atoma_sdks import ATOMA_PYTHON, run_driver
 from tests.server.conftest import MODEL, RunningServer
 from tests.server.test_concurrency import NO_EOS
@@ -53,8 +54,8 @@ def write_config(tmp_path: Path, trusted: list[str], heartbeat_timeout: float = 
 
 
 @contextmanager
-def gateway_for(path: Path) -> Iterator[RunningGateway]:
-    with run_gateway(load_config(path)) as running:
+def gateway_for(path: Path, port: int = 0) -> Iterator[RunningGateway]:
+    with run_gateway(load_config(path), port) as running:
         yield running
 
 
@@ -340,3 +341,74 @@ def test_nodes_cli_round_trip_and_a_running_gateway_follows_the_trust_list(
     assert revoked_again.exit_code != 0 and "is not trusted" in revoked_again.output
     bad = runner.invoke(main, ["nodes", "allow", "--config", str(path), "not-a-key"])
     assert bad.exit_code != 0 and "32 bytes" in bad.output
+
+
+@pytest.mark.engine
+def test_a_node_whose_gateway_is_down_keeps_serving_and_joins_once_it_is_up(tmp_path: Path) -> None:
+    signer = load_signer(tmp_path / "node.pem")[0]
+    path = write_config(tmp_path, [signer.public_key_base64])
+    port = free_port()
+    with joining_node(f"http://127.0.0.1:{port}", tmp_path / "node.pem", "early") as node:
+        # Nothing listens at the gateway's address yet: the node's registrations fail, and it serves anyway.
+        time.sleep(1.0)
+        direct = httpx.post(
+            f"{node.url}/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES, "max_tokens": 4}, timeout=60
+        )
+        assert direct.status_code == 200, direct.text
+        assert node.process.poll() is None
+        with gateway_for(path, port) as gateway:
+            # Retries back off to at most the heartbeat interval (0.3 s), so it joins soon after.
+            wait_until(lambda: joined(gateway) == {"early"}, 10, "the node joining")
+            key = create_key(gateway.config)
+            client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+            assert client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4).choices
+
+
+def test_the_trust_list_edit_keeps_the_rest_of_the_file(tmp_path: Path) -> None:
+    first, second = Signer().public_key_base64, Signer().public_key_base64
+    path = tmp_path / "gateway.toml"
+    original = (
+        "# top comment\n"
+        '[database]\nurl = "sqlite:///g.db"  # the ledger\n\n'
+        "[nodes]   # joined nodes\n"
+        f'trusted = [ # keys\n  "{first}",  # the first node, ] not the end\n]\n'
+        "heartbeat_timeout = 7\n\n"
+        '[[upstreams]]\nname = "a"\nurl = "http://127.0.0.1:9/v1"\n'
+    )
+    path.write_text(original)
+    assert edit_trusted_keys(path, lambda keys: [*keys, second]) == (first, second)
+    text = path.read_text()
+    assert text.startswith("# top comment\n") and "[nodes]   # joined nodes\n" in text
+    assert text.endswith('heartbeat_timeout = 7\n\n[[upstreams]]\nname = "a"\nurl = "http://127.0.0.1:9/v1"\n')
+    config = load_config(path)
+    assert config.nodes is not None and config.nodes.trusted == (first, second)
+    assert config.nodes.heartbeat_timeout == 7.0 and [upstream.name for upstream in config.upstreams] == ["a"]
+    assert edit_trusted_keys(path, lambda keys: [key for key in keys if key != first]) == (second,)
+    assert read_trusted_keys(path) == (second,)
+
+    # A form the editor cannot rewrite in place is refused, and the file is left as it was.
+    dotted = f'nodes.trusted = ["{first}"]\n[database]\nurl = "sqlite:///g.db"\n'
+    path.write_text(dotted)
+    with pytest.raises(ConfigError, match="safely"):
+        edit_trusted_keys(path, lambda keys: [*keys, second])
+    assert path.read_text() == dotted
+
+
+@pytest.mark.parametrize(
+    ("nodes", "message"),
+    [
+        ('trusted = ["abc"]', "trusted"),
+        ("trusted = 1", "trusted"),
+        ("trusted = []\nheartbeat_timeout = 0", "heartbeat_timeout"),
+        ('trusted = []\nmax_clock_skew = "1"', "max_clock_skew"),
+        ("trusted = []\nunknown = 1", "unknown"),
+    ],
+)
+def test_bad_nodes_tables_are_refused(tmp_path: Path, nodes: str, message: str) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(f'[database]\nurl = "sqlite:///g.db"\n[nodes]\n{nodes}\n')
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+    path.write_text('[database]\nurl = "sqlite:///g.db"\n')
+    with pytest.raises(ConfigError, match=r"\[\[upstreams\]\] table, or a \[nodes\] table"):
+        load_config(path)

@@ -120,8 +120,15 @@ def edit_trusted_keys(path: Path, change: Callable[[list[str]], list[str]]) -> t
     if wanted == keys and "nodes" in before:
         return tuple(keys)
     new_text = _rewritten(text, wanted)
-    after = _load(new_text, path)
-    if _without_trust(after) != _without_trust(before) or after.get("nodes", {}).get("trusted") != wanted:
+    try:
+        after = tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError:
+        after = None
+    if (
+        after is None
+        or _without_trust(after) != _without_trust(before)
+        or after.get("nodes", {}).get("trusted") != wanted
+    ):
         raise ConfigError(f"cannot edit the trust list of {path} safely (write [nodes] trusted = [...] by hand)")
     mode = os.stat(path).st_mode & 0o777
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
