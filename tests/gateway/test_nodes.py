@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -100,15 +101,31 @@ def joining_node(gateway_url: str, key_file: Path, name: str) -> Iterator[Killab
         yield node
 
 
-@pytest.mark.engine
-def test_two_nodes_join_a_gateway_without_upstreams_and_serve_it(tmp_path: Path) -> None:
-    signers = {name: load_signer(tmp_path / f"{name}.pem")[0] for name in ("a", "b")}
+@dataclass
+class Pool:
+    """A gateway with no [[upstreams]], a key for it, and ``chunkwise serve`` nodes that joined it."""
+
+    gateway: RunningGateway
+    key: str
+    signers: dict[str, Signer]
+    nodes: dict[str, KillableUpstream]
+
+
+@contextmanager
+def joined_pool(tmp_path: Path, *names: str) -> Iterator[Pool]:
+    signers = {name: load_signer(tmp_path / f"{name}.pem")[0] for name in names}
     path = write_config(tmp_path, [signer.public_key_base64 for signer in signers.values()])
     with gateway_for(path) as gateway, ExitStack() as stack:
         key = create_key(gateway.config)
-        for name in signers:
-            stack.enter_context(joining_node(gateway.url, tmp_path / f"{name}.pem", name))
-        wait_until(lambda: joined(gateway) == {"a", "b"}, 60, "both nodes joining")
+        nodes = {name: stack.enter_context(joining_node(gateway.url, tmp_path / f"{name}.pem", name)) for name in names}
+        wait_until(lambda: joined(gateway) == set(names), 60, "the nodes joining")
+        yield Pool(gateway, key, signers, nodes)
+
+
+@pytest.mark.engine
+def test_two_nodes_join_a_gateway_without_upstreams_and_serve_it(tmp_path: Path) -> None:
+    with joined_pool(tmp_path, "a", "b") as pool:
+        gateway, key, signers = pool.gateway, pool.key, pool.signers
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
         assert [model.id for model in client.models.list()] == [MODEL]
 
@@ -159,14 +176,8 @@ def test_two_nodes_join_a_gateway_without_upstreams_and_serve_it(tmp_path: Path)
 
 @pytest.mark.engine
 def test_a_node_killed_mid_stream_gives_an_error_frame_and_new_requests_fail_over(tmp_path: Path) -> None:
-    signers = {name: load_signer(tmp_path / f"{name}.pem")[0] for name in ("doomed", "survivor")}
-    path = write_config(tmp_path, [signer.public_key_base64 for signer in signers.values()])
-    with gateway_for(path) as gateway, ExitStack() as stack:
-        key = create_key(gateway.config)
-        nodes = {
-            name: stack.enter_context(joining_node(gateway.url, tmp_path / f"{name}.pem", name)) for name in signers
-        }
-        wait_until(lambda: joined(gateway) == set(signers), 60, "both nodes joining")
+    with joined_pool(tmp_path, "doomed", "survivor") as pool:
+        gateway, key, signers, nodes = pool.gateway, pool.key, pool.signers, pool.nodes
         # Route the stream to the doomed node: the survivor looks busy.
         survivor = next(node for node in gateway.gateway.nodes.nodes.values() if node.upstream.name == "survivor")
         survivor.upstream.outstanding += 100

@@ -17,25 +17,19 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from chunkwise.registration import sui_address
 from chunkwise.signing import Signer, blake2b256
 from tests.server.conftest import MODEL, RunningServer
+from tests.server.test_fuzz import FUZZ_SETTINGS
 
 from .conftest import RunningGateway, create_key
 from .test_nodes import gateway_for, registration, write_config
 
-EXAMPLES = 60
-
-FUZZ_SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
-)
+#: The server's fuzz settings, with more examples: most drawn bodies stop at an early check.
+NODE_FUZZ_SETTINGS = settings(FUZZ_SETTINGS, max_examples=60)
 
 #: The fixture's node signs with NODE; the drawn registrations with TRUSTED (both trusted), so that they can
 #: neither replace that node nor spend its timestamps.
@@ -126,7 +120,7 @@ def registrations(node_url: str) -> st.SearchStrategy[bytes]:
 
 
 @given(data=st.data())
-@FUZZ_SETTINGS
+@NODE_FUZZ_SETTINGS
 def test_fuzzed_registrations(setup: Setup, data: st.DataObject) -> None:
     body = data.draw(registrations(setup.node_url))
     response = httpx.post(f"{setup.gateway.url}/v1/nodes", content=body, timeout=30)
@@ -136,7 +130,7 @@ def test_fuzzed_registrations(setup: Setup, data: st.DataObject) -> None:
 
 
 @given(data=st.data())
-@FUZZ_SETTINGS
+@NODE_FUZZ_SETTINGS
 def test_fuzzed_lock_requests(setup: Setup, data: st.DataObject) -> None:
     lock = mutated(
         st.fixed_dictionaries(
@@ -156,7 +150,7 @@ def test_fuzzed_lock_requests(setup: Setup, data: st.DataObject) -> None:
     "path", ["/v1/confidential/chat/completions", "/v1/confidential/completions", "/v1/confidential/embeddings"]
 )
 @given(data=st.data())
-@FUZZ_SETTINGS
+@NODE_FUZZ_SETTINGS
 def test_fuzzed_confidential_envelopes(setup: Setup, path: str, data: st.DataObject) -> None:
     base64_text = st.binary(max_size=40).map(lambda raw: base64.b64encode(raw).decode())
     envelope = st.fixed_dictionaries(
