@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from ._errors import SignatureError
-from .signing import Signer, b64decode, b64encode, blake2b256, verify_sui_signature
+from .signing import Signer, b64encode, blake2b256, sui_address, sui_signature_key, verify_sui_signature
 
 __all__ = [
     "NodeRegistration",
@@ -29,12 +29,8 @@ __all__ = [
     "VerifiedRegistration",
     "default_node_small_id",
     "signed_registration",
-    "sui_address",
     "verify_registration",
 ]
-
-_ED25519_FLAG = b"\x00"
-_SUI_SIGNATURE_SIZE = 1 + 64 + 32
 
 
 class RegistrationError(ValueError):
@@ -73,11 +69,6 @@ class _Envelope(msgspec.Struct):
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _registration_decoder = msgspec.json.Decoder(NodeRegistration)
 _encoder = msgspec.json.Encoder()
-
-
-def sui_address(public_key: bytes) -> str:
-    """The Sui address of an Ed25519 public key: ``0x`` and the hex Blake2b-256 of ``flag || key``."""
-    return "0x" + blake2b256(_ED25519_FLAG + public_key).hex()
 
 
 def default_node_small_id(public_key: bytes) -> int:
@@ -125,10 +116,9 @@ def verify_registration(
     except (msgspec.DecodeError, RecursionError) as exc:
         raise _malformed(f"Invalid node registration: {exc}.") from None
     try:
-        raw = b64decode(envelope.signature, size=_SUI_SIGNATURE_SIZE)
+        public_key = sui_signature_key(envelope.signature)
     except ValueError as exc:
-        raise _malformed(f"`signature` is not a Sui Ed25519 signature: it {exc}.", "invalid_signature") from None
-    public_key = raw[1 + 64 :]
+        raise _malformed(f"`signature` is not a Sui Ed25519 signature ({exc}).", "invalid_signature") from None
     if public_key not in trusted:
         raise _refused(
             f"The node key {b64encode(public_key)} is not trusted by this gateway "

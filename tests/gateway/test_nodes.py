@@ -26,9 +26,9 @@ from openai.types.chat import ChatCompletionMessageParam
 import chunkwise
 from chunkwise.cli import main
 from chunkwise.gateway import ConfigError, edit_trusted_keys, load_config, read_trusted_keys
-from chunkwise.registration import NodeRegistration, signed_registration, sui_address
+from chunkwise.registration import NodeRegistration, signed_registration
 from chunkwise.server import load_signer
-from chunkwise.signing import ChainVerifier, Signer, blake2b256, split_signed_json
+from chunkwise.signing import ChainVerifier, Signer, blake2b256, split_signed_json, sui_address
 from tests.client.servers import free_port
 from tests.secure.test_atoma_sdks import ATOMA_PYTHON, run_driver
 from tests.server.conftest import MODEL, RunningServer

@@ -20,8 +20,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from chunkwise.registration import sui_address
-from chunkwise.signing import Signer, blake2b256
+from chunkwise.signing import Signer, blake2b256, sui_address
 from tests.server.conftest import MODEL, RunningServer
 from tests.server.test_fuzz import FUZZ_SETTINGS
 

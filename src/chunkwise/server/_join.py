@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from ..registration import NodeRegistration, signed_registration, sui_address
-from ..signing import Signer
+from ..registration import NodeRegistration, signed_registration
+from ..signing import Signer, sui_address
 
 __all__ = ["GatewayMembership"]
 
