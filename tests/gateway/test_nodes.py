@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -147,8 +148,9 @@ def test_two_nodes_join_a_gateway_without_upstreams_and_serve_it(tmp_path: Path)
             ) as secret_stream:
                 assert "".join(chunk.choices[0].delta.content or "" for chunk in secret_stream if chunk.choices)
 
-        # The official Atoma Python SDK, unmodified: confidential chat and embeddings through the gateway.
-        if ATOMA_PYTHON.exists():
+        # The official Atoma Python SDK, unmodified: confidential chat and embeddings through the gateway (where
+        # it is installed; CI's set-up installs it).
+        if ATOMA_PYTHON.exists() or os.environ.get("CI"):
             drive = [str(ATOMA_PYTHON), str(ATOMA_DRIVER), gateway.url, MODEL]
             assert run_driver([*drive, "create", key])["content"]
             sealed = run_driver([*drive, "confidential_embeddings", key])
@@ -264,7 +266,7 @@ def test_atoma_shaped_registrations_answer_success_for_a_trusted_signer(tmp_path
         response = httpx.post(f"{gateway.url}/v1/nodes", content=json.dumps(body))  # spaced: ", " and ": "
         assert response.status_code == 200 and response.json() == {"message": "Success"}
         assert not gateway.gateway.nodes.nodes  # nothing to route to: Atoma's shape has no URL
-        if ATOMA_PYTHON.exists():
+        if ATOMA_PYTHON.exists() or os.environ.get("CI"):  # CI's set-up installs the SDK
             request = json.dumps({"data": data, "signature": signature})
             assert run_driver([str(ATOMA_PYTHON), str(ATOMA_DRIVER), gateway.url, request, "nodes_create"]) == {
                 "message": "Success"
@@ -295,7 +297,9 @@ def test_a_node_that_stops_heartbeating_leaves_within_the_timeout(upstream: Runn
     path = write_config(tmp_path, [signer.public_key_base64], heartbeat_timeout=1.0)
     with gateway_for(path) as gateway:
         key = create_key(gateway.config)
+        sent = time.monotonic()
         answer = httpx.post(f"{gateway.url}/v1/nodes", content=registration(signer, upstream.url), timeout=30)
+        answered = time.monotonic()
         assert answer.json() == {
             "message": "Success",
             "name": "n1",
@@ -303,13 +307,14 @@ def test_a_node_that_stops_heartbeating_leaves_within_the_timeout(upstream: Runn
             "models": [MODEL],
             "heartbeat_timeout": 1.0,
         }
-        last_heartbeat = time.monotonic()
         client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
         assert client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4).choices
         wait_until(lambda: not gateway.gateway.nodes.nodes, 5, "the silent node leaving")
-        silent_for = time.monotonic() - last_heartbeat
-        # The timeout, plus at most one sweep period (a quarter of it) and scheduling slack.
-        assert 1.0 <= silent_for < 2.0
+        left = time.monotonic()
+        # The gateway heard the heartbeat between `sent` and `answered`; the node leaves the timeout after
+        # that, give or take one sweep period (a quarter of the timeout) and scheduling slack.
+        assert left - sent >= 1.0
+        assert left - answered < 1.0 + 0.25 + 0.5
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=4)
         # A heartbeat brings it back.
