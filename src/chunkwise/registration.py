@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from ._errors import SignatureError
+from ._errors import APIStatusError, SignatureError
 from .signing import Signer, b64encode, blake2b256, sui_address, sui_signature_key, verify_sui_signature
 
 __all__ = [
@@ -33,14 +33,11 @@ __all__ = [
 ]
 
 
-class RegistrationError(ValueError):
+class RegistrationError(APIStatusError):
     """A registration that is not accepted; ``status`` is 400 for a malformed body, 401 for a refused signer."""
 
     def __init__(self, message: str, *, status: int, code: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
+        super().__init__(message, status=status, type="invalid_request_error", code=code)
 
 
 class NodeRegistration(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -21,9 +21,9 @@ from typing import Any
 
 import msgspec
 
-from .._errors import APIStatusError, BadRequestError, ConflictError, NotFoundError
+from .._errors import BadRequestError, ConflictError, NotFoundError
 from ..confidential import NodesCreateLockResponse
-from ..registration import RegistrationError, verify_registration
+from ..registration import verify_registration
 from ..signing import decode_public_key, split_signed_json
 from ._config import ConfigError, NodesConfig, UpstreamConfig, load_config
 from ._health import HealthChecker
@@ -85,16 +85,13 @@ class NodeRegistry:
                 "This gateway takes no nodes: its config has no [nodes] table.", code="nodes_not_enabled"
             )
         self.refresh_trust()
-        try:
-            verified = verify_registration(
-                body,
-                trusted=self._trusted,
-                now_ms=int(time.time() * 1000),
-                max_skew_ms=int(config.max_clock_skew * 1000),
-                last_timestamp=self._last_timestamp,
-            )
-        except RegistrationError as exc:
-            raise APIStatusError(exc.message, status=exc.status, type="invalid_request_error", code=exc.code) from None
+        verified = verify_registration(
+            body,
+            trusted=self._trusted,
+            now_ms=int(time.time() * 1000),
+            max_skew_ms=int(config.max_clock_skew * 1000),
+            last_timestamp=self._last_timestamp,
+        )
         registration = verified.registration
         if registration.url is None or registration.name is None:
             return {"message": "Success"}  # Atoma's shape: a trusted signer, but no address to route to
