@@ -41,6 +41,8 @@ __all__ = [
     "blake2b256",
     "decode_public_key",
     "split_signed_json",
+    "sui_address",
+    "sui_signature_key",
     "verify_sui_signature",
 ]
 
@@ -150,6 +152,19 @@ class Signer(KeyPair):
         """Sui's base64 ``flag || signature || public key`` over the hash bytes."""
         signature = self._key.sign(digest)
         return b64encode(bytes([_ED25519_FLAG]) + signature + self.public_key)
+
+
+def sui_address(public_key: bytes) -> str:
+    """The Sui address of an Ed25519 public key: ``0x`` and the hex Blake2b-256 of ``flag || key``."""
+    return "0x" + blake2b256(bytes([_ED25519_FLAG]) + public_key).hex()
+
+
+def sui_signature_key(signature: str) -> bytes:
+    """The public key embedded in a Sui Ed25519 signature (not yet verified); raises ``ValueError``."""
+    raw = b64decode(signature, size=_SUI_SIGNATURE_SIZE)
+    if raw[0] != _ED25519_FLAG:
+        raise ValueError(f"uses scheme flag {raw[0]}, not Ed25519 (0)")
+    return raw[1 + _SIGNATURE_SIZE :]
 
 
 @functools.lru_cache(maxsize=64)

@@ -65,9 +65,16 @@ class KillableUpstream:
 
 @pytest.fixture
 def killable_upstream() -> Iterator[KillableUpstream]:
+    with serve_process() as upstream:
+        yield upstream
+
+
+@contextmanager
+def serve_process(*options: str) -> Iterator[KillableUpstream]:
+    """A real ``chunkwise serve`` subprocess with ``options``, once it answers; killed at the end."""
     port = free_port()
     args = [sys.executable, "-m", "chunkwise", "serve", "--port", str(port), "--n-ctx", "512"]
-    args += ["--log-level", "warning", "--no-access-log"]
+    args += ["--log-level", "warning", "--no-access-log", *options]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
@@ -238,13 +245,14 @@ def gateway_process(config: Path, port: int) -> Iterator[subprocess.Popen[bytes]
 
 
 @contextmanager
-def run_gateway(config: GatewayConfig) -> Iterator[RunningGateway]:
-    """The gateway app under uvicorn on 127.0.0.1 and a free port, with its lifespan (database, health)."""
+def run_gateway(config: GatewayConfig, port: int = 0) -> Iterator[RunningGateway]:
+    """The gateway app under uvicorn on 127.0.0.1 and ``port`` (0: a free one), with its lifespan (database,
+    health)."""
     app = create_gateway_app(config)
     server_config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=0,
+        port=port,
         log_level="warning",
         http=GatewayHttpProtocol,  # as `chunkwise gateway` runs it
         ws="none",

@@ -9,7 +9,7 @@ import click
 
 from .._version import __version__
 from ._chat import chat, models
-from ._gateway import gateway, keys, usage
+from ._gateway import gateway, keys, nodes, usage
 from ._serve import serve
 
 __all__ = ["main"]
@@ -27,3 +27,4 @@ main.add_command(models)
 main.add_command(gateway)
 main.add_command(keys)
 main.add_command(usage)
+main.add_command(nodes)

@@ -16,7 +16,7 @@ import msgspec
 
 from .._errors import ChunkwiseError
 
-__all__ = ["gateway", "keys", "usage"]
+__all__ = ["gateway", "keys", "nodes", "usage"]
 
 _T = TypeVar("_T")
 
@@ -96,8 +96,10 @@ def gateway(config_path: Path, host: str | None, port: int | None, log_level: st
             timeout_graceful_shutdown=3,
         )
     )
-    upstreams = ", ".join(f"{upstream.name} ({upstream.url})" for upstream in config.upstreams)
-    click.echo(f"chunkwise gateway on http://{host}:{port} in front of {upstreams}", err=True)
+    upstreams = [f"{upstream.name} ({upstream.url})" for upstream in config.upstreams]
+    if config.nodes is not None:
+        upstreams.append(f"the nodes that join ({len(config.nodes.trusted)} trusted keys)")
+    click.echo(f"chunkwise gateway on http://{host}:{port} in front of {', '.join(upstreams)}", err=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     if not server.started:
@@ -185,6 +187,75 @@ def revoke_key(config_path: Path, key: str) -> None:
     if not count:
         raise click.ClickException(f"no active key has the id or name {key!r}")
     click.echo(f"revoked {count} key{'s' if count != 1 else ''}")
+
+
+@click.group()
+def nodes() -> None:
+    """Manage the node keys the gateway trusts ([nodes] trusted in its config); a running gateway picks up
+    the change without a restart."""
+
+
+def _edit_trust(config_path: Path, change: Callable[[list[str]], list[str]]) -> tuple[str, ...]:
+    _require_gateway_extra()
+    from ..gateway import edit_trusted_keys
+
+    try:
+        return edit_trusted_keys(config_path, change)
+    except ChunkwiseError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _checked_key(key: str) -> str:
+    from ..signing import decode_public_key
+
+    try:
+        decode_public_key(key)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="KEY") from None
+    return key.strip()
+
+
+@nodes.command("allow")
+@_config_option
+@click.argument("key")
+def allow_node(config_path: Path, key: str) -> None:
+    """Trust KEY: the base64 Ed25519 key a node's GET /signing-key shows."""
+    key = _checked_key(key)
+    _edit_trust(config_path, lambda keys: keys if key in keys else [*keys, key])
+    click.echo(f"trusted {key}")
+
+
+@nodes.command("revoke")
+@_config_option
+@click.argument("key")
+def revoke_node(config_path: Path, key: str) -> None:
+    """Stop trusting KEY; a node that joined with it leaves the pool."""
+    key = _checked_key(key)
+    found: list[bool] = []
+
+    def without(keys: list[str]) -> list[str]:
+        found.append(key in keys)
+        return [entry for entry in keys if entry != key]
+
+    _edit_trust(config_path, without)
+    if not found[0]:
+        raise click.ClickException(f"{key} is not trusted by {config_path}")
+    click.echo(f"revoked {key}")
+
+
+@nodes.command("list")
+@_config_option
+def list_nodes(config_path: Path) -> None:
+    """The trusted node keys, one a line."""
+    _require_gateway_extra()
+    from ..gateway import read_trusted_keys
+
+    try:
+        trusted = read_trusted_keys(config_path)
+    except ChunkwiseError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for key in trusted:
+        click.echo(key)
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")

@@ -19,6 +19,7 @@ from ._progress import spinner
 
 if TYPE_CHECKING:
     from ..confidential import NodeKey
+    from ..server import GatewayMembership
     from ..signing import Signer
 
 __all__ = ["serve"]
@@ -245,6 +246,34 @@ def _load_embedder(console: Console, engine: Any, model_path: Path | None, n_thr
     help="Stored Responses kept; the least recently used go first.",
 )
 @click.option(
+    "--join",
+    "join_url",
+    default=None,
+    metavar="GATEWAY_URL",
+    help="Join the `chunkwise gateway` at this URL: register (signed with --signing-key-file) and heartbeat. "
+    "The gateway must trust the signing key (`chunkwise nodes allow`).",
+)
+@click.option("--node-name", default=None, help="With --join: this node's name at the gateway (its upstream name).")
+@click.option(
+    "--public-url",
+    default=None,
+    help="With --join: the URL the gateway reaches this node at. Default: http://HOST:PORT.",
+)
+@click.option(
+    "--heartbeat-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="With --join: seconds between registrations; keep it under the gateway's [nodes] heartbeat_timeout.",
+)
+@click.option(
+    "--node-small-id",
+    type=click.IntRange(min=0),
+    default=None,
+    help="With --join: the node id /v1/nodes/lock answers. Default: one derived from the signing key.",
+)
+@click.option("--node-country", default="", help="With --join: the `country` of the registration (Atoma's field).")
+@click.option(
     "--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True, help="Server log verbosity."
 )
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log every request.")
@@ -314,6 +343,12 @@ def serve(
     rotate_signing_key: bool,
     response_store: Path | None,
     response_store_size: int,
+    join_url: str | None,
+    node_name: str | None,
+    public_url: str | None,
+    heartbeat_interval: float,
+    node_small_id: int | None,
+    node_country: str,
     log_level: str,
     access_log: bool,
     ray_address: str | None,
@@ -353,8 +388,25 @@ def serve(
         raise click.UsageError("--rotate-node-key needs --node-key-file")
     if rotate_signing_key and signing_key_file is None:
         raise click.UsageError("--rotate-signing-key needs --signing-key-file")
+    _check_join_options(join_url, node_name, signing_key_file, api_key)
     try:
         node_key, signer = _load_keys(console, node_key_file, rotate_node_key, signing_key_file, rotate_signing_key)
+        membership = None
+        if join_url is not None:
+            from ..registration import default_node_small_id
+            from ..server import GatewayMembership
+
+            assert signer is not None and node_name is not None
+            if node_small_id is None:
+                node_small_id = default_node_small_id(signer.public_key)
+            membership = GatewayMembership(
+                gateway_url=join_url,
+                signer=signer,
+                name=node_name,
+                node_small_id=node_small_id,
+                country=node_country,
+                interval=heartbeat_interval,
+            )
         settings = ServerSettings(
             api_key=api_key or None,
             queue_size=queue_size,
@@ -367,6 +419,7 @@ def serve(
             cors_origins=cors_origins,
             node_key=node_key,
             signer=signer,
+            node_small_id=node_small_id or 0,
             response_store=str(response_store) if response_store is not None else None,
             response_store_size=response_store_size,
         )
@@ -418,7 +471,13 @@ def serve(
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(
                 _serve_and_announce(
-                    server, console, engine.model_id, with_key=api_key is not None, signed=signer is not None
+                    server,
+                    console,
+                    engine.model_id,
+                    with_key=api_key is not None,
+                    signed=signer is not None,
+                    membership=membership,
+                    public_url=public_url,
                 )
             )
         if not server.started:
@@ -457,7 +516,29 @@ def _load_keys(
     return node_key, signer
 
 
-async def _serve_and_announce(server: Any, console: Console, model_id: str, *, with_key: bool, signed: bool) -> None:
+def _check_join_options(
+    join_url: str | None, node_name: str | None, signing_key_file: Path | None, api_key: str | None
+) -> None:
+    if join_url is None:
+        return
+    if node_name is None or signing_key_file is None:
+        raise click.UsageError("--join needs --node-name and --signing-key-file (the key the gateway trusts)")
+    if not join_url.startswith(("http://", "https://")):
+        raise click.UsageError("--join takes the gateway's http:// or https:// URL")
+    if api_key:
+        raise click.UsageError("--join serves the gateway, which sends no API key: leave --api-key out")
+
+
+async def _serve_and_announce(
+    server: Any,
+    console: Console,
+    model_id: str,
+    *,
+    with_key: bool,
+    signed: bool,
+    membership: GatewayMembership | None = None,
+    public_url: str | None = None,
+) -> None:
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
@@ -477,4 +558,13 @@ async def _serve_and_announce(server: Any, console: Console, model_id: str, *, w
         ]
         for line in lines:
             console.print(line, soft_wrap=True)
+        if membership is not None:
+            joining = asyncio.create_task(membership.run(public_url or url))
+            console.print(f"  Joining the gateway {membership.gateway_url} as {membership.name}", soft_wrap=True)
+            try:
+                await serving
+            finally:
+                joining.cancel()
+                await asyncio.gather(joining, return_exceptions=True)
+            return
     await serving

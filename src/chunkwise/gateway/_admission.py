@@ -112,16 +112,17 @@ class Admission:
         self._metrics = metrics
         self._serves = serves
 
-    async def admit(self, request: Request, started_at: float) -> AdmittedRequest:
+    async def admit(self, request: Request, started_at: float, *, model_field: str = "model") -> AdmittedRequest:
+        """``model_field`` names the model's key: ``model_name`` in a confidential envelope."""
         credential = find_credential(request.scope["headers"])
         if credential is None:
             raise self._refused(_MISSING_KEY)
         secret = credential.text
         body = await read_body(request, self._max_body_size)
         payload: object = decode_json(body, object)
-        model = payload.get("model") if isinstance(payload, dict) else None
+        model = payload.get(model_field) if isinstance(payload, dict) else None
         if not isinstance(model, str) or not model:
-            raise BadRequestError("`model` is required.", code="missing_model")
+            raise BadRequestError(f"`{model_field}` is required.", code="missing_model")
         assert isinstance(payload, dict)
         # A token is at least one byte of its text, and the body's JSON around the text outweighs the
         # template's markers: the body's size bounds the prompt from above, whatever the tokenizer.

@@ -23,7 +23,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .._errors import APIStatusError, AuthenticationError
+from .._errors import APIStatusError, AuthenticationError, NotFoundError
+from ..confidential import NodesCreateLockRequest
 from ..dialects import MessagesRequest, MessageTokensCount, ResponsesRequest, messages_request_to_chat
 from ..edge import (
     BEARER,
@@ -39,6 +40,7 @@ from ..edge import (
     find_credential,
     model_list_response,
     open_response_store,
+    read_body,
     respond,
     responses_answer,
     stored_response_routes,
@@ -51,6 +53,7 @@ from ._health import HealthChecker
 from ._ledger import Store, open_store
 from ._ledger_writer import LedgerWriter
 from ._metrics import GatewayMetrics
+from ._nodes import NodeRegistry
 from ._routing import Router
 from ._upstream import UpstreamClient
 
@@ -62,6 +65,9 @@ _encoder = msgspec.json.Encoder()
 
 #: The routes whose requests go to an upstream as they came (:meth:`Gateway.pass_through`).
 _PASSED_THROUGH = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+
+#: The confidential routes a joined node answers, under ``/v1``.
+CONFIDENTIAL_PATHS = ("/confidential/chat/completions", "/confidential/completions", "/confidential/embeddings")
 
 
 class Gateway:
@@ -84,6 +90,7 @@ class Gateway:
             connect_timeout=self.settings.connect_timeout, read_timeout=self.settings.read_timeout
         )
         self.forwarder = Forwarder(self.router, self.metrics, self.ledger, self._upstream_client)
+        self.nodes = NodeRegistry(config.nodes, config.path, self.router, self.health_checks)
         self._admission: Admission | None = None
         self.responses = open_response_store(
             self.settings.response_store or None, max(self.settings.response_store_size, 1)
@@ -107,8 +114,10 @@ class Gateway:
         self._admission = Admission(self._store, self.settings, self.metrics, self.router.serves)
         await self.health_checks.start()
         await self.ledger.start(self._store)
+        await self.nodes.start()
 
     async def stop(self) -> None:
+        await self.nodes.stop()
         await self.health_checks.stop()
         # Every finished request's row is written before the database closes.
         await self.ledger.stop()
@@ -131,6 +140,36 @@ class Gateway:
         arrived = time.perf_counter()
         admitted = await self.admission.admit(request, time.time())
         return await self.forwarder.forward(admitted, request.scope["path"].removeprefix("/v1"), arrived)
+
+    async def register_node(self, request: Request) -> Response:
+        """``POST /v1/nodes``: a node's signed registration (and heartbeat); the signature is the credential."""
+        body = await read_body(request, self.settings.max_body_size)
+        return JSONResponse(await self.nodes.register(body))
+
+    async def lock_node(self, request: Request) -> Response:
+        """``POST /v1/nodes/lock``: a joined node that serves the model answers with its X25519 key and id."""
+        key = await self.admission.listing_key(request)
+        body = await read_body(request, self.settings.max_body_size)
+        model = decode_json(body, NodesCreateLockRequest).model
+        candidates = self.nodes.lock_candidates(model) if not key.models or model in key.models else []
+        if not candidates:
+            shown = model if len(model) <= 100 else model[:100] + "..."
+            raise NotFoundError(f"No node of this gateway serves the model {shown!r}.", code="model_not_found")
+        upstream, answer = await self.forwarder.relay(candidates, "/nodes/lock", body, model)
+        if upstream is not None and answer.status_code == 200:
+            self.nodes.learn_lock(upstream, bytes(answer.body))
+        return answer
+
+    def confidential(self, path: str) -> Handler:
+        """A confidential route: the envelope goes untouched to the node whose key it is sealed to."""
+
+        async def handler(request: Request) -> Response:
+            arrived = time.perf_counter()
+            admitted = await self.admission.admit(request, time.time(), model_field="model_name")
+            node = self._translated(admitted, arrived, lambda: self.nodes.confidential_target(admitted.payload))
+            return await self.forwarder.forward(admitted, path, arrived, only=node)
+
+        return handler
 
     async def create_response(self, request: Request) -> Response:
         """The Responses API, translated to chat for the upstream."""
@@ -212,6 +251,8 @@ class Gateway:
         return [
             *(Route(path, self.pass_through, methods=["POST"]) for path in _PASSED_THROUGH),
             Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/nodes", self.register_node, methods=["POST"]),
+            Route("/v1/nodes/lock", self.lock_node, methods=["POST"]),
             *stored_response_routes(self.responses, self._key_id),
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -238,6 +279,8 @@ class GatewayApp:
             "/v1/messages": (gateway.create_message, MESSAGES_ERRORS),
             "/v1/messages/count_tokens": (gateway.count_message_tokens, MESSAGES_ERRORS),
         }
+        for path in CONFIDENTIAL_PATHS:
+            self._proxied["/v1" + path] = (gateway.confidential(path), OPENAI_ERRORS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from .._errors import ChunkwiseError
+from ..signing import decode_public_key
 
-__all__ = ["ConfigError", "DatabaseConfig", "GatewayConfig", "GatewaySettings", "UpstreamConfig", "load_config"]
+__all__ = [
+    "ConfigError",
+    "DatabaseConfig",
+    "GatewayConfig",
+    "GatewaySettings",
+    "NodesConfig",
+    "UpstreamConfig",
+    "load_config",
+    "parse_trusted_keys",
+]
 
 
 class ConfigError(ChunkwiseError):
@@ -72,10 +82,26 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True)
+class NodesConfig:
+    """``[nodes]``: the nodes that may join (``chunkwise serve --join``) and how long they stay without a word."""
+
+    #: The Ed25519 public keys (base64, as ``GET /signing-key`` shows them) whose registrations are accepted.
+    trusted: tuple[str, ...] = ()
+    #: Seconds after its last registration (heartbeat) a node leaves the pool.
+    heartbeat_timeout: float = 30.0
+    #: Seconds a registration's timestamp may differ from the gateway's clock.
+    max_clock_skew: float = 60.0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     database: DatabaseConfig
     upstreams: tuple[UpstreamConfig, ...]
     settings: GatewaySettings = field(default_factory=GatewaySettings)
+    #: ``None`` when the config has no ``[nodes]`` table: then no node may join.
+    nodes: NodesConfig | None = None
+    #: The file it was read from; a gateway with nodes re-reads its trust list when the file changes.
+    path: Path | None = None
 
 
 def _require(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -101,9 +127,10 @@ def parse_config(data: dict[str, Any], base: Path) -> GatewayConfig:
     url = database.get("url", "sqlite:///gateway.db")
     if not isinstance(url, str) or not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError("[database] url must start with sqlite:///, postgresql:// or postgres://")
-    raw_upstreams = data.get("upstreams")
-    if not isinstance(raw_upstreams, list) or not raw_upstreams:
-        raise ConfigError("the config needs at least one [[upstreams]] table")
+    nodes = _nodes_config(data.get("nodes"))
+    raw_upstreams = data.get("upstreams", [])
+    if not isinstance(raw_upstreams, list) or not (raw_upstreams or nodes is not None):
+        raise ConfigError("the config needs at least one [[upstreams]] table, or a [nodes] table for joining nodes")
     upstreams: list[UpstreamConfig] = []
     for index, raw in enumerate(raw_upstreams):
         where = f"[[upstreams]] #{index + 1}"
@@ -152,7 +179,37 @@ def parse_config(data: dict[str, Any], base: Path) -> GatewayConfig:
     if settings_table.get("response_store"):
         settings_table = {**settings_table, "response_store": str(base / settings_table["response_store"])}
     settings = GatewaySettings(**settings_table)
-    return GatewayConfig(DatabaseConfig(_database_url(url, base)), tuple(upstreams), settings)
+    return GatewayConfig(DatabaseConfig(_database_url(url, base)), tuple(upstreams), settings, nodes)
+
+
+def parse_trusted_keys(keys: object) -> tuple[str, ...]:
+    """``[nodes] trusted``, each key checked to be a 32-byte Ed25519 key in base64."""
+    if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+        raise ConfigError("[nodes] trusted must be a list of base64 Ed25519 public keys")
+    for key in keys:
+        try:
+            decode_public_key(key)
+        except ValueError as exc:
+            raise ConfigError(f"[nodes] trusted: {key!r}: {exc}") from None
+    return tuple(key.strip() for key in keys)
+
+
+def _nodes_config(table: object) -> NodesConfig | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError("[nodes] must be a table")
+    unknown = set(table) - set(NodesConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"[nodes] has unknown settings: {', '.join(sorted(unknown))}")
+    durations: dict[str, float] = {}
+    for name in ("heartbeat_timeout", "max_clock_skew"):
+        if name in table:
+            value = table[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"[nodes] {name} must be a positive number of seconds")
+            durations[name] = float(value)
+    return NodesConfig(trusted=parse_trusted_keys(table.get("trusted", [])), **durations)
 
 
 def load_config(path: Path | str) -> GatewayConfig:
@@ -164,4 +221,4 @@ def load_config(path: Path | str) -> GatewayConfig:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    return parse_config(data, path.parent)
+    return replace(parse_config(data, path.parent), path=path)

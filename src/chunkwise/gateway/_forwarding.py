@@ -59,9 +59,40 @@ class Forwarder:
             self._metrics.ejections.labels(upstream.name).inc()
             logger.warning("upstream %s ejected for %.0f s (%s)", upstream.name, self._router.ejection_cooldown, kind)
 
-    async def forward(self, request: AdmittedRequest, path: str, arrived: float) -> Response:
-        """The pass-through: the client's own body upstream, the upstream's bytes back unchanged."""
-        return await self._running(request, arrived, lambda: self._pass_through(request, path, arrived))
+    async def forward(
+        self, request: AdmittedRequest, path: str, arrived: float, *, only: Upstream | None = None
+    ) -> Response:
+        """The pass-through: the client's own body upstream, the upstream's bytes back unchanged.
+
+        With ``only``, the request goes to that upstream alone, byte for byte as it came (a confidential
+        envelope, which only the node that holds its key can open).
+        """
+        return await self._running(request, arrived, lambda: self._pass_through(request, path, arrived, only))
+
+    async def relay(
+        self, candidates: list[Upstream], path: str, body: bytes, model: str
+    ) -> tuple[Upstream | None, Response]:
+        """A request outside the ledger (a node lock) to the first of ``candidates`` that answers: who answered
+        (``None`` when none did), and the answer."""
+        attempt = await send_with_failover(
+            self._client, candidates, path, body, model=model, stream=False, hooks=self._hooks
+        )
+        if isinstance(attempt, Failure):
+            if attempt.body is None:
+                raise _failed(attempt)
+            headers = {"retry-after": attempt.retry_after} if attempt.retry_after else None
+            return None, Response(attempt.body, attempt.status, headers=headers, media_type="application/json")
+        try:
+            content = await attempt.response.aread()
+        except UpstreamError as exc:
+            raise APIStatusError(
+                f"The upstream failed: {exc}", status=502, type="upstream_error", code="upstream_failed"
+            ) from None
+        finally:
+            await attempt.response.aclose()
+            self._on_release(attempt.upstream)
+        media_type = attempt.response.headers.get("content-type", "application/json")
+        return attempt.upstream, Response(content, status_code=attempt.response.status_code, media_type=media_type)
 
     async def translate(
         self,
@@ -108,18 +139,20 @@ class Forwarder:
                 self.settle_unsent(request, arrived, 500, "gateway_error")
             raise
 
-    async def _pass_through(self, request: AdmittedRequest, path: str, arrived: float) -> Response:
+    async def _pass_through(
+        self, request: AdmittedRequest, path: str, arrived: float, only: Upstream | None
+    ) -> Response:
         admitted, payload, body = request.admitted, request.payload, request.body
         stream = payload.get("stream") is True
         strip_usage = False
-        if stream:
+        if stream and only is None:
             options = payload.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage") is True):
                 # Ask for the usage chunk to bill by; the client, which did not ask, will not see it.
                 payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
                 body = _encoder.encode(payload)
                 strip_usage = True
-        attempt = await self._attempt(request, path, body, stream, arrived, OPENAI_ERRORS)
+        attempt = await self._attempt(request, path, body, stream, arrived, OPENAI_ERRORS, only)
         if not isinstance(attempt, Attempt):
             return attempt
         if attempt.rest is not None:
@@ -162,12 +195,20 @@ class Forwarder:
         return await self._whole_answer(request, attempt, arrived, answer.errors, render or answer.body)
 
     async def _attempt(
-        self, request: AdmittedRequest, path: str, body: bytes, stream: bool, arrived: float, errors: ErrorShape
+        self,
+        request: AdmittedRequest,
+        path: str,
+        body: bytes,
+        stream: bool,
+        arrived: float,
+        errors: ErrorShape,
+        only: Upstream | None = None,
     ) -> Attempt | Response:
         """The upstream that answered (with failover), or the error answer when none did."""
         model = request.model
+        candidates = self._router.candidates(model) if only is None else [only]
         attempt = await send_with_failover(
-            self._client, self._router.candidates(model), path, body, model=model, stream=stream, hooks=self._hooks
+            self._client, candidates, path, body, model=model, stream=stream, hooks=self._hooks
         )
         if not isinstance(attempt, Failure):
             return attempt
@@ -181,9 +222,7 @@ class Forwarder:
             outcome="upstream_error",
         )
         if attempt.body is None:
-            raise APIStatusError(
-                attempt.message, status=attempt.status, type="upstream_error", code="upstream_unavailable"
-            )
+            raise _failed(attempt)
         headers = {"retry-after": attempt.retry_after} if attempt.retry_after else None
         content = attempt.body if errors is OPENAI_ERRORS else reshaped_error(attempt.status, attempt.body, errors)
         return Response(content, status_code=attempt.status, headers=headers, media_type="application/json")
@@ -290,6 +329,10 @@ class Forwarder:
             ttft=ttft,
             cancelled=cancelled,
         )
+
+
+def _failed(failure: Failure) -> APIStatusError:
+    return APIStatusError(failure.message, status=failure.status, type="upstream_error", code="upstream_unavailable")
 
 
 def _billable(prompt_estimate: int, inspector: StreamInspector) -> Billed:

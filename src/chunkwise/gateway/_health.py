@@ -43,7 +43,7 @@ class HealthChecker:
         if self._interval > 0:
             await self.check_all()
         else:
-            await asyncio.gather(*(self._check(up) for up in self._router.upstreams if not up.config.models))
+            await asyncio.gather(*(self.check(up) for up in self._router.upstreams if not up.config.models))
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
@@ -54,9 +54,10 @@ class HealthChecker:
             await self._client.aclose()
 
     async def check_all(self) -> None:
-        await asyncio.gather(*(self._check(upstream) for upstream in self._router.upstreams))
+        await asyncio.gather(*(self.check(upstream) for upstream in self._router.upstreams))
 
-    async def _check(self, upstream: Upstream) -> None:
+    async def check(self, upstream: Upstream) -> None:
+        """One upstream's check now: its health, and its models if it was configured without them."""
         assert self._client is not None, "the gateway has not started"
         headers = {"authorization": f"Bearer {upstream.api_key}"} if upstream.api_key else {}
         timeout = min(5.0, max(0.5, self._interval))

@@ -82,5 +82,12 @@ class Router:
         ranked.sort(key=lambda entry: entry[:3])
         return [entry[3] for entry in ranked]
 
+    def add(self, upstream: Upstream) -> None:
+        self.upstreams.append(upstream)
+
+    def remove(self, upstream: Upstream) -> None:
+        """Out of rotation; requests already sent to it run to their end."""
+        self.upstreams.remove(upstream)
+
     def eject(self, upstream: Upstream) -> None:
         upstream.ejected_until = time.monotonic() + self.ejection_cooldown

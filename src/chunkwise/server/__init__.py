@@ -8,6 +8,7 @@ from __future__ import annotations
 from ._admission import Admission, Ticket
 from ._app import create_app
 from ._errors import QueueFullError
+from ._join import GatewayMembership
 from ._keys import load_node_key, load_signer
 from ._protocol import h11_protocol
 from ._scheduler import QueuedAdmission, Scheduler
@@ -15,6 +16,7 @@ from ._settings import ServerSettings
 
 __all__ = [
     "Admission",
+    "GatewayMembership",
     "QueueFullError",
     "QueuedAdmission",
     "Scheduler",

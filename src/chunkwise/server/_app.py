@@ -88,6 +88,7 @@ def create_app(
         node_key=settings.node_key or NodeKey(),
         signer=settings.signer,
         max_body_size=settings.max_body_size,
+        node_small_id=settings.node_small_id,
         answers={
             "/v1/confidential/chat/completions": endpoints.confidential_chat,
             "/v1/confidential/completions": endpoints.confidential_completions,

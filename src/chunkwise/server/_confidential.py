@@ -115,6 +115,7 @@ class ConfidentialEndpoints:
         signer: Signer | None,
         max_body_size: int,
         answers: Mapping[str, ConfidentialAnswer],
+        node_small_id: int = 0,
     ) -> None:
         """``answers``: each confidential path (``/v1/confidential/chat/completions``) and its handler."""
         self._model_ids = model_ids
@@ -122,6 +123,7 @@ class ConfidentialEndpoints:
         self._signer = signer
         self._max_body_size = max_body_size
         self._answers = answers
+        self._node_small_id = node_small_id
         self._stacks = itertools.count(1)
         self._replays = ReplayGuard()
 
@@ -138,7 +140,9 @@ class ConfidentialEndpoints:
             raise ModelNotFoundError(body.model, ", ".join(self._model_ids))
         answer = _encoder.encode(
             NodesCreateLockResponse(
-                public_key=self._node_key.public_key_base64, node_small_id=0, stack_small_id=next(self._stacks)
+                public_key=self._node_key.public_key_base64,
+                node_small_id=self._node_small_id,
+                stack_small_id=next(self._stacks),
             )
         )
         if self._signer is not None:

@@ -42,6 +42,8 @@ class ServerSettings:
     cors_origins: tuple[str, ...] = ("*",)
     #: The X25519 key confidential clients encrypt to (``POST /v1/nodes/lock``); ``None``: a new one per app.
     node_key: NodeKey | None = None
+    #: The id ``POST /v1/nodes/lock`` answers: the one the node registers with a gateway (``serve --join``).
+    node_small_id: int = 0
     #: When set, every chunk and every non-stream answer is signed and chained (``GET /signing-key``).
     signer: Signer | None = None
     #: Where stored Responses (``store``, ``previous_response_id``) live: ``None`` keeps them in memory, a

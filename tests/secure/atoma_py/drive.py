@@ -1,8 +1,9 @@
 """Drives the official Atoma Python SDK, unmodified, in its own venv (.venv-atoma): drive.py URL MODEL MODE [KEY].
 
 MODE is create, create_async, stream or stream_async (confidential chat), or embeddings or
-confidential_embeddings. Prints one JSON line: {"content": ..., "usage": ...} for the creates, {"chunks": [...]}
-for the streams, {"embeddings": [...], "usage": ...} for the embeddings.
+confidential_embeddings, or nodes_create (then MODEL is the JSON of its `data` and `signature`). Prints one
+JSON line: {"content": ..., "usage": ...} for the creates, {"chunks": [...]} for the streams,
+{"embeddings": [...], "usage": ...} for the embeddings, {"message": ...} for nodes_create.
 """
 
 import asyncio
@@ -36,6 +37,8 @@ def embeddings(result: Any) -> dict[str, Any]:
 
 def run() -> dict[str, Any]:
     with AtomaSDK(bearer_auth=KEY, server_url=URL) as sdk:
+        if MODE == "nodes_create":
+            return {"message": sdk.nodes.nodes_create(**json.loads(MODEL)).message}
         if MODE == "embeddings":
             return embeddings(sdk.embeddings.create(model=MODEL, input_=EMBEDDING_INPUT))
         if MODE == "confidential_embeddings":
