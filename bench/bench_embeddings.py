@@ -9,10 +9,13 @@ bench/build_llama_server.sh the first time (about 8 minutes on 2 cores), run wit
 mean`` and 8 slots. chunkwise serves the model's own pooled embeddings (mean pooling, L2-normalised, as
 llama-server's OpenAI route normalises them).
 
-For 1, 16 and 64 inputs per request, ``--rounds`` rounds of one request at a time and of 8 concurrent
-requests; every input is a different sentence (unique per round, so that no prompt cache helps). Reported:
-inputs/s (all inputs of a round over its wall time; the median round) for each server and chunkwise's
-ratio, and how far apart the two servers' vectors for the same texts are (cosine similarity).
+Levels: 1, 16 and 64 inputs per request one request at a time, and 8 concurrent requests of 1 and of 16
+inputs; ``--rounds`` rounds each, the servers taking turns round after round. A round sends at least
+``MIN_ROUND_INPUTS`` inputs (a worker sends its requests one after another), every input a different
+sentence (unique per round, so that no prompt cache helps). Reported as soon as a level is done, and in the
+table: inputs/s (all inputs of a round over its wall time; the best round, since the machine may be shared)
+for each server and chunkwise's ratio; then how far apart the two servers' vectors for the same texts are
+(cosine similarity).
 
 ``--chunkwise-only`` measures chunkwise alone (a smoke run of the script, no llama-server needed).
 """
@@ -31,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from bench_batching import build_llama_server
-from bench_server import free_port, load, machine, median, running
+from bench_server import free_port, load, machine, running
 from chunkwise.engine import DEFAULT_MODEL_ID, default_model_path
 from running import at_once
 from sections import write_section  # bench/ is on sys.path when this file runs as a script
@@ -39,6 +42,10 @@ from sections import write_section  # bench/ is on sys.path when this file runs 
 SECTION = "## Embeddings"
 INPUTS_PER_REQUEST = (1, 16, 64)
 CONCURRENT = 8
+#: Inputs per request at the concurrent level.
+CONCURRENT_INPUTS = (1, 16)
+#: The fewest inputs of one round: short levels send several requests in turn.
+MIN_ROUND_INPUTS = 16
 #: chunkwise's default: one thread per core; llama-server gets the same.
 THREADS = os.cpu_count() or 1
 N_CTX = 512
@@ -59,11 +66,20 @@ def sentences(count: int, tag: str) -> list[str]:
 class ServerResult:
     #: (inputs per request, concurrent requests) → inputs/s of each round.
     rates: dict[tuple[int, int], list[float]] = field(default_factory=dict)
-    #: The vectors of the reference sentences.
+    #: The vectors of the reference sentences, all in one request.
     reference: list[list[float]] = field(default_factory=list)
+    #: The vectors of the reference sentences, one request each.
+    alone: list[list[float]] = field(default_factory=list)
+
+    def agreement(self) -> str:
+        """How close each reference sentence's vector in the batch is to its vector alone."""
+        if self.reference == self.alone:
+            return "bitwise the same"
+        similarities = [cosine(a, b) for a, b in zip(self.reference, self.alone, strict=True)]
+        return f"cosine similarity {min(similarities):.6f} to {max(similarities):.6f}"
 
     def rate(self, inputs: int, concurrent: int) -> float:
-        return median(self.rates[inputs, concurrent])
+        return max(self.rates[inputs, concurrent])
 
 
 def embed(client: httpx.Client, texts: list[str]) -> list[list[float]]:
@@ -76,20 +92,23 @@ def embed(client: httpx.Client, texts: list[str]) -> list[list[float]]:
 
 
 def one_round(url: str, inputs: int, concurrent: int, tag: str) -> float:
-    """``concurrent`` requests of ``inputs`` sentences each, sent at once; inputs/s over the round."""
+    """``concurrent`` workers at once, each sending requests of ``inputs`` sentences one after another;
+    inputs/s over the round."""
     failures: list[BaseException] = []
+    requests = max(1, math.ceil(MIN_ROUND_INPUTS / (inputs * concurrent)))
 
     def work(index: int) -> None:
         try:
             with httpx.Client(base_url=url, timeout=600) as client:
-                embed(client, sentences(inputs, f"{tag}.{index}"))
+                for request in range(requests):
+                    embed(client, sentences(inputs, f"{tag}.{index}.{request}"))
         except BaseException as exc:  # reported after the round
             failures.append(exc)
 
     elapsed = at_once(concurrent, work)
     if failures:
         raise RuntimeError(f"{len(failures)} requests failed: {failures[0]!r}")
-    return inputs * concurrent / elapsed
+    return inputs * concurrent * requests / elapsed
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -143,12 +162,18 @@ def measure(urls: dict[str, str], rounds: int, levels: list[tuple[int, int]]) ->
         with httpx.Client(base_url=url, timeout=600) as client:
             embed(client, sentences(4, f"warm-{name}"))
             results[name].reference = embed(client, sentences(16, "reference"))
+            results[name].alone = [embed(client, [text])[0] for text in sentences(16, "reference")]
+    for check in similarity_checks(results):
+        print(f"  {check}", flush=True)
     for inputs, concurrent in levels:
-        print(f"  {inputs} inputs per request, {concurrent} at once ...", flush=True)
         for round_ in range(rounds):
             for name, url in urls.items():
                 rate = one_round(url, inputs, concurrent, f"{name}-{inputs}-{concurrent}-{round_}")
                 results[name].rates.setdefault((inputs, concurrent), []).append(rate)
+        best = {name: result.rate(inputs, concurrent) for name, result in results.items()}
+        shown = ", ".join(f"{name} {rate:.1f}" for name, rate in best.items())
+        ratio = f"; chunkwise ×{best['chunkwise'] / best['llama-server']:.2f}" if "llama-server" in best else ""
+        print(f"  {inputs} inputs per request, {concurrent} at once: inputs/s {shown}{ratio}", flush=True)
     return results
 
 
@@ -166,22 +191,31 @@ def report(results: dict[str, ServerResult], levels: list[tuple[int, int]]) -> t
             row += f" | ×{ratio:.2f}"
             checks.append(f"{inputs} inputs × {concurrent}: ×{ratio:.2f} {'meets' if ratio >= 1.0 else 'MISSES'} ≥ 1.0")
         rows.append(row + " |")
-    if len(names) == 2:
-        similarities = [
-            cosine(a, b) for a, b in zip(results[names[0]].reference, results[names[1]].reference, strict=True)
-        ]
+    return "\n".join(rows), [*checks, *similarity_checks(results)]
+
+
+def similarity_checks(results: dict[str, ServerResult]) -> list[str]:
+    """Each server's vectors of 16 sentences in one request against each alone, and the servers' vectors of
+    the sentences alone against each other."""
+    checks = [
+        f"{name}, 16 sentences in one request against each alone: {result.agreement()}"
+        for name, result in results.items()
+    ]
+    if len(results) == 2:
+        first, second = (result.alone for result in results.values())
+        similarities = [cosine(a, b) for a, b in zip(first, second, strict=True)]
         checks.append(
-            f"the two servers' vectors for 16 sentences: cosine similarity {min(similarities):.6f} to "
+            f"the two servers' vectors of the 16 sentences alone: cosine similarity {min(similarities):.6f} to "
             f"{max(similarities):.6f}"
         )
-    return "\n".join(rows), checks
+    return checks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: the bundled SmolLM2)")
     parser.add_argument("--llama-server", type=Path, default=None, help="llama-server binary (default: build it)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per level and server")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per level and server")
     parser.add_argument(
         "--inputs",
         type=int,
@@ -194,7 +228,7 @@ def main() -> None:
     args = parser.parse_args()
     model = args.model or default_model_path()
     sizes = tuple(args.inputs) if args.inputs else INPUTS_PER_REQUEST
-    levels = [(inputs, concurrent) for concurrent in (1, args.concurrent) for inputs in sizes]
+    levels = [(inputs, 1) for inputs in sizes] + [(inputs, args.concurrent) for inputs in CONCURRENT_INPUTS]
     before = load()
     with tempfile.TemporaryDirectory(prefix="bench-embeddings-") as logs:
         chunkwise_port = free_port()
@@ -223,7 +257,7 @@ def main() -> None:
             f"`{shown.strip()}` on {datetime.date.today().isoformat()}: {machine()}; load average before: "
             f"{before}. `/v1/embeddings` of `chunkwise serve --n-ctx {N_CTX}` against `llama-server --embeddings "
             f"--pooling mean --parallel {CONCURRENT}` on the same GGUF, both up in the same run and measured in "
-            f"turn, {args.rounds} rounds per level (the median round's inputs/s).\n\n"
+            f"turn, {args.rounds} rounds per level (the best round's inputs/s).\n\n"
             f"{table}\n\n" + "\n".join(f"- {check}" for check in checks) + "\n"
         )
         write_section(args.write, SECTION, section)

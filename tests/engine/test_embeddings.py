@@ -62,6 +62,23 @@ def test_the_same_bits_alone_in_a_batch_and_beside_other_requests(embedder: Llam
         assert vectors(response) == [alone[index % len(TEXTS)], alone[0]]
 
 
+def test_inputs_decoded_together_keep_their_bits_across_micro_batches(embedder: LlamaEmbedder) -> None:
+    # Long inputs of different lengths: decoded together they fill several micro-batches, and llama.cpp
+    # cuts them at other places than when each is alone.
+    texts = [
+        "A lighthouse keeper counted the ships. " * 40,
+        "short",
+        "The night train crossed the bridge slowly. " * 40,
+        "Bread rises in a warm kitchen. " * 60,
+        *TEXTS,
+    ]
+    assert embedder.max_sequences >= len(texts)
+    assert sum(len(embedder.tokenize(text)) for text in texts) > 2 * EMBEDDING_CTX
+    alone = [vectors(embed(embedder, input=text))[0] for text in texts]
+    assert vectors(embed(embedder, input=texts)) == alone
+    assert vectors(embed(embedder, input=texts[::-1])) == alone[::-1]
+
+
 def test_requests_take_turns_so_a_small_one_does_not_wait_for_a_big_one(embedder: LlamaEmbedder) -> None:
     finished: list[str] = []
 

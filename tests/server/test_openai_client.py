@@ -248,9 +248,11 @@ def test_legacy_text_completions(client: openai.OpenAI, stream: bool) -> None:
     whole = client.completions.create(**request)
     assert whole.id.startswith("cmpl-")
     assert whole.object == "text_completion"
+    assert whole.system_fingerprint and whole.system_fingerprint.startswith("chunkwise-")
     assert whole.usage is not None and 0 < whole.usage.completion_tokens <= 6
     if stream:
         pieces = list(client.completions.create(**request, stream=True, stream_options={"include_usage": True}))
+        assert all(piece.system_fingerprint == whole.system_fingerprint for piece in pieces if piece.choices)
         text = "".join(c.text for piece in pieces for c in piece.choices)
         assert text == whole.choices[0].text
         assert pieces[-1].choices == [] and pieces[-1].usage is not None

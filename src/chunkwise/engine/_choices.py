@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, TypedDict, TypeVar, Unpack
 
+from .._version import __version__
 from ..types import (
     ChatCompletionChunk,
     ChoiceDelta,
@@ -28,6 +29,10 @@ from ..types import (
     TopLogprob,
 )
 from ._text import StopMatcher, TokenTextDecoder, ToolCallArgumentStream, ToolCallEvent
+
+#: What text completions name as their ``system_fingerprint``: the Atoma TypeScript SDK's completions
+#: require one (OpenAI's wire allows it).
+SYSTEM_FINGERPRINT = f"chunkwise-{__version__}"
 
 __all__ = [
     "ChatChoiceWriter",
@@ -298,7 +303,13 @@ class TextChoiceWriter(ChoiceWriter[Completion]):
             stop_reason=self.stop_text if finish_reason else None,
         )
         header = self.header
-        chunk = Completion(id=header.id, created=header.created, model=header.model, choices=[choice])
+        chunk = Completion(
+            id=header.id,
+            created=header.created,
+            model=header.model,
+            choices=[choice],
+            system_fingerprint=SYSTEM_FINGERPRINT,
+        )
         return chunk, self._take_tokens()
 
     def _content(self, text: str) -> Emitted[Completion]:
