@@ -226,7 +226,7 @@ def main() -> None:
         write_section(args.write, SECTION, section)
         print(f"wrote the '{SECTION}' section of {args.write}")
     if (path := chart_path(args)) is not None:
-        caption = f"{args.max_tokens} greedy tokens per stream, {args.rounds} rounds (tokens/s: median round); "
+        caption = f"{args.max_tokens} greedy tokens per stream, rounds: {args.rounds} (tokens/s: the median round); "
         chart(path, results, levels, caption + f"{datetime.date.today().isoformat()}, {machine()}")
 
 
