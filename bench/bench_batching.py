@@ -39,6 +39,7 @@ from bench_server import (
     running,
     stream_once,
 )
+from charts import Panel, add_chart_options, chart_path, draw_bars
 from chunkwise.engine import DEFAULT_MODEL_ID, default_model_path
 from sections import write_section  # bench/ is on sys.path when this file runs as a script
 
@@ -163,6 +164,19 @@ run and expect them to move between runs.
 """
 
 
+def chart(path: Path, results: dict[str, ServerResult], levels: tuple[int, ...], caption: str) -> None:
+    """The printed table's aggregate tokens/s and p50 TTFT, as bars by concurrency."""
+    groups = [f"{streams} stream{'s' if streams > 1 else ''}" for streams in levels]
+    rates = {name: [result.aggregate(streams) for streams in levels] for name, result in results.items()}
+    ttfts = {name: [result.ttft(streams, 0.5) * 1000 for streams in levels] for name, result in results.items()}
+    panels = [
+        Panel("aggregate tokens/s (higher is better)", "tokens/s", groups, rates),
+        Panel("p50 time to first token (lower is better)", "ms", groups, ttfts),
+    ]
+    draw_bars(path, "Continuous batching: chunkwise serve vs llama-server --parallel 8", panels, caption)
+    print(f"drew {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: the bundled SmolLM2)")
@@ -177,6 +191,7 @@ def main() -> None:
         help=f"a concurrency level to measure, repeatable (default: {', '.join(map(str, CONCURRENCY))})",
     )
     parser.add_argument("--write", type=Path, default=None, help=f"update the '{SECTION}' section of this file")
+    add_chart_options(parser, "batching")
     args = parser.parse_args()
     levels = tuple(sorted(set(args.streams))) if args.streams else CONCURRENCY
     model = args.model or default_model_path()
@@ -210,6 +225,9 @@ def main() -> None:
         )
         write_section(args.write, SECTION, section)
         print(f"wrote the '{SECTION}' section of {args.write}")
+    if (path := chart_path(args)) is not None:
+        caption = f"{args.max_tokens} greedy tokens per stream, rounds: {args.rounds} (tokens/s: the median round); "
+        chart(path, results, levels, caption + f"{datetime.date.today().isoformat()}, {machine()}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import httpx
 
 from bench_batching import build_llama_server
 from bench_server import free_port, load, machine, running
+from charts import Panel, add_chart_options, chart_path, draw_bars
 from chunkwise.engine import DEFAULT_MODEL_ID, default_model_path
 from running import at_once
 from sections import write_section  # bench/ is on sys.path when this file runs as a script
@@ -211,6 +212,19 @@ def similarity_checks(results: dict[str, ServerResult]) -> list[str]:
     return checks
 
 
+def chart(path: Path, results: dict[str, ServerResult], levels: list[tuple[int, int]], caption: str) -> None:
+    """The printed table's inputs/s, as bars by inputs per request: one panel per number of requests at once."""
+    panels = []
+    for concurrent in dict.fromkeys(concurrent for _, concurrent in levels):
+        sizes = [inputs for inputs, at_once_ in levels if at_once_ == concurrent]
+        groups = [f"{inputs} input{'s' if inputs > 1 else ''}" for inputs in sizes]
+        rates = {name: [result.rate(inputs, concurrent) for inputs in sizes] for name, result in results.items()}
+        title = "one request at a time" if concurrent == 1 else f"{concurrent} requests at once"
+        panels.append(Panel(f"{title} (higher is better)", "inputs/s", groups, rates))
+    draw_bars(path, "Embeddings: chunkwise serve vs llama-server --embeddings", panels, caption)
+    print(f"drew {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: the bundled SmolLM2)")
@@ -225,6 +239,7 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=CONCURRENT, help="requests at once in the busy levels")
     parser.add_argument("--chunkwise-only", action="store_true", help="measure chunkwise alone (a smoke run)")
     parser.add_argument("--write", type=Path, default=None, help=f"update the '{SECTION}' section of this file")
+    add_chart_options(parser, "embeddings")
     args = parser.parse_args()
     model = args.model or default_model_path()
     sizes = tuple(args.inputs) if args.inputs else INPUTS_PER_REQUEST
@@ -262,6 +277,9 @@ def main() -> None:
         )
         write_section(args.write, SECTION, section)
         print(f"wrote the '{SECTION}' section of {args.write}")
+    if (path := chart_path(args)) is not None:
+        caption = f"inputs/s, the best of {args.rounds} rounds; {datetime.date.today().isoformat()}, {machine()}"
+        chart(path, results, levels, caption)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import httpx
 
 from bench_batching import build_llama_server
 from bench_server import free_port, load, machine, running
+from charts import Panel, add_chart_options, chart_path, draw_bars
 from chunkwise.engine import DEFAULT_MODEL_ID, default_model_path
 from sections import write_section  # bench/ is on sys.path when this file runs as a script
 
@@ -220,6 +221,14 @@ def report(results: list[Contender], tasks: list[str]) -> tuple[str, list[str]]:
     return "\n".join(rows), checks
 
 
+def chart(path: Path, results: list[Contender], tasks: list[str], caption: str) -> None:
+    """The printed table's tokens/s, as bars by task."""
+    rates = {contender.name: [contender.tasks[task].tokens_per_second for task in tasks] for contender in results}
+    panel = Panel("tokens/s by task (higher is better)", "tokens/s", tasks, rates)
+    draw_bars(path, "Speculative decoding: chunkwise serve vs llama-server", [panel], caption)
+    print(f"drew {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: the bundled SmolLM2)")
@@ -231,6 +240,7 @@ def main() -> None:
     parser.add_argument("--chunkwise-only", action="store_true", help="compare chunkwise with and without speculation")
     parser.add_argument("--task", action="append", default=None, help="a task to run, repeatable (default: all)")
     parser.add_argument("--write", type=Path, default=None, help=f"update the '{SECTION}' section of this file")
+    add_chart_options(parser, "speculation")
     args = parser.parse_args()
     if not 1 <= args.runs < len(VARIANTS):
         parser.error(f"--runs must be between 1 and {len(VARIANTS) - 1}: each run is another instance of the task")
@@ -264,6 +274,9 @@ def main() -> None:
         )
         write_section(args.write, SECTION, section)
         print(f"wrote the '{SECTION}' section of {args.write}")
+    if (path := chart_path(args)) is not None:
+        caption = f"non-streamed greedy requests of {args.max_tokens} tokens at most, best of {args.runs}; "
+        chart(path, results, tasks, caption + f"{datetime.date.today().isoformat()}, {machine()}")
 
 
 if __name__ == "__main__":
