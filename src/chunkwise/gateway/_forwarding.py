@@ -111,10 +111,8 @@ class Forwarder:
     def settle_unsent(self, request: AdmittedRequest, arrived: float, status: int, outcome: str) -> None:
         """The ledger row of a request that never went upstream, which frees its reservation."""
         self._ledger.record(
-            request.admitted,
-            request.label,
+            request,
             None,
-            started_at=request.started_at,
             arrived=arrived,
             status=status,
             outcome=outcome,
@@ -213,10 +211,8 @@ class Forwarder:
         if not isinstance(attempt, Failure):
             return attempt
         self._ledger.record(
-            request.admitted,
-            request.label,
+            request,
             attempt.upstream,
-            started_at=request.started_at,
             arrived=arrived,
             status=attempt.status,
             outcome="upstream_error",
@@ -236,15 +232,12 @@ class Forwarder:
         render: Callable[[ChatCompletion], bytes] | None = None,
     ) -> Response:
         """The upstream's whole answer: passed on as it is, or with ``render`` translated from chat."""
-        admitted, model, started_at = request.admitted, request.label, request.started_at
         upstream = attempt.upstream
         response = attempt.response
         try:
             content = await response.aread()
         except UpstreamError as exc:
-            self._ledger.record(
-                admitted, model, upstream, started_at=started_at, arrived=arrived, status=502, outcome="upstream_error"
-            )
+            self._ledger.record(request, upstream, arrived=arrived, status=502, outcome="upstream_error")
             raise APIStatusError(
                 f"The upstream failed: {exc}", status=502, type="upstream_error", code="upstream_failed"
             ) from None
@@ -260,10 +253,8 @@ class Forwarder:
             if usage is not None:
                 prompt, completion = usage.prompt_tokens, usage.completion_tokens
         self._ledger.record(
-            admitted,
-            model,
+            request,
             upstream,
-            started_at=started_at,
             arrived=arrived,
             status=response.status_code,
             outcome="ok" if response.status_code == 200 else "upstream_error",
@@ -316,10 +307,8 @@ class Forwarder:
         else:
             result = "ok"
         self._ledger.record(
-            admitted,
-            model,
+            request,
             upstream,
-            started_at=request.started_at,
             arrived=arrived,
             status=200,
             outcome=result,

@@ -15,10 +15,14 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._ledger import Admitted, Progress, Store, UsageRow
 from ._metrics import GatewayMetrics
 from ._routing import Upstream
+
+if TYPE_CHECKING:
+    from ._admission import AdmittedRequest
 
 __all__ = ["STALE_INTERVALS", "LedgerWriter"]
 
@@ -114,11 +118,9 @@ class LedgerWriter:
 
     def record(
         self,
-        admitted: Admitted,
-        model: str,
+        request: AdmittedRequest,
         upstream: Upstream | None,
         *,
-        started_at: float,
         arrived: float,
         status: int,
         outcome: str,
@@ -128,6 +130,7 @@ class LedgerWriter:
         ttft: float | None = None,
         cancelled: bool = False,
     ) -> None:
+        admitted, model = request.admitted, request.label
         self._running.pop(admitted.usage_id, None)
         metrics = self._metrics
         upstream_name = upstream.name if upstream is not None else ""
@@ -144,7 +147,7 @@ class LedgerWriter:
                 key_id=admitted.key_id,
                 model=model,
                 upstream=upstream.name if upstream is not None else None,
-                started_at=started_at,
+                started_at=request.started_at,
                 prompt_tokens=prompt_tokens,
                 prompt_estimated=prompt_estimated,
                 completion_tokens=completion_tokens,
