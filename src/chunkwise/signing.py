@@ -121,9 +121,10 @@ class KeyPair:
     __slots__ = ("_key", "public_key")
     _curve: ClassVar[str]
 
-    def __init_subclass__(cls, *, curve: str, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, curve: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._curve = curve
+        if curve is not None:  # a subclass of a subclass keeps its curve
+            cls._curve = curve
 
     def __init__(self, private_key: bytes | None = None) -> None:
         """A new random key, or the one whose 32 raw private bytes are ``private_key``."""
