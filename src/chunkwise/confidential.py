@@ -109,17 +109,11 @@ def derive_key(shared_secret: bytes, salt: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=salt, info=b"").derive(shared_secret)
 
 
-class NodeKey(KeyPair):
+class NodeKey(KeyPair, curve="X25519"):
     """The server's X25519 key pair; clients lock its public half and encrypt to it."""
 
     __slots__ = ()
     _key: X25519PrivateKey
-
-    @staticmethod
-    def _key_type() -> type[X25519PrivateKey]:
-        from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
-        return X25519PrivateKey
 
     def agree(self, salt: bytes, peer_public_key: bytes) -> bytes:
         """The symmetric key shared with the holder of ``peer_public_key`` for this ``salt``."""

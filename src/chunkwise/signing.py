@@ -20,7 +20,8 @@ import binascii
 import functools
 import hashlib
 import hmac
-from typing import TYPE_CHECKING, Any, Protocol
+import importlib
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import msgspec
 
@@ -111,22 +112,28 @@ def decode_public_key(key: str | bytes) -> bytes:
 
 class KeyPair:
     """A private key whose halves are 32 raw bytes: the shape of :class:`Signer` and of the confidential
-    ``NodeKey``, which differ only in the curve and in what the private half does."""
+    ``NodeKey``, which differ only in the curve and in what the private half does.
+
+    A subclass names its curve once, ``class Signer(KeyPair, curve="Ed25519")``: the private key class is
+    ``cryptography``'s ``<curve>PrivateKey``, imported when a key is made (``cryptography`` is an extra).
+    """
 
     __slots__ = ("_key", "public_key")
+    _curve: ClassVar[str]
+
+    def __init_subclass__(cls, *, curve: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if curve is not None:  # a subclass of a subclass keeps its curve
+            cls._curve = curve
 
     def __init__(self, private_key: bytes | None = None) -> None:
         """A new random key, or the one whose 32 raw private bytes are ``private_key``."""
-        key_type = self._key_type()
+        module = importlib.import_module(f"cryptography.hazmat.primitives.asymmetric.{self._curve.lower()}")
+        key_type: _RawPrivateKeyType = getattr(module, f"{self._curve}PrivateKey")
         key = key_type.generate() if private_key is None else key_type.from_private_bytes(private_key)
         self._key = key
         #: The 32 raw bytes of the public key.
         self.public_key: bytes = key.public_key().public_bytes_raw()
-
-    @staticmethod
-    def _key_type() -> _RawPrivateKeyType:
-        """The curve's private key class, imported when a key is made (``cryptography`` is an extra)."""
-        raise NotImplementedError
 
     @property
     def public_key_base64(self) -> str:
@@ -136,17 +143,11 @@ class KeyPair:
         return self._key.private_bytes_raw()
 
 
-class Signer(KeyPair):
+class Signer(KeyPair, curve="Ed25519"):
     """An Ed25519 signing key that signs hashes the way an Atoma node does."""
 
     __slots__ = ()
     _key: Ed25519PrivateKey
-
-    @staticmethod
-    def _key_type() -> type[Ed25519PrivateKey]:
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        return Ed25519PrivateKey
 
     def sign_hash(self, digest: bytes) -> str:
         """Sui's base64 ``flag || signature || public key`` over the hash bytes."""

@@ -55,6 +55,14 @@ def test_a_missing_model_file_is_a_clear_error() -> None:
     assert "does not exist" in result.output
 
 
+def test_a_key_file_that_cannot_be_written_is_a_clear_error(tmp_path: Path) -> None:
+    # Before anything is loaded: the failure must be reported, not crash on the cleanup of what never started.
+    (tmp_path / "file").write_bytes(b"")
+    result = CliRunner().invoke(main, ["serve", "--node-key-file", str(tmp_path / "file" / "node.pem")])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: FileExistsError")
+
+
 def test_an_embedding_model_needs_the_embeddings_route_and_no_ray(tmp_path: Path) -> None:
     model = tmp_path / "e.gguf"
     model.write_bytes(b"")

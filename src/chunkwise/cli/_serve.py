@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import shlex
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 import msgspec
@@ -88,9 +90,65 @@ def _load_embedder(console: Console, engine: Any, model_path: Path | None, n_thr
     return embedder
 
 
-@click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for all).")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks one).")
+_SECONDS = click.FloatRange(min=0, min_open=True)
+_ONE_OR_MORE = click.IntRange(min=1)
+
+_Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _option_group(
+    group: str, *options: _Decorator, into: Callable[[dict[str, Any]], Any] = lambda values: values
+) -> _Decorator:
+    """``options`` whose values the command receives as one argument, ``group``: a dict keyed by their parameter
+    names (the keywords they are passed on as, so that each option is written once), or what ``into`` makes
+    of it."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def grouped(**values: Any) -> Any:
+            values[group] = into({name: values.pop(name) for name in names})
+            return command(**values)
+
+        # wraps() copied the command's parameter list; the group's options are added after what it holds.
+        params: list[click.Parameter] = grouped.__dict__.setdefault("__click_params__", [])
+        known = len(params)
+        for option in reversed(options):
+            option(grouped)
+        names = [param.name for param in reversed(params[known:]) if param.name is not None]
+        return grouped
+
+    return decorate
+
+
+class _KeyFile(NamedTuple):
+    #: The PEM file; ``None``: a key for this run only (or none, for the signing key).
+    path: Path | None
+    #: Replace the key in ``path`` with a new one first.
+    rotate: bool
+
+
+def _key_file_options(key: str, *, envvar: str, help: str) -> _Decorator:
+    """``--<key>-key-file`` and ``--rotate-<key>-key``, which the command receives as one :class:`_KeyFile`,
+    ``<key>_key``."""
+    path_flag, rotate_flag = f"--{key}-key-file", f"--rotate-{key}-key"
+
+    def key_file(values: dict[str, Any]) -> _KeyFile:
+        found = _KeyFile(values[f"{key}_key_file"], values[f"rotate_{key}_key"])
+        if found.rotate and found.path is None:
+            raise click.UsageError(f"{rotate_flag} needs {path_flag}")
+        return found
+
+    return _option_group(
+        f"{key}_key",
+        click.option(path_flag, type=click.Path(dir_okay=False, path_type=Path), envvar=envvar, help=help),
+        click.option(rotate_flag, is_flag=True, help=f"Replace the key in {path_flag} with a new one before serving."),
+        into=key_file,
+    )
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 for all).")
+@click.option("--port", default=8000, type=click.IntRange(0, 65535), help="Port (0 picks one).")
 @click.option(
     "--model",
     "model_path",
@@ -115,7 +173,6 @@ def _load_embedder(console: Console, engine: Any, model_path: Path | None, n_thr
 @click.option(
     "--embeddings/--no-embeddings",
     default=True,
-    show_default=True,
     help="Serve /v1/embeddings (in a llama.cpp context of its own; not with --ray).",
 )
 @click.option(
@@ -133,22 +190,20 @@ def _load_embedder(console: Console, engine: Any, model_path: Path | None, n_thr
 )
 @click.option(
     "--n-threads",
-    type=click.IntRange(min=1),
+    type=_ONE_OR_MORE,
     default=None,
     show_default="one per core",
     help="CPU threads for generation and prompt evaluation.",
 )
 @click.option(
     "--max-running",
-    type=click.IntRange(min=1),
+    type=_ONE_OR_MORE,
     default=8,
-    show_default=True,
     help="Sequences decoded together (a request with n=4 counts 4); more requests wait in the queue.",
 )
 @click.option(
     "--speculation/--no-speculation",
     default=True,
-    show_default=True,
     help="Let each sequence guess tokens from its prompt and output, verified in the same decode step "
     "(prompt lookup); the output is the same either way.",
 )
@@ -156,80 +211,66 @@ def _load_embedder(console: Console, engine: Any, model_path: Path | None, n_thr
     "--draft-max",
     type=click.IntRange(min=1, max=48),
     default=16,
-    show_default=True,
     help="With --speculation: the most tokens one sequence guesses per step.",
 )
-@click.option(
-    "--queue-size",
-    type=click.IntRange(min=0),
-    default=16,
-    show_default=True,
-    help="Requests that may wait for room in the engine; more get 429.",
+@_option_group(
+    # ServerSettings fields of the same names.
+    "server_options",
+    click.option(
+        "--queue-size",
+        type=click.IntRange(min=0),
+        default=16,
+        help="Requests that may wait for room in the engine; more get 429.",
+    ),
+    click.option(
+        "--keepalive-interval",
+        type=_SECONDS,
+        default=15.0,
+        help="Seconds between SSE keep-alive comments while a stream waits in the queue.",
+    ),
+    click.option(
+        "--write-timeout",
+        type=_SECONDS,
+        default=30.0,
+        help="Seconds a client may read nothing of its response before the response is cancelled.",
+    ),
+    click.option(
+        "--header-timeout",
+        type=_SECONDS,
+        default=30.0,
+        help="Seconds a connection may take to send a request's headers before it is closed.",
+    ),
+    click.option(
+        "--max-connections",
+        type=_ONE_OR_MORE,
+        default=1000,
+        help="Open connections past which the one that has waited longest for a request is closed.",
+    ),
+    click.option(
+        "--max-body-size",
+        type=_ONE_OR_MORE,
+        default=4 * 1024 * 1024,
+        help="Largest request body in bytes; larger ones get 413.",
+    ),
+    click.option(
+        "--cors-origin",
+        "cors_origins",
+        multiple=True,
+        default=["*"],
+        help="Origin allowed to call the API from a browser; repeat for several.",
+    ),
 )
-@click.option(
-    "--keepalive-interval",
-    type=click.FloatRange(min=0, min_open=True),
-    default=15.0,
-    show_default=True,
-    help="Seconds between SSE keep-alive comments while a stream waits in the queue.",
-)
-@click.option(
-    "--write-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="Seconds a client may read nothing of its response before the response is cancelled.",
-)
-@click.option(
-    "--header-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="Seconds a connection may take to send a request's headers before it is closed.",
-)
-@click.option(
-    "--max-connections",
-    type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
-    help="Open connections past which the one that has waited longest for a request is closed.",
-)
-@click.option(
-    "--max-body-size",
-    type=click.IntRange(min=1),
-    default=4 * 1024 * 1024,
-    show_default=True,
-    help="Largest request body in bytes; larger ones get 413.",
-)
-@click.option(
-    "--cors-origin",
-    "cors_origins",
-    multiple=True,
-    default=["*"],
-    show_default=True,
-    help="Origin allowed to call the API from a browser; repeat for several.",
-)
-@click.option(
-    "--node-key-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+@_key_file_options(
+    "node",
     envvar="CHUNKWISE_NODE_KEY_FILE",
-    default=None,
     help="PEM file of the X25519 key confidential clients encrypt to; created if missing, kept across restarts. "
     "Default: a new key at every start.",
 )
-@click.option(
-    "--rotate-node-key", is_flag=True, help="Replace the key in --node-key-file with a new one before serving."
-)
-@click.option(
-    "--signing-key-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+@_key_file_options(
+    "signing",
     envvar="CHUNKWISE_SIGNING_KEY_FILE",
-    default=None,
     help="PEM file of an Ed25519 key; created if missing. With it every chunk and answer is signed and chained, "
     "and GET /signing-key serves the public key. Default: answers are not signed.",
-)
-@click.option(
-    "--rotate-signing-key", is_flag=True, help="Replace the key in --signing-key-file with a new one before serving."
 )
 @click.option(
     "--response-store",
@@ -240,82 +281,87 @@ def _load_embedder(console: Console, engine: Any, model_path: Path | None, n_thr
 )
 @click.option(
     "--response-store-size",
-    type=click.IntRange(min=1),
+    type=_ONE_OR_MORE,
     default=1000,
-    show_default=True,
     help="Stored Responses kept; the least recently used go first.",
 )
-@click.option(
-    "--join",
-    "join_url",
-    default=None,
-    metavar="GATEWAY_URL",
-    help="Join the `chunkwise gateway` at this URL: register (signed with --signing-key-file) and heartbeat. "
-    "The gateway must trust the signing key (`chunkwise nodes allow`).",
+@_option_group(
+    # GatewayMembership fields of the same names, and the URL the gateway reaches this node at.
+    "joining",
+    click.option(
+        "--join",
+        "gateway_url",
+        default=None,
+        metavar="GATEWAY_URL",
+        help="Join the `chunkwise gateway` at this URL: register (signed with --signing-key-file) and heartbeat. "
+        "The gateway must trust the signing key (`chunkwise nodes allow`).",
+    ),
+    click.option(
+        "--node-name", "name", default=None, help="With --join: this node's name at the gateway (its upstream name)."
+    ),
+    click.option(
+        "--public-url",
+        default=None,
+        help="With --join: the URL the gateway reaches this node at. Default: http://HOST:PORT.",
+    ),
+    click.option(
+        "--heartbeat-interval",
+        "interval",
+        type=_SECONDS,
+        default=10.0,
+        help="With --join: seconds between registrations; keep it under the gateway's [nodes] heartbeat_timeout.",
+    ),
+    click.option(
+        "--node-small-id",
+        type=click.IntRange(min=0),
+        default=None,
+        help="With --join: the node id /v1/nodes/lock answers. Default: one derived from the signing key.",
+    ),
+    click.option(
+        "--node-country",
+        "country",
+        default="",
+        show_default=False,
+        help="With --join: the `country` of the registration (Atoma's field).",
+    ),
 )
-@click.option("--node-name", default=None, help="With --join: this node's name at the gateway (its upstream name).")
-@click.option(
-    "--public-url",
-    default=None,
-    help="With --join: the URL the gateway reaches this node at. Default: http://HOST:PORT.",
-)
-@click.option(
-    "--heartbeat-interval",
-    type=click.FloatRange(min=0, min_open=True),
-    default=10.0,
-    show_default=True,
-    help="With --join: seconds between registrations; keep it under the gateway's [nodes] heartbeat_timeout.",
-)
-@click.option(
-    "--node-small-id",
-    type=click.IntRange(min=0),
-    default=None,
-    help="With --join: the node id /v1/nodes/lock answers. Default: one derived from the signing key.",
-)
-@click.option("--node-country", default="", help="With --join: the `country` of the registration (Atoma's field).")
-@click.option(
-    "--log-level", type=click.Choice(_LOG_LEVELS), default="info", show_default=True, help="Server log verbosity."
-)
-@click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log every request.")
-@click.option(
-    "--ray",
-    "ray_address",
-    default=None,
-    metavar="ADDRESS",
-    help="Run the model as Ray Serve replicas: `local` (a private cluster, stopped on exit), `auto` (the cluster "
-    "`ray start` made here) or a GCS HOST:PORT (not ray://: Ray Serve does not stream through Ray Client). "
-    "Needs chunkwise[ray].",
-)
-@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="With --ray: replicas.")
-@click.option("--min-replicas", type=click.IntRange(min=1), default=None, help="With --ray: autoscale from this many.")
-@click.option("--max-replicas", type=click.IntRange(min=1), default=None, help="With --ray: autoscale up to this many.")
-@click.option(
-    "--replica-cpus",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="With --ray: logical CPUs each replica reserves.",
-)
-@click.option(
-    "--max-ongoing-requests",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="With --ray: requests one replica takes at once; more wait in the server's queue (--queue-size).",
-)
-@click.option("--ray-app", default="chunkwise", show_default=True, help="With --ray: the Ray Serve application name.")
-@click.option(
-    "--autoscaling-option",
-    "autoscaling_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="With --ray: a Ray Serve AutoscalingConfig field, e.g. upscale_delay_s=5; repeat for several.",
-)
-@click.option(
-    "--prefix-affinity/--no-prefix-affinity",
-    default=True,
-    show_default=True,
-    help="With --ray: send requests that share a prompt prefix to the same replica when load allows.",
+@click.option("--log-level", type=click.Choice(_LOG_LEVELS), default="info", help="Server log verbosity.")
+@click.option("--access-log/--no-access-log", default=True, help="Log every request.")
+@_option_group(
+    # start_deployment's keywords.
+    "ray",
+    click.option(
+        "--ray",
+        "address",
+        default=None,
+        metavar="ADDRESS",
+        help="Run the model as Ray Serve replicas: `local` (a private cluster, stopped on exit), `auto` (the "
+        "cluster `ray start` made here) or a GCS HOST:PORT (not ray://: Ray Serve does not stream through Ray "
+        "Client). Needs chunkwise[ray].",
+    ),
+    click.option("--replicas", type=_ONE_OR_MORE, default=1, help="With --ray: replicas."),
+    click.option("--min-replicas", type=_ONE_OR_MORE, default=None, help="With --ray: autoscale from this many."),
+    click.option("--max-replicas", type=_ONE_OR_MORE, default=None, help="With --ray: autoscale up to this many."),
+    click.option("--replica-cpus", type=_SECONDS, default=1.0, help="With --ray: logical CPUs each replica reserves."),
+    click.option(
+        "--max-ongoing-requests",
+        type=_ONE_OR_MORE,
+        default=8,
+        help="With --ray: requests one replica takes at once; more wait in the server's queue (--queue-size).",
+    ),
+    click.option("--ray-app", "app_name", default="chunkwise", help="With --ray: the Ray Serve application name."),
+    click.option(
+        "--autoscaling-option",
+        "autoscaling_options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="With --ray: a Ray Serve AutoscalingConfig field, e.g. upscale_delay_s=5; repeat for several.",
+    ),
+    click.option(
+        "--prefix-affinity/--no-prefix-affinity",
+        default=True,
+        help="With --ray: send requests that share a prompt prefix to the same replica when load allows.",
+    ),
 )
 def serve(
     host: str,
@@ -330,36 +376,15 @@ def serve(
     max_running: int,
     speculation: bool,
     draft_max: int,
-    queue_size: int,
-    keepalive_interval: float,
-    write_timeout: float,
-    header_timeout: float,
-    max_connections: int,
-    max_body_size: int,
-    cors_origins: tuple[str, ...],
-    node_key_file: Path | None,
-    rotate_node_key: bool,
-    signing_key_file: Path | None,
-    rotate_signing_key: bool,
+    server_options: dict[str, Any],
+    node_key: _KeyFile,
+    signing_key: _KeyFile,
     response_store: Path | None,
     response_store_size: int,
-    join_url: str | None,
-    node_name: str | None,
-    public_url: str | None,
-    heartbeat_interval: float,
-    node_small_id: int | None,
-    node_country: str,
+    joining: dict[str, Any],
     log_level: str,
     access_log: bool,
-    ray_address: str | None,
-    replicas: int,
-    min_replicas: int | None,
-    max_replicas: int | None,
-    replica_cpus: float,
-    max_ongoing_requests: int,
-    ray_app: str,
-    autoscaling_options: tuple[str, ...],
-    prefix_affinity: bool,
+    ray: dict[str, Any],
 ) -> None:
     """Serve a GGUF model with the OpenAI chat-completions API, the Responses API and Anthropic Messages.
 
@@ -380,67 +405,38 @@ def serve(
     }
     if n_ctx is not None:
         engine_options["n_ctx"] = n_ctx
-    if embedding_model_path is not None and (ray_address is not None or not embeddings):
+    if embedding_model_path is not None and (ray["address"] is not None or not embeddings):
         raise click.UsageError("--embedding-model is served only without --ray and without --no-embeddings")
     engine: Any = None
     embedder: Any = None
-    if rotate_node_key and node_key_file is None:
-        raise click.UsageError("--rotate-node-key needs --node-key-file")
-    if rotate_signing_key and signing_key_file is None:
-        raise click.UsageError("--rotate-signing-key needs --signing-key-file")
-    _check_join_options(join_url, node_name, signing_key_file, api_key)
+    deployment: Any = None
+    public_url = joining.pop("public_url")
+    _check_join_options(joining["gateway_url"], joining["name"], signing_key.path, api_key)
     try:
-        node_key, signer = _load_keys(console, node_key_file, rotate_node_key, signing_key_file, rotate_signing_key)
+        node_key_pair, signer = _load_keys(console, *node_key, *signing_key)
         membership = None
-        if join_url is not None:
+        if joining["gateway_url"] is not None:
             from ..registration import default_node_small_id
             from ..server import GatewayMembership
 
-            assert signer is not None and node_name is not None
-            if node_small_id is None:
-                node_small_id = default_node_small_id(signer.public_key)
-            membership = GatewayMembership(
-                gateway_url=join_url,
-                signer=signer,
-                name=node_name,
-                node_small_id=node_small_id,
-                country=node_country,
-                interval=heartbeat_interval,
-            )
+            assert signer is not None
+            if joining["node_small_id"] is None:
+                joining["node_small_id"] = default_node_small_id(signer.public_key)
+            membership = GatewayMembership(signer=signer, **joining)
         settings = ServerSettings(
+            **server_options,
             api_key=api_key or None,
-            queue_size=queue_size,
             max_running=max_running,
-            keepalive_interval=keepalive_interval,
-            write_timeout=write_timeout,
-            header_timeout=header_timeout,
-            max_connections=max_connections,
-            max_body_size=max_body_size,
-            cors_origins=cors_origins,
-            node_key=node_key,
+            node_key=node_key_pair,
             signer=signer,
-            node_small_id=node_small_id or 0,
+            node_small_id=joining["node_small_id"] or 0,
             response_store=str(response_store) if response_store is not None else None,
             response_store_size=response_store_size,
         )
-        deployment = None
-        if ray_address is not None:
+        if ray["address"] is not None:
             from ._ray import start_deployment
 
-            deployment = start_deployment(
-                console,
-                model_path,
-                engine_options,
-                address=ray_address,
-                replicas=replicas,
-                min_replicas=min_replicas,
-                max_replicas=max_replicas,
-                replica_cpus=replica_cpus,
-                max_ongoing_requests=max_ongoing_requests,
-                app_name=ray_app,
-                autoscaling_options=autoscaling_options,
-                prefix_affinity=prefix_affinity,
-            )
+            deployment = start_deployment(console, model_path, engine_options, **ray)
             engine = deployment.engine
         else:
             engine = _load_engine(console, model_path, engine_options)

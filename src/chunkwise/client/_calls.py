@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict, Unpack
 
 import httpx
 import msgspec
@@ -28,6 +28,7 @@ from ._timeouts import Deadlines, Timeouts
 
 __all__ = [
     "Call",
+    "CallRequest",
     "RequestOptions",
     "chat_request_body",
     "read_chat_completion",
@@ -112,6 +113,20 @@ class RequestOptions:
     extra_headers: Mapping[str, str] | None = None
 
 
+class CallRequest(TypedDict, total=False):
+    """What a :class:`Call` sends beside its method and path, each as the call needs."""
+
+    body: bytes | None
+    #: A call to make first, and how its answer becomes this call's body (the confidential lock).
+    body_from: tuple[Call, Callable[[httpx.Response], bytes]] | None
+    #: Whether the answer is an event stream (``Accept: text/event-stream``).
+    streaming: bool
+    #: Makes the guard that checks each response (signed or confidential answers).
+    new_guard: Callable[[], ResponseGuard] | None
+    #: Headers instead of the client's own (a dialect's), under the request's ``extra_headers``.
+    base_headers: httpx.Headers | None
+
+
 class Call:
     """Everything about one API call that is not I/O."""
 
@@ -122,26 +137,21 @@ class Call:
         config: ClientConfig,
         rng: random.Random,
         options: RequestOptions,
-        *,
         method: str,
         path: str,
-        body: bytes | None,
-        body_from: tuple[Call, Callable[[httpx.Response], bytes]] | None = None,
-        streaming: bool,
-        new_guard: Callable[[], ResponseGuard] | None = None,
-        base_headers: httpx.Headers | None = None,
+        **request: Unpack[CallRequest],
     ) -> None:
         self.method = method
         self.path = path
-        self.body = body
-        #: A call to make first, and how its answer becomes this call's body (the confidential lock).
-        self.body_from = body_from
-        self.streaming = streaming
+        self.body = body = request.get("body")
+        self.body_from = body_from = request.get("body_from")
+        self.streaming = streaming = request.get("streaming", False)
         timeout, max_retries = options.timeout, options.max_retries
         timeouts = config.timeouts if timeout is USE_CLIENT_DEFAULT else Timeouts.coerce(timeout)
         self.deadlines = Deadlines(timeouts, streaming=streaming)
         retries = config.max_retries if max_retries is USE_CLIENT_DEFAULT else max_retries
         self.retry = RetryState(retries, config.backoff, self.deadlines, rng)
+        base_headers = request.get("base_headers")
         headers = httpx.Headers(config.headers if base_headers is None else base_headers)
         headers["accept"] = "text/event-stream" if streaming else "application/json"
         if body is not None or body_from is not None:
@@ -149,7 +159,7 @@ class Call:
         if options.extra_headers:
             headers.update(options.extra_headers)
         self.headers = headers
-        self._new_guard = new_guard
+        self._new_guard = request.get("new_guard")
 
     def build_request(self, http: httpx.Client | httpx.AsyncClient, config: ClientConfig) -> httpx.Request:
         """The request for the next attempt (it carries that attempt's timeouts)."""

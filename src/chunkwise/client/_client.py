@@ -14,7 +14,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from functools import cached_property, partial
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, Unpack
 
 import anyio
 import httpx
@@ -23,9 +23,8 @@ from .._closing import AsyncClosing, Closing
 from .._errors import APIError, ClientClosedError, ClientConfigError
 from ..signing import decode_public_key
 from ..types import ChatCompletion, ModelList
-from ._calls import Call, RequestOptions, read_model_list
+from ._calls import Call, CallRequest, RequestOptions, read_model_list
 from ._config import DEFAULT_MAX_RETRIES, ClientConfig
-from ._guards import ResponseGuard
 from ._resources import (
     Async,
     AsyncChat,
@@ -110,32 +109,10 @@ class _BaseClient(Generic[HttpT, TransportT, CompletionT, StreamT, ModelListT]):
     def max_retries(self) -> int:
         return self._config.max_retries
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        options: RequestOptions,
-        *,
-        body: bytes | None = None,
-        body_from: tuple[Call, Callable[[httpx.Response], bytes]] | None = None,
-        streaming: bool = False,
-        new_guard: Callable[[], ResponseGuard] | None = None,
-        base_headers: httpx.Headers | None = None,
-    ) -> Call:
+    def _call(self, method: str, path: str, options: RequestOptions, **request: Unpack[CallRequest]) -> Call:
         if self._closed:
             raise ClientClosedError(f"{type(self).__name__} was used after it was closed")
-        return Call(
-            self._config,
-            self._rng,
-            options,
-            method=method,
-            path=path,
-            body=body,
-            body_from=body_from,
-            streaming=streaming,
-            new_guard=new_guard,
-            base_headers=base_headers,
-        )
+        return Call(self._config, self._rng, options, method, path, **request)
 
     def _open_http(self, transport: TransportT | None) -> HttpT:
         return self._http_type(transport=transport, limits=_DEFAULT_LIMITS)

@@ -12,7 +12,7 @@ do not count as progress for the idle deadline.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -85,17 +85,20 @@ class _DialectCore(EventCore[E], Generic[E, FinalT]):
     """A dialect stream's core: events in, reassembled as they come; errors and cut streams raise."""
 
     __slots__ = ("_accumulator", "_decoder")
+    #: The dialect's decoder and accumulator classes, named by each subclass in its ``class`` line.
+    _new_decoder: ClassVar[Callable[[], _Decoder[Any]]]
+    _new_accumulator: ClassVar[Callable[[], _Accumulator[Any, Any]]]
 
-    def __init__(
-        self,
-        deadlines: Deadlines,
-        request_id: str | None,
-        decoder: _Decoder[E],
-        accumulator: _Accumulator[E, FinalT],
+    def __init_subclass__(
+        cls, *, decoder: Callable[[], _Decoder[Any]], accumulator: Callable[[], _Accumulator[Any, Any]], **kwargs: Any
     ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._new_decoder, cls._new_accumulator = decoder, accumulator
+
+    def __init__(self, deadlines: Deadlines, request_id: str | None) -> None:
         super().__init__(deadlines, request_id)
-        self._decoder = decoder
-        self._accumulator = accumulator
+        self._decoder: _Decoder[E] = type(self)._new_decoder()
+        self._accumulator: _Accumulator[E, FinalT] = type(self)._new_accumulator()
 
     def result(self) -> FinalT:
         """The final object as far as the events go (a snapshot)."""
@@ -145,12 +148,15 @@ class _DialectCore(EventCore[E], Generic[E, FinalT]):
         """A function from one event to the chat chunks it stands for."""
         raise NotImplementedError
 
+    def text_of(self, event: E) -> str | None:
+        """The output text an event carries (what ``iter_text`` yields)."""
+        raise NotImplementedError
 
-class ResponsesCore(_DialectCore[ResponseStreamEvent, ResponseObject]):
+
+class ResponsesCore(
+    _DialectCore[ResponseStreamEvent, ResponseObject], decoder=ResponsesStreamDecoder, accumulator=ResponseAccumulator
+):
     __slots__ = ()
-
-    def __init__(self, deadlines: Deadlines, request_id: str | None) -> None:
-        super().__init__(deadlines, request_id, ResponsesStreamDecoder(), ResponseAccumulator())
 
     def _error(self, event: ResponseStreamEvent) -> ErrorDetail | None:
         if isinstance(event, ResponseErrorEvent):
@@ -165,15 +171,17 @@ class ResponsesCore(_DialectCore[ResponseStreamEvent, ResponseObject]):
     def _ends(self, event: ResponseStreamEvent) -> bool:
         return isinstance(event, ResponseCompletedEvent | ResponseIncompleteEvent)
 
+    def text_of(self, event: ResponseStreamEvent) -> str | None:
+        return event.delta or None if isinstance(event, ResponseTextDeltaEvent) else None
+
     def _to_chat(self) -> Callable[[ResponseStreamEvent], list[ChatCompletionChunk | ErrorDetail]]:
         return ResponsesToChat().feed
 
 
-class MessagesCore(_DialectCore[MessagesStreamEvent, MessagesResponse]):
+class MessagesCore(
+    _DialectCore[MessagesStreamEvent, MessagesResponse], decoder=MessagesStreamDecoder, accumulator=MessagesAccumulator
+):
     __slots__ = ()
-
-    def __init__(self, deadlines: Deadlines, request_id: str | None) -> None:
-        super().__init__(deadlines, request_id, MessagesStreamDecoder(), MessagesAccumulator())
 
     def _error(self, event: MessagesStreamEvent) -> ErrorDetail | None:
         if isinstance(event, MessagesErrorEvent):
@@ -182,6 +190,11 @@ class MessagesCore(_DialectCore[MessagesStreamEvent, MessagesResponse]):
 
     def _ends(self, event: MessagesStreamEvent) -> bool:
         return isinstance(event, MessageStopEvent)
+
+    def text_of(self, event: MessagesStreamEvent) -> str | None:
+        if isinstance(event, ContentBlockDeltaEvent) and isinstance(event.delta, TextDelta):
+            return event.delta.text or None
+        return None
 
     def _to_chat(self) -> Callable[[MessagesStreamEvent], list[ChatCompletionChunk | ErrorDetail]]:
         return MessagesToChat().feed
@@ -228,6 +241,9 @@ class _DialectEvents(Generic[E, FinalT]):
         """The ``response`` or ``message`` as far as the events so far go (also after the stream failed or was cut)."""
         return self._core.result()
 
+    def _text_of(self, event: E) -> str | None:
+        return self._core.text_of(event)
+
 
 class _ResponsesEvents(_DialectEvents[ResponseStreamEvent, ResponseObject]):
     _core: ResponsesCore
@@ -235,10 +251,6 @@ class _ResponsesEvents(_DialectEvents[ResponseStreamEvent, ResponseObject]):
     @classmethod
     def _new_core(cls, response: httpx.Response, call: Call) -> ResponsesCore:
         return ResponsesCore(call.deadlines, request_id_of(response.headers))
-
-    def _text_of(self, event: ResponseStreamEvent) -> str | None:
-        """The output text an event carries (what ``iter_text`` yields)."""
-        return event.delta or None if isinstance(event, ResponseTextDeltaEvent) else None
 
 
 class _MessagesEvents(_DialectEvents[MessagesStreamEvent, MessagesResponse]):
@@ -248,14 +260,36 @@ class _MessagesEvents(_DialectEvents[MessagesStreamEvent, MessagesResponse]):
     def _new_core(cls, response: httpx.Response, call: Call) -> MessagesCore:
         return MessagesCore(call.deadlines, request_id_of(response.headers))
 
-    def _text_of(self, event: MessagesStreamEvent) -> str | None:
-        """The text an event carries (what ``iter_text`` yields)."""
-        if isinstance(event, ContentBlockDeltaEvent) and isinstance(event.delta, TextDelta):
-            return event.delta.text or None
-        return None
+
+class _SyncFinishing(Protocol[FinalT_co]):
+    def _read_to_end(self) -> None: ...
+
+    def snapshot(self) -> FinalT_co: ...
 
 
-class ResponsesStream(_ResponsesEvents, SyncEventStream[ResponseStreamEvent, ResponsesCore]):
+class _AsyncFinishing(Protocol[FinalT_co]):
+    async def _read_to_end(self) -> None: ...
+
+    def snapshot(self) -> FinalT_co: ...
+
+
+class _SyncFinal:
+    def _final(self: _SyncFinishing[FinalT]) -> FinalT:
+        """The whole ``response`` or ``message``, reassembled from the events; reads the rest of the stream
+        first if needed."""
+        self._read_to_end()
+        return self.snapshot()
+
+
+class _AsyncFinal:
+    async def _final(self: _AsyncFinishing[FinalT]) -> FinalT:
+        await self._read_to_end()
+        return self.snapshot()
+
+    _final.__doc__ = _SyncFinal._final.__doc__
+
+
+class ResponsesStream(_ResponsesEvents, SyncEventStream[ResponseStreamEvent, ResponsesCore], _SyncFinal):
     """A streamed ``POST /responses``: an iterator of typed Responses events.
 
     >>> with client.responses.create(model="m", input="Hi", stream=True) as stream:
@@ -268,22 +302,16 @@ class ResponsesStream(_ResponsesEvents, SyncEventStream[ResponseStreamEvent, Res
     :class:`~chunkwise.IncompleteStreamError`. ``response.incomplete`` (the token limit) is a proper end.
     """
 
-    def final_response(self) -> ResponseObject:
-        """The whole ``response``, reassembled from the events; reads the rest of the stream first if needed."""
-        self._read_to_end()
-        return self._core.result()
+    final_response = _SyncFinal._final
 
 
-class AsyncResponsesStream(_ResponsesEvents, AsyncEventStream[ResponseStreamEvent, ResponsesCore]):
+class AsyncResponsesStream(_ResponsesEvents, AsyncEventStream[ResponseStreamEvent, ResponsesCore], _AsyncFinal):
     """The async twin of :class:`ResponsesStream`."""
 
-    async def final_response(self) -> ResponseObject:
-        """The whole ``response``, reassembled from the events; reads the rest of the stream first if needed."""
-        await self._read_to_end()
-        return self._core.result()
+    final_response = _AsyncFinal._final
 
 
-class MessagesStream(_MessagesEvents, SyncEventStream[MessagesStreamEvent, MessagesCore]):
+class MessagesStream(_MessagesEvents, SyncEventStream[MessagesStreamEvent, MessagesCore], _SyncFinal):
     """A streamed ``POST /messages``: an iterator of typed Anthropic Messages events.
 
     >>> with client.messages.create(model="m", messages=[...], max_tokens=64, stream=True) as stream:
@@ -296,16 +324,10 @@ class MessagesStream(_MessagesEvents, SyncEventStream[MessagesStreamEvent, Messa
     :class:`~chunkwise.IncompleteStreamError`.
     """
 
-    def final_message(self) -> MessagesResponse:
-        """The whole ``message``, reassembled from the events; reads the rest of the stream first if needed."""
-        self._read_to_end()
-        return self._core.result()
+    final_message = _SyncFinal._final
 
 
-class AsyncMessagesStream(_MessagesEvents, AsyncEventStream[MessagesStreamEvent, MessagesCore]):
+class AsyncMessagesStream(_MessagesEvents, AsyncEventStream[MessagesStreamEvent, MessagesCore], _AsyncFinal):
     """The async twin of :class:`MessagesStream`."""
 
-    async def final_message(self) -> MessagesResponse:
-        """The whole ``message``, reassembled from the events; reads the rest of the stream first if needed."""
-        await self._read_to_end()
-        return self._core.result()
+    final_message = _AsyncFinal._final

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -82,21 +83,17 @@ def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
     return sum(-(-len(text.encode()) // 4) + 4 for text in _prompt_texts(payload))
 
 
+@dataclass(frozen=True, slots=True)
 class AdmittedRequest:
     """A request the key's limits let through: its decoded payload, its body and what it was charged."""
 
-    __slots__ = ("admitted", "body", "label", "model", "payload", "started_at")
-
-    def __init__(
-        self, admitted: Admitted, model: str, label: str, payload: dict[str, Any], body: bytes, started_at: float
-    ):
-        self.admitted = admitted
-        self.model = model
-        #: ``model`` if the gateway serves it, else :data:`UNKNOWN_MODEL`: what metrics and the ledger store.
-        self.label = label
-        self.payload = payload
-        self.body = body
-        self.started_at = started_at
+    admitted: Admitted
+    model: str
+    #: ``model`` if the gateway serves it, else :data:`UNKNOWN_MODEL`: what metrics and the ledger store.
+    label: str
+    payload: dict[str, Any]
+    body: bytes
+    started_at: float
 
 
 class Admission:

@@ -13,7 +13,7 @@ from .._errors import APIStatusError, NotFoundError
 from ..edge import OPENAI_ERRORS, DialectAnswer, ErrorShape
 from ..types import ChatCompletion, ChatCompletionRequest, CompletionUsage
 from ._admission import AdmittedRequest
-from ._ledger_writer import LedgerWriter
+from ._ledger_writer import Billed, LedgerWriter
 from ._metrics import GatewayMetrics
 from ._passthrough import BodyProbe, StreamInspector
 from ._proxy import Attempt, Failure, Hooks, ProxyStream, StreamOutcome, send_with_failover
@@ -28,10 +28,8 @@ logger = logging.getLogger("chunkwise.gateway")
 _encoder = msgspec.json.Encoder()
 _body_probe = msgspec.json.Decoder(BodyProbe)
 
+
 #: What a stream bills: ``(prompt, prompt estimated?, completion)``.
-Billed = tuple[int, bool, int]
-
-
 class Forwarder:
     """Sends admitted requests to the router's upstreams and passes their answers through."""
 
@@ -111,10 +109,8 @@ class Forwarder:
     def settle_unsent(self, request: AdmittedRequest, arrived: float, status: int, outcome: str) -> None:
         """The ledger row of a request that never went upstream, which frees its reservation."""
         self._ledger.record(
-            request.admitted,
-            request.label,
+            request,
             None,
-            started_at=request.started_at,
             arrived=arrived,
             status=status,
             outcome=outcome,
@@ -213,10 +209,8 @@ class Forwarder:
         if not isinstance(attempt, Failure):
             return attempt
         self._ledger.record(
-            request.admitted,
-            request.label,
+            request,
             attempt.upstream,
-            started_at=request.started_at,
             arrived=arrived,
             status=attempt.status,
             outcome="upstream_error",
@@ -236,39 +230,33 @@ class Forwarder:
         render: Callable[[ChatCompletion], bytes] | None = None,
     ) -> Response:
         """The upstream's whole answer: passed on as it is, or with ``render`` translated from chat."""
-        admitted, model, started_at = request.admitted, request.label, request.started_at
         upstream = attempt.upstream
         response = attempt.response
         try:
             content = await response.aread()
         except UpstreamError as exc:
-            self._ledger.record(
-                admitted, model, upstream, started_at=started_at, arrived=arrived, status=502, outcome="upstream_error"
-            )
+            self._ledger.record(request, upstream, arrived=arrived, status=502, outcome="upstream_error")
             raise APIStatusError(
                 f"The upstream failed: {exc}", status=502, type="upstream_error", code="upstream_failed"
             ) from None
         finally:
             await response.aclose()
             self._on_release(upstream)
-        prompt = completion = 0
+        billed = Billed()
         if response.status_code == 200:
             try:
                 usage = _body_probe.decode(content).usage
             except msgspec.DecodeError:
                 usage = None
             if usage is not None:
-                prompt, completion = usage.prompt_tokens, usage.completion_tokens
+                billed = Billed(usage.prompt_tokens, False, usage.completion_tokens)
         self._ledger.record(
-            admitted,
-            model,
+            request,
             upstream,
-            started_at=started_at,
             arrived=arrived,
             status=response.status_code,
             outcome="ok" if response.status_code == 200 else "upstream_error",
-            prompt_tokens=prompt,
-            completion_tokens=completion,
+            billed=billed,
             ttft=time.perf_counter() - arrived,
         )
         if render is not None:
@@ -304,7 +292,6 @@ class Forwarder:
         admitted, model = request.admitted, request.label
         upstream = attempt.upstream
         self._on_release(upstream)
-        prompt, estimated, completion = billed
         if cancelled:
             result = "cancelled"
             self._metrics.cancelled.labels(upstream.name, model, admitted.key_name).inc()
@@ -316,16 +303,12 @@ class Forwarder:
         else:
             result = "ok"
         self._ledger.record(
-            admitted,
-            model,
+            request,
             upstream,
-            started_at=request.started_at,
             arrived=arrived,
             status=200,
             outcome=result,
-            prompt_tokens=prompt,
-            prompt_estimated=estimated,
-            completion_tokens=completion,
+            billed=billed,
             ttft=ttft,
             cancelled=cancelled,
         )
@@ -341,12 +324,12 @@ def _billable(prompt_estimate: int, inspector: StreamInspector) -> Billed:
     (one token per chunk with output)."""
     usage = inspector.usage
     if usage is not None:
-        return usage.prompt_tokens, False, usage.completion_tokens
-    return prompt_estimate, True, inspector.delivered_tokens
+        return Billed(usage.prompt_tokens, False, usage.completion_tokens)
+    return Billed(prompt_estimate, True, inspector.delivered_tokens)
 
 
 def _billed(prompt_estimate: int, usage: CompletionUsage | None, delivered_tokens: int) -> Billed:
     """:func:`_billable` for a translated stream, which reads the usage from decoded chunks."""
     if usage is not None:
-        return usage.prompt_tokens, False, usage.completion_tokens
-    return prompt_estimate, True, delivered_tokens
+        return Billed(usage.prompt_tokens, False, usage.completion_tokens)
+    return Billed(prompt_estimate, True, delivered_tokens)

@@ -15,12 +15,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._ledger import Admitted, Progress, Store, UsageRow
 from ._metrics import GatewayMetrics
 from ._routing import Upstream
 
-__all__ = ["STALE_INTERVALS", "LedgerWriter"]
+if TYPE_CHECKING:
+    from ._admission import AdmittedRequest
+
+__all__ = ["STALE_INTERVALS", "Billed", "LedgerWriter"]
 
 logger = logging.getLogger("chunkwise.gateway")
 
@@ -29,8 +33,18 @@ _LEDGER_DELAY = 0.05
 #: A running request's row not updated for this many progress intervals belongs to a gateway that died.
 STALE_INTERVALS = 5
 
-#: Where a running request stands: ``(prompt tokens, whether estimated, completion tokens)``.
-ProgressSource = Callable[[], tuple[int, bool, int]]
+
+class Billed(NamedTuple):
+    """The tokens a request is billed for (so far)."""
+
+    prompt_tokens: int = 0
+    #: The prompt tokens are the gateway's own estimate: the upstream reported no usage.
+    prompt_estimated: bool = False
+    completion_tokens: int = 0
+
+
+#: Where a running request stands.
+ProgressSource = Callable[[], Billed]
 
 
 class LedgerWriter:
@@ -65,7 +79,7 @@ class LedgerWriter:
     def running(self, admitted: Admitted, progress: ProgressSource | None = None) -> None:
         """Keeps ``admitted``'s row up to date from ``progress`` (or just alive) until it is recorded."""
         estimate = admitted.prompt_estimate
-        self._running[admitted.usage_id] = progress or (lambda: (estimate, True, 0))
+        self._running[admitted.usage_id] = progress or (lambda: Billed(estimate, True, 0))
 
     def is_running(self, admitted: Admitted) -> bool:
         """Whether ``admitted`` has not been recorded yet."""
@@ -114,24 +128,22 @@ class LedgerWriter:
 
     def record(
         self,
-        admitted: Admitted,
-        model: str,
+        request: AdmittedRequest,
         upstream: Upstream | None,
         *,
-        started_at: float,
         arrived: float,
         status: int,
         outcome: str,
-        prompt_tokens: int = 0,
-        prompt_estimated: bool = False,
-        completion_tokens: int = 0,
+        billed: Billed = Billed(),  # noqa: B008 (an immutable tuple)
         ttft: float | None = None,
         cancelled: bool = False,
     ) -> None:
+        admitted, model = request.admitted, request.label
         self._running.pop(admitted.usage_id, None)
         metrics = self._metrics
         upstream_name = upstream.name if upstream is not None else ""
         metrics.child(metrics.requests, upstream_name, model, admitted.key_name, str(status)).inc()
+        prompt_tokens, prompt_estimated, completion_tokens = billed
         if prompt_tokens:
             metrics.child(metrics.tokens, upstream_name, model, admitted.key_name, "prompt").inc(prompt_tokens)
         if completion_tokens:
@@ -144,7 +156,7 @@ class LedgerWriter:
                 key_id=admitted.key_id,
                 model=model,
                 upstream=upstream.name if upstream is not None else None,
-                started_at=started_at,
+                started_at=request.started_at,
                 prompt_tokens=prompt_tokens,
                 prompt_estimated=prompt_estimated,
                 completion_tokens=completion_tokens,

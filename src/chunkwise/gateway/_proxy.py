@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -126,25 +126,37 @@ class StreamOutcome:
     failure: str | None
 
 
+OutcomeT = TypeVar("OutcomeT")
+
 #: Bytes read ahead of a client that reads slower than the upstream writes; then the upstream waits too.
 _MAX_READ_AHEAD = 1 << 20
 
 
-class UpstreamStream(Response):
+@dataclass(eq=False)
+class UpstreamStream(Response, Generic[OutcomeT]):
     """A 200 event stream made from an upstream's: the request's own task pumps it to the client, and a
     watcher task waits for ``http.disconnect``. A client that goes away cancels the pump at once, and the
     upstream response is closed, which closes its connection.
 
     A subclass writes :meth:`_pump`, may run more tasks beside it (:meth:`_helpers`), and reports how the
-    stream went in :meth:`_ended`.
+    stream went to ``on_end`` in :meth:`_ended`.
     """
 
-    def __init__(self, attempt: Attempt, arrived: float) -> None:
+    attempt: Attempt
+    #: When the request arrived (``time.perf_counter()``).
+    arrived: float = field(kw_only=True)
+    #: Gets the outcome once the stream is over, whichever way it ended.
+    on_end: Callable[[OutcomeT], None] = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        # Response.__init__ would render a body up front; this response writes its own.
         self.status_code = 200
         self.background = None
-        self._attempt = attempt
-        self._arrived = arrived
         self._client_gone = False
+        #: Seconds from arrival to the first output sent on, once there was some.
+        self._ttft: float | None = None
+        #: Why the stream ended with the gateway's own error, if it did.
+        self._failure: str | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Plain asyncio tasks: an anyio task group costs about four times as much per request.
@@ -162,7 +174,7 @@ class UpstreamStream(Response):
             for task in tasks:
                 task.cancel()
             self._ended()
-            await self._attempt.response.aclose()
+            await self.attempt.response.aclose()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _watch_for_disconnect(self, receive: Receive, pump: asyncio.Task[Any]) -> None:
@@ -185,7 +197,8 @@ class UpstreamStream(Response):
         """Called once the stream is over, whichever way it ended."""
 
 
-class ProxyStream(UpstreamStream):
+@dataclass(eq=False, kw_only=True)
+class ProxyStream(UpstreamStream[StreamOutcome]):
     """A 200 event stream passed through from ``attempt``; ``on_end`` gets the outcome once it is over.
 
     Two tasks share the work: one reads the upstream as fast as it delivers, one sends to the client. Every
@@ -193,19 +206,11 @@ class ProxyStream(UpstreamStream):
     out in one send, so a fast upstream costs one send per batch instead of one per chunk.
     """
 
-    def __init__(
-        self,
-        attempt: Attempt,
-        *,
-        strip_usage: bool,
-        arrived: float,
-        on_end: Callable[[StreamOutcome], None],
-    ) -> None:
-        super().__init__(attempt, arrived)
-        self._inspector = StreamInspector(strip_usage=strip_usage)
-        self._on_end = on_end
-        self._ttft: float | None = None
-        self._failure: str | None = None
+    strip_usage: bool
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._inspector = StreamInspector(strip_usage=self.strip_usage)
         self._complete = False
         self._cancelled = False
         self._pending: list[bytes] = []
@@ -228,18 +233,18 @@ class ProxyStream(UpstreamStream):
         self._cancelled = not (self._complete or self._inspector.done)
 
     def _ended(self) -> None:
-        self._on_end(
+        self.on_end(
             StreamOutcome(
                 inspector=self._inspector,
                 ttft=self._ttft,
-                duration=time.perf_counter() - self._arrived,
+                duration=time.perf_counter() - self.arrived,
                 cancelled=self._cancelled,
                 failure=self._failure,
             )
         )
 
     async def _read_upstream(self) -> None:
-        rest = self._attempt.rest
+        rest = self.attempt.rest
         assert rest is not None
         pending = self._pending
         ready = self._ready
@@ -263,7 +268,7 @@ class ProxyStream(UpstreamStream):
         # The head and the first bytes in the same turn of the event loop, so that they leave in one write
         # (see ._http); what else arrived with the first read is already in it (the client joins pieces).
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        pending.insert(0, self._attempt.first)
+        pending.insert(0, self.attempt.first)
         while True:
             if not pending:
                 if self._upstream_done:
@@ -283,13 +288,13 @@ class ProxyStream(UpstreamStream):
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
                 if self._ttft is None and inspector.delivered_tokens:
-                    self._ttft = time.perf_counter() - self._arrived
+                    self._ttft = time.perf_counter() - self.arrived
         await self._finish(send, b"")
 
     async def _finish(self, send: Send, out: bytes) -> None:
         inspector = self._inspector
         if self._ttft is None and inspector.delivered_tokens:
-            self._ttft = time.perf_counter() - self._arrived
+            self._ttft = time.perf_counter() - self.arrived
         if self._failure is None:
             out += inspector.close()
             if not inspector.finished_properly:

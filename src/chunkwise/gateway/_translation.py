@@ -22,7 +22,7 @@ from .._errors import ChunkwiseError
 from ..edge import OPENAI_ERRORS, SSE_HEADERS, DialectAnswer, ErrorShape
 from ..sse import ChunkStreamDecoder, EndOfInput, ErrorFrame
 from ..types import ChatCompletion, ChatCompletionChunk, CompletionUsage, ErrorDetail, ErrorResponse
-from ._proxy import Attempt, UpstreamStream
+from ._proxy import UpstreamStream
 from ._upstream import UpstreamError
 
 __all__ = ["TranslatedOutcome", "TranslatedStream", "render_whole", "reshaped_error"]
@@ -82,26 +82,18 @@ def _has_output(chunk: ChatCompletionChunk) -> bool:
     return False
 
 
-class TranslatedStream(UpstreamStream):
+@dataclass(eq=False)
+class TranslatedStream(UpstreamStream[TranslatedOutcome]):
     """A 200 event stream in the dialect of ``answer``, from the chat stream of ``attempt``: the pump reads,
     translates and sends, one upstream read at a time."""
 
-    def __init__(
-        self,
-        attempt: Attempt,
-        answer: DialectAnswer,
-        *,
-        arrived: float,
-        on_end: Callable[[TranslatedOutcome], None],
-    ) -> None:
-        super().__init__(attempt, arrived)
-        self._answer = answer
-        self._on_end = on_end
+    answer: DialectAnswer
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self._decoder = ChunkStreamDecoder()
         self._usage: CompletionUsage | None = None
         self._delivered = 0
-        self._ttft: float | None = None
-        self._failure: str | None = None
         self._upstream_error: ErrorDetail | None = None
         self._finished = False
 
@@ -116,7 +108,7 @@ class TranslatedStream(UpstreamStream):
         return self._delivered
 
     def _ended(self) -> None:
-        self._on_end(
+        self.on_end(
             TranslatedOutcome(
                 usage=self._usage,
                 delivered_tokens=self._delivered,
@@ -128,10 +120,10 @@ class TranslatedStream(UpstreamStream):
         )
 
     async def _pump(self, send: Send) -> None:
-        answer = self._answer
+        answer = self.answer
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        out = answer.opening() + self._translate(self._attempt.first)
-        rest = self._attempt.rest
+        out = answer.opening() + self._translate(self.attempt.first)
+        rest = self.attempt.rest
         assert rest is not None
         try:
             async for data in rest:
@@ -173,7 +165,7 @@ class TranslatedStream(UpstreamStream):
 
     def _written(self, items: list[Any]) -> bytes:
         out = b""
-        event = self._answer.event
+        event = self.answer.event
         for item in items:
             if isinstance(item, ChatCompletionChunk):
                 if item.usage is not None:
@@ -181,7 +173,7 @@ class TranslatedStream(UpstreamStream):
                 if _has_output(item):
                     self._delivered += 1
                     if self._ttft is None:
-                        self._ttft = time.perf_counter() - self._arrived
+                        self._ttft = time.perf_counter() - self.arrived
                 out += event(item)
             elif isinstance(item, ErrorFrame):
                 self._upstream_error = item.error

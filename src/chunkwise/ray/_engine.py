@@ -124,16 +124,11 @@ class RayEngine:
         retry_backoff: float = 0.2,
     ) -> None:
         self._validator = validator
+        #: The replicas serve the validator's model file, so its id and context are the deployment's.
+        self.model_id: str = validator.model_id
+        self.context_length: int = validator.context_length
         self.load = load or DeploymentLoad()
         self._replicas = _Replicas(handle, self.load, attempts, retry_backoff)
-
-    @property
-    def model_id(self) -> str:
-        return self._validator.model_id
-
-    @property
-    def context_length(self) -> int:
-        return self._validator.context_length
 
     def _generation(
         self, endpoint: Endpoint, body: Any, prompt: str, *, request_id: str, created: int, prompt_tokens: int

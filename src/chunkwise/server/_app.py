@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from ..confidential import NodeKey
 from ..edge import exception_handlers, open_response_store
 from ..engine import BatchingEngine, Embedder, Engine
 from ._admission import Admission
@@ -18,7 +16,6 @@ from ._embeddings import EmbeddingEndpoints
 from ._generation import quiet_stalled_responses
 from ._metrics import ServerMetrics
 from ._middleware import REQUEST_ID_HEADER, BearerAuthMiddleware, CORSMiddleware, RequestContextMiddleware
-from ._openapi import openapi_document
 from ._routes import Endpoints
 from ._scheduler import Scheduler
 from ._settings import ServerSettings
@@ -70,7 +67,6 @@ def create_app(
         scheduler = Scheduler(settings.queue_size, retry_after=settings.retry_after, capacity=capacity)
     metrics.queue_depth.set_function(lambda: scheduler.queue_depth)
     metrics.watch_engine(engine)
-    openapi = msgspec.json.encode(openapi_document(model_id=engine.model_id, requires_key=settings.api_key is not None))
     embeddings = EmbeddingEndpoints(embedder=embedder, settings=settings, metrics=metrics)
     extra_model = embeddings.model
     responses = open_response_store(settings.response_store, settings.response_store_size)
@@ -79,16 +75,12 @@ def create_app(
         settings=settings,
         scheduler=scheduler,
         metrics=metrics,
-        openapi=openapi,
         responses=responses,
         also_serves=[extra_model] if extra_model is not None and extra_model.id != engine.model_id else [],
     )
     confidential = ConfidentialEndpoints(
         model_ids=endpoints.model_ids,
-        node_key=settings.node_key or NodeKey(),
-        signer=settings.signer,
-        max_body_size=settings.max_body_size,
-        node_small_id=settings.node_small_id,
+        settings=settings,
         answers={
             "/v1/confidential/chat/completions": endpoints.confidential_chat,
             "/v1/confidential/completions": endpoints.confidential_completions,

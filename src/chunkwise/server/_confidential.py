@@ -41,9 +41,10 @@ from ..confidential import (
     open_request,
 )
 from ..edge import JSONResponse, error_response, read_json
-from ..signing import ChainSealer, Signer, blake2b256
+from ..signing import ChainSealer, blake2b256
 from ._errors import ModelNotFoundError
 from ._framing import WITHHELD_ERRORS, ConfidentialFramer, Framer
+from ._settings import ServerSettings
 
 __all__ = ["REPLAY_MEMORY", "ConfidentialAnswer", "ConfidentialEndpoints", "ReplayGuard"]
 
@@ -111,19 +112,16 @@ class ConfidentialEndpoints:
         self,
         *,
         model_ids: tuple[str, ...],
-        node_key: NodeKey,
-        signer: Signer | None,
-        max_body_size: int,
+        settings: ServerSettings,
         answers: Mapping[str, ConfidentialAnswer],
-        node_small_id: int = 0,
     ) -> None:
         """``answers``: each confidential path (``/v1/confidential/chat/completions``) and its handler."""
         self._model_ids = model_ids
-        self._node_key = node_key
-        self._signer = signer
-        self._max_body_size = max_body_size
+        self._node_key = settings.node_key or NodeKey()
+        self._signer = settings.signer
+        self._max_body_size = settings.max_body_size
+        self._node_small_id = settings.node_small_id
         self._answers = answers
-        self._node_small_id = node_small_id
         self._stacks = itertools.count(1)
         self._replays = ReplayGuard()
 

@@ -40,9 +40,10 @@ from ..edge import SSE_HEADERS, JSONResponse, describe_error, error_response, wa
 from ..engine import Generation, generation_usage, usage_chunk
 from ..types import ChatCompletion, ChatCompletionChunk, Completion
 from ._admission import Ticket
-from ._framing import PLAIN, AnswerEncoding
+from ._framing import AnswerEncoding
 from ._metrics import ServerMetrics
 from ._protocol import UNSENT_BYTES
+from ._settings import ServerSettings
 
 __all__ = ["CHAT", "MESSAGES", "RESPONSES", "TEXT", "GenerationResponse", "StreamKind", "quiet_stalled_responses"]
 
@@ -146,42 +147,27 @@ class _ClientGone(Exception):
 _STALL_CHECKS_PER_TIMEOUT = 4
 
 
+@dataclass(eq=False, kw_only=True)
 class GenerationResponse(Response, Generic[ChunkT, ResultT]):
     """Waits for the engine, runs ``job`` and answers with its chunks (``stream``) or their reassembly."""
 
-    def __init__(
-        self,
-        *,
-        kind: StreamKind[ChunkT, ResultT],
-        job: Generation[ChunkT],
-        ticket: Ticket,
-        stream: bool,
-        include_usage: bool,
-        completion_id: str,
-        created: int,
-        model: str,
-        received_at: float,
-        metrics: ServerMetrics,
-        keepalive_interval: float,
-        write_timeout: float = 30.0,
-        encoding: AnswerEncoding = PLAIN,
-    ) -> None:
+    kind: StreamKind[ChunkT, ResultT]
+    job: Generation[ChunkT]
+    ticket: Ticket
+    stream: bool
+    include_usage: bool
+    completion_id: str
+    created: int
+    model: str
+    received_at: float
+    metrics: ServerMetrics
+    settings: ServerSettings
+    encoding: AnswerEncoding
+
+    def __post_init__(self) -> None:
         # Response.__init__ would render a body up front; this response writes its own.
         self.status_code = 200
         self.background = None
-        self._kind: StreamKind[ChunkT, ResultT] = kind
-        self._job: Generation[ChunkT] = job
-        self._ticket = ticket
-        self._stream = stream
-        self._include_usage = include_usage
-        self._completion_id = completion_id
-        self._created = created
-        self._model = model
-        self._received_at = received_at
-        self._metrics = metrics
-        self._keepalive_interval = keepalive_interval
-        self._write_timeout = write_timeout
-        self._encoding = encoding
         #: When the write in progress began (``time.monotonic()``), or None between writes.
         self._write_started: float | None = None
         self._stage = _Stage.QUEUED
@@ -189,8 +175,8 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         disconnected = stalled = False
-        if self._stream:
-            self._metrics.active_streams.inc()
+        if self.stream:
+            self.metrics.active_streams.inc()
 
         written = 0
         unsent_bytes: Callable[[], int] | None = scope.get("extensions", {}).get(UNSENT_BYTES)
@@ -218,16 +204,16 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
                     # The peer has taken ``written - unsent`` bytes (HTTP framing aside); it reads while that grows.
                     taken, last_taken_at = 0, time.monotonic()
                     while True:
-                        await anyio.sleep(self._write_timeout / _STALL_CHECKS_PER_TIMEOUT)
+                        await anyio.sleep(self.settings.write_timeout / _STALL_CHECKS_PER_TIMEOUT)
                         now = time.monotonic()
                         if unsent_bytes is not None:
                             unsent = unsent_bytes()
                             if unsent == 0 or written - unsent > taken:
                                 taken, last_taken_at = max(taken, written - unsent), now
-                            elif now - last_taken_at >= self._write_timeout:
+                            elif now - last_taken_at >= self.settings.write_timeout:
                                 stalled = True
                         started = self._write_started
-                        if stalled or (started is not None and now - started >= self._write_timeout):
+                        if stalled or (started is not None and now - started >= self.settings.write_timeout):
                             stalled = True
                             task_group.cancel_scope.cancel()
                             return
@@ -235,7 +221,7 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
                 task_group.start_soon(watch_for_disconnect)
                 task_group.start_soon(watch_for_stall)
                 try:
-                    if self._stream:
+                    if self.stream:
                         await self._send_stream(timed_send)
                     else:
                         await self._send_reassembled(scope, receive, timed_send)
@@ -243,39 +229,39 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
                     disconnected = True
                 task_group.cancel_scope.cancel()
         finally:
-            self._ticket.release()
-            if self._stream:
-                self._metrics.active_streams.dec()
+            self.ticket.release()
+            if self.stream:
+                self.metrics.active_streams.dec()
         if stalled:
             _cut_for_stall.set(True)
-            self._metrics.stalled.labels(self._kind.endpoint).inc()
+            self.metrics.stalled.labels(self.kind.endpoint).inc()
             logger.info(
                 "%s: client read nothing for %g s while %s; cancelled after %d completion tokens",
-                self._completion_id,
-                self._write_timeout,
+                self.completion_id,
+                self.settings.write_timeout,
                 self._stage.value,
-                self._job.completion_tokens,
+                self.job.completion_tokens,
             )
         elif disconnected and self._stage is not _Stage.FINISHED:
-            self._metrics.cancelled.labels(self._kind.endpoint, self._stage.value).inc()
+            self.metrics.cancelled.labels(self.kind.endpoint, self._stage.value).inc()
             logger.info(
                 "%s: client went away while %s; cancelled after %d completion tokens",
-                self._completion_id,
+                self.completion_id,
                 self._stage.value,
-                self._job.completion_tokens,
+                self.job.completion_tokens,
             )
 
     async def _wait_for_engine(self, send: Send | None) -> None:
         """Wait for the engine; with ``send``, write a keep-alive comment every interval meanwhile."""
-        ticket = self._ticket
+        ticket = self.ticket
         while not ticket.granted:
             if send is None:
                 await ticket.wait()
                 break
-            with anyio.move_on_after(self._keepalive_interval):
+            with anyio.move_on_after(self.settings.keepalive_interval):
                 await ticket.wait()
             if not ticket.granted:
-                await self._send_body(send, self._encoding.keepalive())
+                await self._send_body(send, self.encoding.keepalive())
         self._stage = _Stage.GENERATING
 
     async def _generate(self, on_chunk: Callable[[ChunkT], Awaitable[None]]) -> BaseException | None:
@@ -284,15 +270,15 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         The stream is closed in every case, under a shield: a disconnect cancels this task, and the close
         must still complete so that the model stops and the next request can take the engine.
         """
-        chunks = self._job.stream()
-        has_output = self._kind.has_output
+        chunks = self.job.stream()
+        has_output = self.kind.has_output
         failure: BaseException | None = None
         try:
             async for chunk in chunks:
                 if not self._first_output_seen and has_output(chunk):
                     self._first_output_seen = True
-                    self._metrics.time_to_first_token.labels(self._kind.endpoint).observe(
-                        time.perf_counter() - self._received_at
+                    self.metrics.time_to_first_token.labels(self.kind.endpoint).observe(
+                        time.perf_counter() - self.received_at
                     )
                 await on_chunk(chunk)
             self._stage = _Stage.FINISHED
@@ -301,14 +287,14 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         except Exception as exc:
             failure = exc
             self._stage = _Stage.FINISHED
-            self._metrics.engine_errors.labels(self._kind.endpoint).inc()
-            logger.error("%s: generation failed", self._completion_id, exc_info=exc)
+            self.metrics.engine_errors.labels(self.kind.endpoint).inc()
+            logger.error("%s: generation failed", self.completion_id, exc_info=exc)
         finally:
             with anyio.CancelScope(shield=True):
-                await self._job.aclose()
-            self._ticket.release()
-            self._metrics.prompt_tokens.labels(self._kind.endpoint).inc(self._job.prompt_tokens)
-            self._metrics.generated_tokens.labels(self._kind.endpoint).inc(self._job.completion_tokens)
+                await self.job.aclose()
+            self.ticket.release()
+            self.metrics.prompt_tokens.labels(self.kind.endpoint).inc(self.job.prompt_tokens)
+            self.metrics.generated_tokens.labels(self.kind.endpoint).inc(self.job.completion_tokens)
         return failure
 
     async def _send_body(self, send: Send, data: bytes, *, more: bool = True) -> None:
@@ -319,12 +305,12 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
 
     async def _send_stream(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        opening = self._encoding.opening()
+        opening = self.encoding.opening()
         if opening:
             await self._send_body(send, opening)
         await self._wait_for_engine(send)
-        model = self._model
-        encode = self._encoding.event
+        model = self.model
+        encode = self.encoding.event
 
         async def send_chunk(chunk: ChunkT) -> None:
             nonlocal model
@@ -336,17 +322,15 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         failure = await self._generate(send_chunk)
         if failure is not None:
             status, detail, _ = describe_error(failure)
-            await self._send_body(send, self._encoding.failure(status, detail))
-        elif self._include_usage:
-            last = usage_chunk(
-                self._kind.chunk_type, self._job, id=self._completion_id, created=self._created, model=model
-            )
+            await self._send_body(send, self.encoding.failure(status, detail))
+        elif self.include_usage:
+            last = usage_chunk(self.kind.chunk_type, self.job, id=self.completion_id, created=self.created, model=model)
             await self._send_body(send, encode(last))
-        await self._send_body(send, self._encoding.end(), more=False)
+        await self._send_body(send, self.encoding.end(), more=False)
 
     async def _send_reassembled(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._wait_for_engine(None)
-        accumulator = self._kind.accumulator()
+        accumulator = self.kind.accumulator()
 
         async def add(chunk: ChunkT) -> None:
             accumulator.add(chunk)
@@ -354,17 +338,17 @@ class GenerationResponse(Response, Generic[ChunkT, ResultT]):
         failure = await self._generate(add)
         response: Response
         if failure is not None:
-            response = error_response(failure, self._encoding.errors)
+            response = error_response(failure, self.encoding.errors)
         else:
             result = accumulator.result()
             result = msgspec.structs.replace(
                 result,
-                id=self._completion_id,
-                created=self._created,
-                model=result.model or self._model,
-                usage=generation_usage(self._job),
+                id=self.completion_id,
+                created=self.created,
+                model=result.model or self.model,
+                usage=generation_usage(self.job),
             )
-            response = JSONResponse(self._encoding.body(result))
+            response = JSONResponse(self.encoding.body(result))
         try:
             await response(scope, receive, send)
         except OSError as exc:

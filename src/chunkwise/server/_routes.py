@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -41,6 +42,7 @@ from ._errors import ModelNotFoundError
 from ._framing import AnswerEncoding, FramedEncoding, Framer, answer_encoding
 from ._generation import CHAT, MESSAGES, RESPONSES, TEXT, GenerationResponse, StreamKind
 from ._metrics import ServerMetrics
+from ._openapi import openapi_document
 from ._playground import playground
 from ._responses import HealthStatus
 from ._settings import ServerSettings
@@ -87,33 +89,27 @@ def _builds_grammar(body: ChatCompletionRequest | CompletionRequest) -> bool:
     return bool(body.tools) or isinstance(body.response_format, ResponseFormatJSONObject | ResponseFormatJSONSchema)
 
 
+@dataclass(eq=False, kw_only=True)
 class Endpoints:
     """The routes of one app, sharing its engine, scheduler, metrics and settings."""
 
-    def __init__(
-        self,
-        *,
-        engine: Engine,
-        settings: ServerSettings,
-        scheduler: Admission,
-        metrics: ServerMetrics,
-        openapi: bytes,
-        responses: ResponseStore,
-        also_serves: Sequence[Model] = (),
-    ) -> None:
-        """``also_serves``: models other routes answer for (an embedding model), listed in ``/v1/models``."""
-        self._engine = engine
-        self._responses = responses
-        self._settings = settings
-        self._scheduler = scheduler
-        self._metrics = metrics
-        self._openapi = openapi
+    engine: Engine
+    settings: ServerSettings
+    scheduler: Admission
+    metrics: ServerMetrics
+    responses: ResponseStore
+    #: Models other routes answer for (an embedding model), listed in ``/v1/models``.
+    also_serves: Sequence[Model] = ()
+
+    def __post_init__(self) -> None:
         created = int(time.time())
-        self._model = Model(id=engine.model_id, created=created, owned_by="chunkwise")
+        self._model = Model(id=self.engine.model_id, created=created, owned_by="chunkwise")
         self._models = {
             model.id: model
-            for model in [self._model, *(msgspec.structs.replace(m, created=created) for m in also_serves)]
+            for model in [self._model, *(msgspec.structs.replace(m, created=created) for m in self.also_serves)]
         }
+        document = openapi_document(model_id=self.engine.model_id, requires_key=self.settings.api_key is not None)
+        self._openapi = msgspec.json.encode(document)
 
     @property
     def model_ids(self) -> tuple[str, ...]:
@@ -125,39 +121,39 @@ class Endpoints:
             Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
             Route("/v1/completions", self.completions, methods=["POST"]),
             Route("/v1/responses", self.create_response, methods=["POST"]),
-            *stored_response_routes(self._responses, _anyone),
+            *stored_response_routes(self.responses, _anyone),
             Route("/v1/messages", _in_messages_shape(self.create_message), methods=["POST"]),
             Route("/v1/messages/count_tokens", _in_messages_shape(self.count_message_tokens), methods=["POST"]),
             Route("/v1/models", self.list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", self.retrieve_model, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
-            Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/metrics", self.prometheus_metrics, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
             Route("/", playground, methods=["GET"]),
         ]
 
     def _check_model(self, model: str) -> None:
-        if model != self._engine.model_id:
-            raise ModelNotFoundError(model, self._engine.model_id)
+        if model != self.engine.model_id:
+            raise ModelNotFoundError(model, self.engine.model_id)
 
     async def chat_completions(self, request: Request) -> Response:
         received_at = time.perf_counter()
-        body, raw = await read_json(request, ChatCompletionRequest, limit=self._settings.max_body_size)
-        prepare = self._engine.prepare_chat
+        body, raw = await read_json(request, ChatCompletionRequest, limit=self.settings.max_body_size)
+        prepare = self.engine.prepare_chat
         return await self._generate(
             request, body, len(raw), prepare, CHAT, "chatcmpl", self._encoding(raw), received_at
         )
 
     async def completions(self, request: Request) -> Response:
         received_at = time.perf_counter()
-        body, raw = await read_json(request, CompletionRequest, limit=self._settings.max_body_size)
-        prepare = self._engine.prepare_completion
+        body, raw = await read_json(request, CompletionRequest, limit=self.settings.max_body_size)
+        prepare = self.engine.prepare_completion
         return await self._generate(request, body, len(raw), prepare, TEXT, "cmpl", self._encoding(raw), received_at)
 
     async def confidential_chat(self, request: Request, plaintext: bytes, framer: Framer) -> Response:
         """A chat request opened from a confidential envelope, its answer sealed by ``framer``."""
         body = self._confidential_body(plaintext, ChatCompletionRequest)
-        prepare = self._engine.prepare_chat
+        prepare = self.engine.prepare_chat
         return await self._generate(
             request, body, len(plaintext), prepare, CHAT, "chatcmpl", FramedEncoding(framer), time.perf_counter()
         )
@@ -165,48 +161,48 @@ class Endpoints:
     async def confidential_completions(self, request: Request, plaintext: bytes, framer: Framer) -> Response:
         """A legacy completions request opened from a confidential envelope, its answer sealed by ``framer``."""
         body = self._confidential_body(plaintext, CompletionRequest)
-        prepare = self._engine.prepare_completion
+        prepare = self.engine.prepare_completion
         return await self._generate(
             request, body, len(plaintext), prepare, TEXT, "cmpl", FramedEncoding(framer), time.perf_counter()
         )
 
     def _confidential_body(self, plaintext: bytes, kind: type[RequestT]) -> RequestT:
-        limit = self._settings.max_body_size
+        limit = self.settings.max_body_size
         if len(plaintext) > limit:
             raise BodyTooLargeError(limit)
         return decode_json(plaintext, kind)
 
     def _encoding(self, request_body: bytes) -> AnswerEncoding:
-        return answer_encoding(self._settings.signer, request_body)
+        return answer_encoding(self.settings.signer, request_body)
 
     async def create_response(self, request: Request) -> Response:
         received_at = time.perf_counter()
-        body, raw = await read_json(request, ResponsesRequest, limit=self._settings.max_body_size)
+        body, raw = await read_json(request, ResponsesRequest, limit=self.settings.max_body_size)
         response_id = f"resp_{request.state.request_id}"
         created = int(time.time())
         chat, answer = responses_answer(
-            body, self._responses, response_id=response_id, created_at=created, model=self._engine.model_id
+            body, self.responses, response_id=response_id, created_at=created, model=self.engine.model_id
         )
-        generation = await self._prepared(chat, len(raw), self._engine.prepare_chat, response_id, created)
+        generation = await self._prepared(chat, len(raw), self.engine.prepare_chat, response_id, created)
         return self._respond(chat, generation, RESPONSES, answer, response_id, created, received_at)
 
     async def create_message(self, request: Request) -> Response:
         received_at = time.perf_counter()
-        body, raw = await read_json(request, MessagesRequest, limit=self._settings.max_body_size)
+        body, raw = await read_json(request, MessagesRequest, limit=self.settings.max_body_size)
         message_id = f"msg_{request.state.request_id}"
         created = int(time.time())
         chat = messages_request_to_chat(body)
-        generation = await self._prepared(chat, len(raw), self._engine.prepare_chat, message_id, created)
+        generation = await self._prepared(chat, len(raw), self.engine.prepare_chat, message_id, created)
         # The prompt's size is known once it is prepared, in time for `message_start`.
-        model = self._engine.model_id
+        model = self.engine.model_id
         answer = MessagesAnswer(message_id=message_id, model=model, input_tokens=generation.prompt_tokens)
         return self._respond(chat, generation, MESSAGES, answer, message_id, created, received_at)
 
     async def count_message_tokens(self, request: Request) -> Response:
-        body, raw = await read_json(request, MessagesRequest, limit=self._settings.max_body_size)
+        body, raw = await read_json(request, MessagesRequest, limit=self.settings.max_body_size)
         chat = messages_request_to_chat(body, count_only=True)
         request_id = f"msg_{request.state.request_id}"
-        generation = await self._prepared(chat, len(raw), self._engine.prepare_chat, request_id, int(time.time()))
+        generation = await self._prepared(chat, len(raw), self.engine.prepare_chat, request_id, int(time.time()))
         # Preparing is what counts the prompt (template and tokenizer); the generation never runs.
         await generation.aclose()
         return JSONResponse(MessageTokensCount(input_tokens=generation.prompt_tokens))
@@ -256,16 +252,15 @@ class Endpoints:
         return GenerationResponse(
             kind=kind,
             job=generation,
-            ticket=self._scheduler.admit(weight=body.n or 1),
+            ticket=self.scheduler.admit(weight=body.n or 1),
             stream=bool(body.stream),
             include_usage=body.include_usage,
             completion_id=completion_id,
             created=created,
-            model=self._engine.model_id,
+            model=self.engine.model_id,
             received_at=received_at,
-            metrics=self._metrics,
-            keepalive_interval=self._settings.keepalive_interval,
-            write_timeout=self._settings.write_timeout,
+            metrics=self.metrics,
+            settings=self.settings,
             encoding=encoding,
         )
 
@@ -280,10 +275,10 @@ class Endpoints:
         return JSONResponse(model)
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse(HealthStatus(model=self._engine.model_id))
+        return JSONResponse(HealthStatus(model=self.engine.model_id))
 
-    async def metrics(self, request: Request) -> Response:
-        return self._metrics.response()
+    async def prometheus_metrics(self, request: Request) -> Response:
+        return self.metrics.response()
 
     async def openapi(self, request: Request) -> Response:
         return Response(self._openapi, media_type=JSON_MEDIA_TYPE)
