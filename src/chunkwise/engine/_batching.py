@@ -42,7 +42,7 @@ from ._choices import ChoiceWriter, ChunkT, Emitted, SampledLogprobs
 from ._drafts import DraftBudget, OutputCache, PromptLookup
 from ._generation import Emit, WorkerDone
 from ._requests import DecodePlan
-from ._sampling import SamplerChain, sequence_seed
+from ._sampling import Candidates, SamplerChain, sequence_seed
 from ._splits import lone_single_tokens
 
 __all__ = ["BatchingHistogram", "BatchingStats", "StepLoop"]
@@ -262,6 +262,7 @@ class StepLoop:
         self._draft_max = draft_max
         #: Finished outputs, guessed from where a sequence's own tokens give no guess.
         self._outputs = OutputCache()
+        self._candidates = Candidates(n_vocab)
         #: More than one thread computes attention, so one shape of micro-batch must be avoided (see ``_splits``).
         self._threaded_attention = threaded_attention
         self._batch_capacity = max(n_batch, sequences)
@@ -649,7 +650,7 @@ class StepLoop:
             row = sequence.logits_index
             accepted = 0
             while True:  # sample each verified position; a guess is kept where the sample equals it
-                token = lib.llama_sampler_sample(sequence.chain.pointer, ctx, row)
+                token = sequence.chain.sample(ctx, row, self._candidates)
                 if lib.llama_vocab_is_eog(vocab, token):
                     emitted += writer.end_of_generation()
                     break
