@@ -152,6 +152,13 @@ def _load_embedder(console: Console, engine: Any, model_path: Path | None, n_thr
     "(prompt lookup); the output is the same either way.",
 )
 @click.option(
+    "--jump-forward/--no-jump-forward",
+    default=True,
+    show_default=True,
+    help="Guess the text a request's grammar forces next (the keys of a json_schema), verified in the same "
+    "decode step as speculation's guesses; the output is the same either way.",
+)
+@click.option(
     "--draft-max",
     type=click.IntRange(min=1, max=48),
     default=16,
@@ -300,6 +307,7 @@ def serve(
     n_threads: int | None,
     max_running: int,
     speculation: bool,
+    jump_forward: bool,
     draft_max: int,
     queue_size: int,
     keepalive_interval: float,
@@ -341,6 +349,7 @@ def serve(
         "n_threads": n_threads,
         "max_sequences": max_running,
         "speculation": speculation,
+        "jump_forward": jump_forward,
         "draft_max": draft_max,
     }
     if n_ctx is not None:

@@ -41,6 +41,7 @@ from .._errors import EngineError
 from ._choices import ChoiceWriter, ChunkT, Emitted, SampledLogprobs
 from ._drafts import DraftBudget, OutputCache, PromptLookup
 from ._generation import Emit, WorkerDone
+from ._jump import JumpForward
 from ._requests import DecodePlan
 from ._sampling import Candidates, SamplerChain, sequence_seed
 from ._splits import lone_single_tokens
@@ -87,6 +88,9 @@ class BatchingStats:
         #: Guessed tokens verified in decode steps, and how many of them the sampled output kept.
         self.drafted_tokens = 0
         self.accepted_tokens = 0
+        #: Tokens guessed from the text a grammar forces (jump-forward), and how many of them the output kept.
+        self.forced_tokens = 0
+        self.forced_accepted_tokens = 0
 
 
 class _Slot:
@@ -117,6 +121,7 @@ class _Sequence:
         "chain",
         "draft",
         "fallback",
+        "forced",
         "generated",
         "logits_index",
         "lookup",
@@ -139,6 +144,8 @@ class _Sequence:
         self.slot: _Slot | None = None
         #: Guessed tokens decoded after ``next_token`` in the current step, verified when sampling.
         self.draft: list[int] = []
+        #: How many of ``draft`` are the tokens of text its grammar forces (jump-forward).
+        self.forced = 0
         #: The prompt and output so far, for guessing (``None``: speculation is off).
         self.lookup: PromptLookup | None = None
         self.budget: DraftBudget | None = None
@@ -247,6 +254,7 @@ class StepLoop:
         n_batch: int,
         prefill_chunk: int,
         draft_max: int = 0,
+        jump_forward: JumpForward | None = None,
         threaded_attention: bool = False,
     ) -> None:
         self._lib = lib
@@ -262,6 +270,8 @@ class StepLoop:
         self._draft_max = draft_max
         #: Finished outputs, guessed from where a sequence's own tokens give no guess.
         self._outputs = OutputCache()
+        #: Guesses the text grammars force (None: jump-forward is off).
+        self._jump_forward = jump_forward
         self._candidates = Candidates(n_vocab)
         #: More than one thread computes attention, so one shape of micro-batch must be avoided (see ``_splits``).
         self._threaded_attention = threaded_attention
@@ -595,11 +605,18 @@ class StepLoop:
         share = self._batch_capacity // len(sequences) - 2
         for sequence in sequences:
             sequence.draft = []
-            if sequence.budget is None or sequence.lookup is None:
-                continue
-            allowance = min(sequence.budget.allowance(), self._room(sequence), share)
-            if allowance > 0:
-                sequence.draft = sequence.lookup.guess(allowance) or self._outputs.guess(sequence.lookup, allowance)
+            sequence.forced = 0
+            room = min(self._room(sequence), share)
+            if sequence.budget is not None and sequence.lookup is not None:
+                allowance = min(sequence.budget.allowance(), room)
+                if allowance > 0:
+                    sequence.draft = sequence.lookup.guess(allowance) or self._outputs.guess(sequence.lookup, allowance)
+            grammar = sequence.chain.grammar
+            if self._jump_forward is not None and grammar is not None:
+                forced = self._jump_forward.replace(grammar, sequence.draft, room)
+                if forced is not None:
+                    sequence.draft = forced
+                    sequence.forced = len(forced)
         if not self._threaded_attention:
             return
         by_id = {_slot_id(sequence): sequence for sequence in sequences}
@@ -678,7 +695,10 @@ class StepLoop:
                 break
             if draft:
                 self._drop_guesses(sequence, len(draft) - accepted)
-                if sequence.budget is not None:  # not the guard's guess while speculation is off
+                if sequence.forced:
+                    self.stats.forced_tokens += sequence.forced
+                    self.stats.forced_accepted_tokens += min(accepted, sequence.forced)
+                elif sequence.budget is not None:  # not the guard's guess while speculation is off
                     self.stats.drafted_tokens += len(draft)
                     self.stats.accepted_tokens += accepted
                     sequence.budget.record(len(draft), accepted)

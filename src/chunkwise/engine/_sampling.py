@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ._grammar_check import default_checker
 from ._protocol import InvalidRequestError
@@ -88,19 +89,20 @@ def check_grammar(vocab: Any, grammar: str, *, param: str) -> None:
 
 
 class Candidates:
-    """Scratch token arrays for applying samplers by hand; owned by one thread (the engine's worker)."""
+    """A scratch token array for applying samplers by hand, with room for ``size`` tokens (the vocabulary's
+    size for :meth:`sample`); owned by one thread (the engine's worker)."""
 
     __slots__ = ("_array", "_data", "_ids", "_lib", "_n_vocab", "_view")
 
-    def __init__(self, n_vocab: int) -> None:
+    def __init__(self, size: int) -> None:
         import llama_cpp
 
         self._lib: Any = llama_cpp
-        self._n_vocab = n_vocab
-        self._data = (llama_cpp.llama_token_data * n_vocab)()
-        self._array = llama_cpp.llama_token_data_array(self._data, n_vocab, -1, False)
+        self._n_vocab = size
+        self._data = (llama_cpp.llama_token_data * size)()
+        self._array = llama_cpp.llama_token_data_array(self._data, size, -1, False)
         self._view: Any = np.ctypeslib.as_array(self._data)
-        self._ids = np.arange(n_vocab, dtype=np.int32)
+        self._ids = np.arange(size, dtype=np.int32)
 
     def sample(self, chain: Any, grammar: Any, ctx: Any, row: int) -> int:
         """The token ``chain`` selects from row ``row``'s logits masked by ``grammar`` (nothing accepted yet)."""
@@ -119,7 +121,7 @@ class Candidates:
             raise RuntimeError("llama.cpp's sampler chain selected no token")
         return int(array.data[array.selected].id)
 
-    def allowed(self, grammar: Any, tokens: Sequence[int]) -> list[bool]:
+    def allowed(self, grammar: Any, tokens: Sequence[int]) -> NDArray[np.bool_]:
         """Whether ``grammar``'s current state allows each of ``tokens`` next (its state is not changed)."""
         count = len(tokens)
         view = self._view
@@ -128,7 +130,8 @@ class Candidates:
         array = self._array
         array.data, array.size, array.selected, array.sorted = self._data, count, -1, False
         self._lib.llama_sampler_apply(grammar, ctypes.byref(array))
-        return [bool(allowed) for allowed in np.isfinite(view["logit"][:count])]
+        allowed: NDArray[np.bool_] = np.isfinite(view["logit"][:count])
+        return allowed
 
 
 class SamplerChain:
