@@ -97,6 +97,15 @@ async def test_greedy_json_is_the_same_with_jump_forward_alone_and_among_seven_o
     assert plain.batching_stats().forced_tokens == 0
 
 
+async def test_checking_the_sampled_token_gives_what_masking_the_vocabulary_first_gives(plain: LlamaCppEngine) -> None:
+    # A chain with penalties applies the grammar to the whole vocabulary before its argmax; a penalty far below
+    # a float's resolution at the likeliest logits leaves them bitwise the same, so the text must not change.
+    for meeting in MEETINGS[:4]:
+        checked = content_of(await run_chat(plain, extraction(meeting, max_tokens=80)))
+        masked = content_of(await run_chat(plain, extraction(meeting, max_tokens=80, frequency_penalty=1e-9)))
+        assert checked == masked
+
+
 async def test_the_same_seed_gives_the_same_json_with_jump_forward(
     plain: LlamaCppEngine, jumping: LlamaCppEngine
 ) -> None:

@@ -7,7 +7,8 @@ added only when it changes something, so a greedy request pays for an argmax and
 A grammar is a sampler of its own beside the chain. Applying it means matching every token of the vocabulary
 against the grammar's state, which costs far more than a decode step's share of the weights, so it is
 applied only when needed: the chain samples from the unconstrained logits first and the grammar checks that
-one token; only if it rejects it are the logits masked by the grammar and sampled again. For greedy sampling
+one token; only if it rejects it are the logits masked by the grammar and sampled again (a plain greedy chain
+first offers the grammar its likeliest few tokens, best first). For greedy sampling
 the result is the same token (the argmax of the allowed tokens); for plain temperature sampling the same
 distribution (a draw from ``p``, kept if allowed and otherwise redrawn from ``p`` restricted to the allowed
 set, is a draw from that restriction). Top-k and top-p cut the distribution before the draw, where the cut
@@ -31,6 +32,8 @@ from ._protocol import InvalidRequestError
 
 __all__ = ["Candidates", "SamplerChain", "SamplingConfig", "check_grammar", "parse_logit_bias", "sequence_seed"]
 
+#: How many of the likeliest tokens a greedy chain offers its grammar before masking the whole vocabulary.
+_LIKELIEST = 64
 _RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: "pick a random seed"
 
 
@@ -121,6 +124,22 @@ class Candidates:
             raise RuntimeError("llama.cpp's sampler chain selected no token")
         return int(array.data[array.selected].id)
 
+    def best_allowed(self, grammar: Any, ctx: Any, row: int) -> int | None:
+        """The highest-logit token of row ``row`` that ``grammar`` allows, if it is among the likeliest few.
+
+        What a greedy chain without stages before the argmax selects from the masked logits (ties go to the
+        lower id, as llama.cpp's argmax does); None where the likeliest few are all rejected.
+        """
+        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(ctx, row), shape=(self._n_vocab,))
+        likeliest = np.argpartition(logits, -_LIKELIEST)[-_LIKELIEST:]
+        likeliest = likeliest[np.lexsort((likeliest, -logits[likeliest]))]
+        (found,) = np.nonzero(self.allowed(grammar, likeliest.tolist()))
+        if not len(found):
+            return None
+        token = int(likeliest[found[0]])
+        # A token outside the few with the same logit as the least of them might have the lower id.
+        return token if logits[token] > logits[likeliest[-1]] else None
+
     def allowed(self, grammar: Any, tokens: Sequence[int]) -> NDArray[np.bool_]:
         """Whether ``grammar``'s current state allows each of ``tokens`` next (its state is not changed)."""
         count = len(tokens)
@@ -137,7 +156,7 @@ class Candidates:
 class SamplerChain:
     """One llama.cpp sampler chain and its grammar, owned by one sequence of one generation; ``close`` frees them."""
 
-    __slots__ = ("_check_after", "_lib", "grammar", "pointer")
+    __slots__ = ("_check_after", "_lib", "_plain_argmax", "grammar", "pointer")
 
     def __init__(self, vocab: Any, n_vocab: int, config: SamplingConfig, *, seed: int, grammar: str | None) -> None:
         import llama_cpp
@@ -152,6 +171,8 @@ class SamplerChain:
         greedy = config.temperature <= 0.0
         #: Whether sampling first and checking the sampled token gives what applying the grammar first gives.
         self._check_after = not penalties and (greedy or (config.top_k <= 0 and config.top_p >= 1.0))
+        #: Whether the chain is an argmax of the raw logits, nothing before it.
+        self._plain_argmax = greedy and not penalties and not config.logit_bias
         try:
             if config.logit_bias:
                 biases = (llama_cpp.llama_logit_bias * len(config.logit_bias))()
@@ -202,6 +223,11 @@ class SamplerChain:
             if candidates.allowed(self.grammar, (token,))[0]:
                 lib.llama_sampler_accept(self.grammar, token)
                 return token
+            if self._plain_argmax:
+                best = candidates.best_allowed(self.grammar, ctx, row)
+                if best is not None:
+                    lib.llama_sampler_accept(self.grammar, best)
+                    return best
         token = candidates.sample(self.pointer, self.grammar, ctx, row)
         lib.llama_sampler_accept(self.pointer, token)
         lib.llama_sampler_accept(self.grammar, token)
