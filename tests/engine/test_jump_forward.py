@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import llama_cpp
-import msgspec
 import pytest
 
 from chunkwise.engine import LlamaCppEngine
@@ -21,7 +20,7 @@ from chunkwise.engine._grammar import json_schema_grammar
 from chunkwise.engine._jump import JumpForward
 from chunkwise.types import ChatCompletionChunk, ChatCompletionRequest
 
-from .support import content_of, finish_reason, run_chat
+from .support import chat, content_of, finish_reason, run_chat
 
 pytestmark = [pytest.mark.anyio, pytest.mark.engine]
 
@@ -32,8 +31,11 @@ SCHEMA = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"topic": {"type": "string"}, "decision": {"type": "string"}},
-                "required": ["topic", "decision"],
+                "properties": {
+                    "topic": {"type": "string"},
+                    "outcome": {"enum": ["approved", "rejected", "delayed", "asked"]},
+                },
+                "required": ["topic", "outcome"],
             },
         }
     },
@@ -52,15 +54,9 @@ MEETINGS = [
 
 
 def extraction(meeting: str, **fields: Any) -> ChatCompletionRequest:
-    body = {
-        "model": "test",
-        "messages": [{"role": "user", "content": f"Extract every decision of this meeting as JSON:\n\n{meeting}"}],
-        "max_tokens": 60,
-        "temperature": 0,
-        "response_format": {"type": "json_schema", "json_schema": {"name": "decisions", "schema": SCHEMA}},
-        **fields,
-    }
-    return msgspec.convert(body, type=ChatCompletionRequest)
+    schema = {"type": "json_schema", "json_schema": {"name": "decisions", "schema": SCHEMA}}
+    prompt = f"Extract every decision of this meeting as JSON:\n\n{meeting}"
+    return chat(prompt, **{"max_tokens": 60, "temperature": 0, "response_format": schema, **fields})
 
 
 @pytest.fixture(scope="module")
