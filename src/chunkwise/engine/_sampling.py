@@ -131,7 +131,8 @@ class Candidates:
         lower id, as llama.cpp's argmax does); None where the likeliest few are all rejected.
         """
         logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(ctx, row), shape=(self._n_vocab,))
-        likeliest = np.argpartition(logits, -_LIKELIEST)[-_LIKELIEST:]
+        few = min(_LIKELIEST, self._n_vocab)
+        likeliest = np.argpartition(logits, -few)[-few:]
         likeliest = likeliest[np.lexsort((likeliest, -logits[likeliest]))]
         (found,) = np.nonzero(self.allowed(grammar, likeliest.tolist()))
         if not len(found):
