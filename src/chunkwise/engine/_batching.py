@@ -122,6 +122,7 @@ class _Sequence:
         "draft",
         "fallback",
         "forced",
+        "forced_budget",
         "generated",
         "logits_index",
         "lookup",
@@ -144,8 +145,10 @@ class _Sequence:
         self.slot: _Slot | None = None
         #: Guessed tokens decoded after ``next_token`` in the current step, verified when sampling.
         self.draft: list[int] = []
-        #: How many of ``draft`` are the tokens of text its grammar forces (jump-forward).
+        #: How many of ``draft`` are the tokens of text its grammar forces (jump-forward), and how many such
+        #: tokens it guesses, from how its earlier ones fared (the model may write forced text in other pieces).
         self.forced = 0
+        self.forced_budget = DraftBudget(_MAX_FORCED_TOKENS)
         #: The prompt and output so far, for guessing (``None``: speculation is off).
         self.lookup: PromptLookup | None = None
         self.budget: DraftBudget | None = None
@@ -218,6 +221,8 @@ def canonical_cuts(length: int, boundaries: Sequence[int], chunk: int) -> list[i
     return cuts
 
 
+#: The most tokens of forced text a sequence guesses per step.
+_MAX_FORCED_TOKENS = 16
 #: Streams longer than this may have a KV view of 512 cells (see ``StepLoop._long_stream``).
 _LONG_STREAM = 192
 
@@ -614,9 +619,10 @@ class StepLoop:
             grammar = sequence.chain.grammar
             if self._jump_forward is not None and grammar is not None:
                 forced = self._jump_forward.replace(grammar, sequence.draft, room)
-                if forced is not None:
-                    sequence.draft = forced
-                    sequence.forced = len(forced)
+                allowance = sequence.forced_budget.allowance() if forced is not None else 0
+                if forced is not None and allowance > 0:
+                    sequence.draft = forced[:allowance]
+                    sequence.forced = len(sequence.draft)
         if not self._threaded_attention:
             return
         by_id = {_slot_id(sequence): sequence for sequence in sequences}
@@ -698,6 +704,7 @@ class StepLoop:
                 if sequence.forced:
                     self.stats.forced_tokens += sequence.forced
                     self.stats.forced_accepted_tokens += min(accepted, sequence.forced)
+                    sequence.forced_budget.record(sequence.forced, min(accepted, sequence.forced))
                 elif sequence.budget is not None:  # not the guard's guess while speculation is off
                     self.stats.drafted_tokens += len(draft)
                     self.stats.accepted_tokens += accepted
