@@ -4,8 +4,8 @@ One command, on the same GGUF, one server at a time::
 
     flock /tmp/chunkwise-bench.lock .venv/bin/python bench/bench_speculation.py --write BENCHMARKS.md
 
-Contenders: chunkwise with its defaults (speculation and jump-forward on) and with ``--no-speculation``, and
-for the json task also with ``--no-jump-forward`` (with and without speculation); llama-server
+Contenders: chunkwise with its defaults (speculation on) and with ``--no-speculation``, and for the json
+task also with ``--jump-forward`` (with and without speculation); llama-server
 (``--parallel 4``, its default) without speculation and with ``--spec-type ngram-simple``, ``ngram-mod`` and
 ``ngram-cache``. llama-server is built by bench/build_llama_server.sh the first time (about 8 minutes).
 
@@ -172,7 +172,7 @@ def measure(url: str, max_tokens: int, tasks: list[str], runs: int) -> dict[str,
 
 
 SPEC_TYPES = ("ngram-simple", "ngram-mod", "ngram-cache")
-JUMPLESS = "--no-jump-forward"
+JUMPING = "--jump-forward"
 
 
 def contenders(binary: Path | None, model: Path, port: int, tasks: list[str]) -> list[Contender]:
@@ -183,8 +183,8 @@ def contenders(binary: Path | None, model: Path, port: int, tasks: list[str]) ->
     ]
     if "json" in tasks:  # jump-forward only acts on grammars
         ours += [
-            Contender(f"chunkwise {JUMPLESS}", [*chunkwise, JUMPLESS]),
-            Contender(f"chunkwise --no-speculation {JUMPLESS}", [*chunkwise, "--no-speculation", JUMPLESS]),
+            Contender(f"chunkwise {JUMPING}", [*chunkwise, JUMPING]),
+            Contender(f"chunkwise --no-speculation {JUMPING}", [*chunkwise, "--no-speculation", JUMPING]),
         ]
     if binary is None:
         return ours
@@ -213,12 +213,12 @@ def report(results: list[Contender], tasks: list[str]) -> tuple[str, list[str]]:
         ratio = ours[task].tokens_per_second / plain[task].tokens_per_second
         same = "identical" if ours[task].texts == plain[task].texts else "DIFFERENT"
         checks.append(f"{task}: speculation {ratio:.2f}× chunkwise without it; texts {same}")
-        if task == "json" and f"chunkwise {JUMPLESS}" in by_name:
-            for name in (f"chunkwise {JUMPLESS}", f"chunkwise --no-speculation {JUMPLESS}"):
-                other = by_name[name][task]
-                ratio = ours[task].tokens_per_second / other.tokens_per_second
-                same = "identical" if ours[task].texts == other.texts else "DIFFERENT"
-                checks.append(f"{task}: chunkwise {ratio:.2f}× `{name}`; texts {same}")
+        if task == "json" and f"chunkwise {JUMPING}" in by_name:
+            for name, without in ((f"chunkwise {JUMPING}", ours), (f"chunkwise --no-speculation {JUMPING}", plain)):
+                jumping = by_name[name][task]
+                ratio = jumping.tokens_per_second / without[task].tokens_per_second
+                same = "identical" if jumping.texts == without[task].texts else "DIFFERENT"
+                checks.append(f"{task}: `{name}` {ratio:.2f}× without jump-forward; texts {same}")
         if "llama-server" not in by_name:
             continue
         speculative = {kind: by_name[f"llama-server {kind}"][task].tokens_per_second for kind in SPEC_TYPES}
