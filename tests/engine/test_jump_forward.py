@@ -29,6 +29,7 @@ SCHEMA = {
     "properties": {
         "decisions": {
             "type": "array",
+            "minItems": 1,
             "items": {
                 "type": "object",
                 "properties": {
