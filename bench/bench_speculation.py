@@ -4,7 +4,8 @@ One command, on the same GGUF, one server at a time::
 
     flock /tmp/chunkwise-bench.lock .venv/bin/python bench/bench_speculation.py --write BENCHMARKS.md
 
-Contenders: chunkwise with its defaults (speculation on) and with ``--no-speculation``; llama-server
+Contenders: chunkwise with its defaults (speculation on) and with ``--no-speculation``, and for the json
+task also with ``--jump-forward`` (with and without speculation); llama-server
 (``--parallel 4``, its default) without speculation and with ``--spec-type ngram-simple``, ``ngram-mod`` and
 ``ngram-cache``. llama-server is built by bench/build_llama_server.sh the first time (about 8 minutes).
 
@@ -127,14 +128,14 @@ class Contender:
 
 
 def draft_counters(client: httpx.Client) -> tuple[int, int]:
-    """chunkwise's guessed and kept tokens so far (0, 0 from a server without them)."""
+    """chunkwise's guessed and kept tokens so far, by speculation and jump-forward (0, 0 from other servers)."""
     response = client.get("/metrics")
     text = response.text if response.status_code == 200 else ""
     values = []
-    for name in ("chunkwise_draft_tokens_total", "chunkwise_draft_accepted_tokens_total"):
-        found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    for name in ("draft_tokens", "draft_accepted_tokens", "jump_forward_tokens", "jump_forward_accepted_tokens"):
+        found = re.search(rf"^chunkwise_{name}_total (\S+)$", text, re.MULTILINE)
         values.append(int(float(found.group(1))) if found else 0)
-    return values[0], values[1]
+    return values[0] + values[2], values[1] + values[3]
 
 
 def measure(url: str, max_tokens: int, tasks: list[str], runs: int) -> dict[str, TaskResult]:
@@ -172,14 +173,20 @@ def measure(url: str, max_tokens: int, tasks: list[str], runs: int) -> dict[str,
 
 
 SPEC_TYPES = ("ngram-simple", "ngram-mod", "ngram-cache")
+JUMPING = "--jump-forward"
 
 
-def contenders(binary: Path | None, model: Path, port: int) -> list[Contender]:
+def contenders(binary: Path | None, model: Path, port: int, tasks: list[str]) -> list[Contender]:
     chunkwise = [sys.executable, "-m", "chunkwise", "serve", "--port", str(port), "--log-level", "warning"]
     ours = [
         Contender("chunkwise", chunkwise),
         Contender("chunkwise --no-speculation", [*chunkwise, "--no-speculation"]),
     ]
+    if "json" in tasks:  # jump-forward only acts on grammars
+        ours += [
+            Contender(f"chunkwise {JUMPING}", [*chunkwise, JUMPING]),
+            Contender(f"chunkwise --no-speculation {JUMPING}", [*chunkwise, "--no-speculation", JUMPING]),
+        ]
     if binary is None:
         return ours
     server = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "--parallel", "4"]
@@ -207,6 +214,12 @@ def report(results: list[Contender], tasks: list[str]) -> tuple[str, list[str]]:
         ratio = ours[task].tokens_per_second / plain[task].tokens_per_second
         same = "identical" if ours[task].texts == plain[task].texts else "DIFFERENT"
         checks.append(f"{task}: speculation {ratio:.2f}× chunkwise without it; texts {same}")
+        if task == "json" and f"chunkwise {JUMPING}" in by_name:
+            for name, without in ((f"chunkwise {JUMPING}", ours), (f"chunkwise --no-speculation {JUMPING}", plain)):
+                jumping = by_name[name][task]
+                ratio = jumping.tokens_per_second / without[task].tokens_per_second
+                same = "identical" if jumping.texts == without[task].texts else "DIFFERENT"
+                checks.append(f"{task}: `{name}` {ratio:.2f}× without jump-forward; texts {same}")
         if "llama-server" not in by_name:
             continue
         speculative = {kind: by_name[f"llama-server {kind}"][task].tokens_per_second for kind in SPEC_TYPES}
@@ -250,7 +263,7 @@ def main() -> None:
     before = load()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    results = contenders(binary, model, port)
+    results = contenders(binary, model, port, tasks)
     with tempfile.TemporaryDirectory() as logs:
         for index, contender in enumerate(results):
             print(f"{contender.name}: {' '.join(contender.command)}", flush=True)

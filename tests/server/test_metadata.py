@@ -75,6 +75,8 @@ def test_metrics_expose_every_documented_family(server: RunningServer, http: htt
         ("chunkwise_prefix_cache_tokens_total", "counter"),
         ("chunkwise_draft_tokens_total", "counter"),
         ("chunkwise_draft_accepted_tokens_total", "counter"),
+        ("chunkwise_jump_forward_tokens_total", "counter"),
+        ("chunkwise_jump_forward_accepted_tokens_total", "counter"),
     ]:
         assert f"# TYPE {family} {kind}" in text
     assert server.metric("chunkwise_requests_total", route="/v1/chat/completions", status="200") >= 1

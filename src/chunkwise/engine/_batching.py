@@ -41,8 +41,9 @@ from .._errors import EngineError
 from ._choices import ChoiceWriter, ChunkT, Emitted, SampledLogprobs
 from ._drafts import DraftBudget, OutputCache, PromptLookup
 from ._generation import Emit, WorkerDone
+from ._jump import JumpForward
 from ._requests import DecodePlan
-from ._sampling import SamplerChain, sequence_seed
+from ._sampling import Candidates, SamplerChain, sequence_seed
 from ._splits import lone_single_tokens
 
 __all__ = ["BatchingHistogram", "BatchingStats", "StepLoop"]
@@ -87,6 +88,9 @@ class BatchingStats:
         #: Guessed tokens verified in decode steps, and how many of them the sampled output kept.
         self.drafted_tokens = 0
         self.accepted_tokens = 0
+        #: Tokens guessed from the text a grammar forces (jump-forward), and how many of them the output kept.
+        self.forced_tokens = 0
+        self.forced_accepted_tokens = 0
 
 
 class _Slot:
@@ -117,6 +121,8 @@ class _Sequence:
         "chain",
         "draft",
         "fallback",
+        "forced",
+        "forced_budget",
         "generated",
         "logits_index",
         "lookup",
@@ -139,6 +145,10 @@ class _Sequence:
         self.slot: _Slot | None = None
         #: Guessed tokens decoded after ``next_token`` in the current step, verified when sampling.
         self.draft: list[int] = []
+        #: How many of ``draft`` are the tokens of text its grammar forces (jump-forward), and how many such
+        #: tokens it guesses, from how its earlier ones fared (the model may write forced text in other pieces).
+        self.forced = 0
+        self.forced_budget = DraftBudget(_MAX_FORCED_TOKENS)
         #: The prompt and output so far, for guessing (``None``: speculation is off).
         self.lookup: PromptLookup | None = None
         self.budget: DraftBudget | None = None
@@ -211,6 +221,8 @@ def canonical_cuts(length: int, boundaries: Sequence[int], chunk: int) -> list[i
     return cuts
 
 
+#: The most tokens of forced text a sequence guesses per step.
+_MAX_FORCED_TOKENS = 16
 #: Streams longer than this may have a KV view of 512 cells (see ``StepLoop._long_stream``).
 _LONG_STREAM = 192
 
@@ -247,6 +259,7 @@ class StepLoop:
         n_batch: int,
         prefill_chunk: int,
         draft_max: int = 0,
+        jump_forward: JumpForward | None = None,
         threaded_attention: bool = False,
     ) -> None:
         self._lib = lib
@@ -262,6 +275,9 @@ class StepLoop:
         self._draft_max = draft_max
         #: Finished outputs, guessed from where a sequence's own tokens give no guess.
         self._outputs = OutputCache()
+        #: Guesses the text grammars force (None: jump-forward is off).
+        self._jump_forward = jump_forward
+        self._candidates = Candidates(n_vocab)
         #: More than one thread computes attention, so one shape of micro-batch must be avoided (see ``_splits``).
         self._threaded_attention = threaded_attention
         self._batch_capacity = max(n_batch, sequences)
@@ -594,11 +610,19 @@ class StepLoop:
         share = self._batch_capacity // len(sequences) - 2
         for sequence in sequences:
             sequence.draft = []
-            if sequence.budget is None or sequence.lookup is None:
-                continue
-            allowance = min(sequence.budget.allowance(), self._room(sequence), share)
-            if allowance > 0:
-                sequence.draft = sequence.lookup.guess(allowance) or self._outputs.guess(sequence.lookup, allowance)
+            sequence.forced = 0
+            room = min(self._room(sequence), share)
+            if sequence.budget is not None and sequence.lookup is not None:
+                allowance = min(sequence.budget.allowance(), room)
+                if allowance > 0:
+                    sequence.draft = sequence.lookup.guess(allowance) or self._outputs.guess(sequence.lookup, allowance)
+            grammar = sequence.chain.grammar
+            if self._jump_forward is not None and grammar is not None:
+                forced = self._jump_forward.replace(grammar, sequence.draft, room)
+                allowance = sequence.forced_budget.allowance() if forced is not None else 0
+                if forced is not None and allowance > 0:
+                    sequence.draft = forced[:allowance]
+                    sequence.forced = len(sequence.draft)
         if not self._threaded_attention:
             return
         by_id = {_slot_id(sequence): sequence for sequence in sequences}
@@ -649,7 +673,7 @@ class StepLoop:
             row = sequence.logits_index
             accepted = 0
             while True:  # sample each verified position; a guess is kept where the sample equals it
-                token = lib.llama_sampler_sample(sequence.chain.pointer, ctx, row)
+                token = sequence.chain.sample(ctx, row, self._candidates)
                 if lib.llama_vocab_is_eog(vocab, token):
                     emitted += writer.end_of_generation()
                     break
@@ -677,7 +701,11 @@ class StepLoop:
                 break
             if draft:
                 self._drop_guesses(sequence, len(draft) - accepted)
-                if sequence.budget is not None:  # not the guard's guess while speculation is off
+                if sequence.forced:
+                    self.stats.forced_tokens += sequence.forced
+                    self.stats.forced_accepted_tokens += min(accepted, sequence.forced)
+                    sequence.forced_budget.record(sequence.forced, min(accepted, sequence.forced))
+                elif sequence.budget is not None:  # not the guard's guess while speculation is off
                     self.stats.drafted_tokens += len(draft)
                     self.stats.accepted_tokens += accepted
                     sequence.budget.record(len(draft), accepted)

@@ -1,22 +1,39 @@
-"""Sampling parameters and the llama.cpp sampler chains that apply them, entirely in C.
+"""Sampling parameters and the llama.cpp sampler chains that apply them, in C.
 
-A chain is ``logit_bias → penalties → grammar → (greedy | top_k → temperature → top_p → dist)``. Temperature
-comes before top-p, as in OpenAI's API: the nucleus is taken over the temperature-scaled distribution. Each
-stage is added only when it changes something, so a greedy request pays for an argmax and nothing else.
+A chain is ``logit_bias → penalties → (greedy | top_k → temperature → top_p → dist)``. Temperature comes
+before top-p, as in OpenAI's API: the nucleus is taken over the temperature-scaled distribution. Each stage is
+added only when it changes something, so a greedy request pays for an argmax and nothing else.
+
+A grammar is a sampler of its own beside the chain. Applying it means matching every token of the vocabulary
+against the grammar's state, which costs far more than a decode step's share of the weights, so it is
+applied only when needed: the chain samples from the unconstrained logits first and the grammar checks that
+one token; only if it rejects it are the logits masked by the grammar and sampled again (a plain greedy chain
+first offers the grammar its likeliest few tokens, best first). For greedy sampling
+the result is the same token (the argmax of the allowed tokens); for plain temperature sampling the same
+distribution (a draw from ``p``, kept if allowed and otherwise redrawn from ``p`` restricted to the allowed
+set, is a draw from that restriction). Top-k and top-p cut the distribution before the draw, where the cut
+would differ without the grammar, and penalties remember every token the chain samples, so chains with
+either apply the grammar first, every time.
 """
 
 from __future__ import annotations
 
+import ctypes
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from ._grammar_check import default_checker
 from ._protocol import InvalidRequestError
 
-__all__ = ["SamplerChain", "SamplingConfig", "check_grammar", "parse_logit_bias", "sequence_seed"]
+__all__ = ["Candidates", "SamplerChain", "SamplingConfig", "check_grammar", "parse_logit_bias", "sequence_seed"]
 
+#: How many of the likeliest tokens a greedy chain offers its grammar before masking the whole vocabulary.
+_LIKELIEST = 64
 _RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: "pick a random seed"
 
 
@@ -74,10 +91,73 @@ def check_grammar(vocab: Any, grammar: str, *, param: str) -> None:
         raise InvalidRequestError(f"{problem[0].upper()}{problem[1:]}.", param=param)
 
 
-class SamplerChain:
-    """One llama.cpp sampler chain, owned by one sequence of one generation; ``close`` frees it."""
+class Candidates:
+    """A scratch token array for applying samplers by hand, with room for ``size`` tokens (the vocabulary's
+    size for :meth:`sample`); owned by one thread (the engine's worker)."""
 
-    __slots__ = ("_lib", "pointer")
+    __slots__ = ("_array", "_data", "_ids", "_lib", "_n_vocab", "_view")
+
+    def __init__(self, size: int) -> None:
+        import llama_cpp
+
+        self._lib: Any = llama_cpp
+        self._n_vocab = size
+        self._data = (llama_cpp.llama_token_data * size)()
+        self._array = llama_cpp.llama_token_data_array(self._data, size, -1, False)
+        self._view: Any = np.ctypeslib.as_array(self._data)
+        self._ids = np.arange(size, dtype=np.int32)
+
+    def sample(self, chain: Any, grammar: Any, ctx: Any, row: int) -> int:
+        """The token ``chain`` selects from row ``row``'s logits masked by ``grammar`` (nothing accepted yet)."""
+        lib = self._lib
+        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, row), shape=(self._n_vocab,))
+        view = self._view
+        view["id"] = self._ids
+        view["logit"] = logits
+        view["p"] = 0.0
+        array = self._array
+        array.data, array.size, array.selected, array.sorted = self._data, self._n_vocab, -1, False
+        reference = ctypes.byref(array)
+        lib.llama_sampler_apply(grammar, reference)
+        lib.llama_sampler_apply(chain, reference)
+        if not 0 <= array.selected < array.size:
+            raise RuntimeError("llama.cpp's sampler chain selected no token")
+        return int(array.data[array.selected].id)
+
+    def best_allowed(self, grammar: Any, ctx: Any, row: int) -> int | None:
+        """The highest-logit token of row ``row`` that ``grammar`` allows, if it is among the likeliest few.
+
+        What a greedy chain without stages before the argmax selects from the masked logits (ties go to the
+        lower id, as llama.cpp's argmax does); None where the likeliest few are all rejected.
+        """
+        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(ctx, row), shape=(self._n_vocab,))
+        few = min(_LIKELIEST, self._n_vocab)
+        likeliest = np.argpartition(logits, -few)[-few:]
+        likeliest = likeliest[np.lexsort((likeliest, -logits[likeliest]))]
+        (found,) = np.nonzero(self.allowed(grammar, likeliest.tolist()))
+        if not len(found):
+            return None
+        token = int(likeliest[found[0]])
+        # A token outside the few with the same logit as the least of them might have the lower id.
+        return token if logits[token] > logits[likeliest[-1]] else None
+
+    def allowed(self, grammar: Any, tokens: Sequence[int]) -> NDArray[np.bool_]:
+        """Whether ``grammar``'s current state allows each of ``tokens`` next (its state is not changed)."""
+        count = len(tokens)
+        view = self._view
+        view["id"][:count] = tokens
+        view["logit"][:count] = 0.0
+        array = self._array
+        array.data, array.size, array.selected, array.sorted = self._data, count, -1, False
+        self._lib.llama_sampler_apply(grammar, ctypes.byref(array))
+        allowed: NDArray[np.bool_] = np.isfinite(view["logit"][:count])
+        return allowed
+
+
+class SamplerChain:
+    """One llama.cpp sampler chain and its grammar, owned by one sequence of one generation; ``close`` frees them."""
+
+    __slots__ = ("_check_after", "_lib", "_plain_argmax", "grammar", "pointer")
 
     def __init__(self, vocab: Any, n_vocab: int, config: SamplingConfig, *, seed: int, grammar: str | None) -> None:
         import llama_cpp
@@ -86,6 +166,14 @@ class SamplerChain:
         params = llama_cpp.llama_sampler_chain_default_params()
         params.no_perf = True
         self.pointer: Any = llama_cpp.llama_sampler_chain_init(params)
+        #: The grammar's own sampler (None: no grammar), applied apart from the chain (see the module docstring).
+        self.grammar: Any = None
+        penalties = bool(config.presence_penalty or config.frequency_penalty)
+        greedy = config.temperature <= 0.0
+        #: Whether sampling first and checking the sampled token gives what applying the grammar first gives.
+        self._check_after = not penalties and (greedy or (config.top_k <= 0 and config.top_p >= 1.0))
+        #: Whether the chain is an argmax of the raw logits, nothing before it.
+        self._plain_argmax = greedy and not penalties and not config.logit_bias
         try:
             if config.logit_bias:
                 biases = (llama_cpp.llama_logit_bias * len(config.logit_bias))()
@@ -93,7 +181,7 @@ class SamplerChain:
                     slot.token = token
                     slot.bias = bias
                 self._add(llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(config.logit_bias), biases))
-            if config.presence_penalty or config.frequency_penalty:
+            if penalties:
                 self._add(
                     llama_cpp.llama_sampler_init_penalties(
                         n_vocab,
@@ -103,9 +191,7 @@ class SamplerChain:
                         config.presence_penalty,
                     )
                 )
-            if grammar is not None:
-                self._add(llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root"))
-            if config.temperature <= 0.0:
+            if greedy:
                 self._add(llama_cpp.llama_sampler_init_greedy())
             else:
                 if config.top_k > 0:
@@ -114,6 +200,10 @@ class SamplerChain:
                 if config.top_p < 1.0:
                     self._add(llama_cpp.llama_sampler_init_top_p(config.top_p, 1))
                 self._add(llama_cpp.llama_sampler_init_dist(seed))
+            if grammar is not None:
+                self.grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+                if not self.grammar:
+                    raise RuntimeError("llama.cpp could not create a sampler")
         except BaseException:
             self.close()
             raise
@@ -123,11 +213,37 @@ class SamplerChain:
             raise RuntimeError("llama.cpp could not create a sampler")
         self._lib.llama_sampler_chain_add(self.pointer, sampler)
 
+    def sample(self, ctx: Any, row: int, candidates: Candidates) -> int:
+        """Sample from row ``row`` of the last decode's logits, and record the token (as the next one)."""
+        lib = self._lib
+        if self.grammar is None:
+            return int(lib.llama_sampler_sample(self.pointer, ctx, row))
+        if self._check_after:
+            # No stage of such a chain remembers the tokens it is told about, so a rejected token leaves no trace.
+            token = int(lib.llama_sampler_sample(self.pointer, ctx, row))
+            if candidates.allowed(self.grammar, (token,))[0]:
+                lib.llama_sampler_accept(self.grammar, token)
+                return token
+            if self._plain_argmax:
+                best = candidates.best_allowed(self.grammar, ctx, row)
+                if best is not None:
+                    lib.llama_sampler_accept(self.grammar, best)
+                    return best
+        token = candidates.sample(self.pointer, self.grammar, ctx, row)
+        lib.llama_sampler_accept(self.pointer, token)
+        lib.llama_sampler_accept(self.grammar, token)
+        return token
+
     def accept(self, token: int) -> None:
         """Record a token that another chain sampled (keeps penalties in step after a chain switch)."""
         self._lib.llama_sampler_accept(self.pointer, token)
+        if self.grammar is not None:
+            self._lib.llama_sampler_accept(self.grammar, token)
 
     def close(self) -> None:
         if self.pointer:
             self._lib.llama_sampler_free(self.pointer)
             self.pointer = None
+        if self.grammar:
+            self._lib.llama_sampler_free(self.grammar)
+            self.grammar = None

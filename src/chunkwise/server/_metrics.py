@@ -121,6 +121,16 @@ class _BatchingCollector(Collector):
             "Guessed tokens the output kept: the acceptance rate is this over chunkwise_draft_tokens_total.",
             value=stats.accepted_tokens,
         )
+        yield CounterMetricFamily(
+            "chunkwise_jump_forward_tokens",
+            "Tokens guessed from the text a grammar forces next (jump-forward), verified in decode steps.",
+            value=stats.forced_tokens,
+        )
+        yield CounterMetricFamily(
+            "chunkwise_jump_forward_accepted_tokens",
+            "Jump-forward tokens the output kept (the model writes forced text in tokens of its choosing).",
+            value=stats.forced_accepted_tokens,
+        )
         yield _histogram(
             "chunkwise_batch_size", "Sequences decoded together in one step of the engine.", stats.batch_size
         )
