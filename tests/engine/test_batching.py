@@ -65,3 +65,17 @@ async def test_a_shared_step_lists_consecutive_sequence_ids_in_order(monkeypatch
     # A sequence's guessed tokens follow its next token, under the same id.
     widest = max((list(dict.fromkeys(ids)) for ids in steps), key=len)
     assert widest == list(range(widest[0], widest[0] + len(questions)))
+
+
+async def test_the_time_inside_llama_decode_is_counted_for_prompt_pieces_and_steps_apart(
+    engine: LlamaCppEngine,
+) -> None:
+    stats = engine.batching_stats()
+    before = (stats.prompt_decodes, stats.prompt_decode_seconds, stats.step_decodes, stats.step_decode_seconds)
+    # A prompt no earlier test sent, so that at least its last token is evaluated; greedy, 8 tokens.
+    chunks = await run_chat(engine, chat("Count the decode calls of this test.", temperature=0, max_tokens=8))
+    assert content_of(chunks)
+    assert stats.prompt_decodes > before[0] and stats.prompt_decode_seconds > before[1]
+    # The prompt's last token yields the first output token; each decode step samples one more at least.
+    assert 1 <= stats.step_decodes - before[2] <= 7
+    assert stats.step_decode_seconds > before[3]

@@ -91,6 +91,12 @@ class BatchingStats:
         #: Tokens guessed from the text a grammar forces (jump-forward), and how many of them the output kept.
         self.forced_tokens = 0
         self.forced_accepted_tokens = 0
+        #: Wall time inside ``llama_decode`` and the number of calls, for the shared decode steps and for
+        #: prompt pieces apart: what ``step_seconds`` spends outside them is the loop's own (Python) work.
+        self.step_decode_seconds = 0.0
+        self.step_decodes = 0
+        self.prompt_decode_seconds = 0.0
+        self.prompt_decodes = 0
 
 
 class _Slot:
@@ -501,7 +507,10 @@ class StepLoop:
             logits[index] = 0
         logits[end - start - 1] = 1 if end == len(prompt) else 0
         self._batch.n_tokens = end - start
+        started = time.perf_counter()
         self._decode_batch()
+        self.stats.prompt_decode_seconds += time.perf_counter() - started
+        self.stats.prompt_decodes += 1
         primary.tokens.extend(prompt[start:end])
         primary.cuts.append(end)
         if end == len(prompt):
@@ -593,7 +602,10 @@ class StepLoop:
                 logits[index] = 1
                 index += 1
         self._batch.n_tokens = index
+        started = time.perf_counter()
         self._decode_batch()
+        self.stats.step_decode_seconds += time.perf_counter() - started
+        self.stats.step_decodes += 1
         for sequence in sequences:
             assert sequence.slot is not None
             sequence.slot.tokens.append(sequence.next_token)
