@@ -1,6 +1,6 @@
 """Speculative decoding benchmark: ``chunkwise serve`` against ``llama-server`` with each of its n-gram drafters.
 
-One command, on the same GGUF, one server at a time::
+One command, on the same GGUF, the servers taking turns (see below)::
 
     flock /tmp/chunkwise-bench.lock .venv/bin/python bench/bench_speculation.py --write BENCHMARKS.md
 
