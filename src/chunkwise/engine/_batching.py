@@ -229,6 +229,8 @@ def canonical_cuts(length: int, boundaries: Sequence[int], chunk: int) -> list[i
 
 #: The most tokens of forced text a sequence guesses per step.
 _MAX_FORCED_TOKENS = 16
+#: Guesses (speculation's and jump-forward's) are made only in steps that decode at most this many sequences.
+_GUESSING_COMPANY = 1
 #: Streams longer than this may have a KV view of 512 cells (see ``StepLoop._long_stream``).
 _LONG_STREAM = 192
 
@@ -620,9 +622,15 @@ class StepLoop:
         """
         # The batch holds n_batch tokens: each sequence's token, its guesses and perhaps one more (below).
         share = self._batch_capacity // len(sequences) - 2
+        # On a CPU a guessed token costs about what a real one does once the step carries tokens of several
+        # sequences, so guesses pay only for a sequence decoded alone (BENCHMARKS.md, session 6: guessing in
+        # company lost throughput at 4 and 8 streams).
+        guessing = len(sequences) <= _GUESSING_COMPANY
         for sequence in sequences:
             sequence.draft = []
             sequence.forced = 0
+            if not guessing:
+                continue
             room = min(self._room(sequence), share)
             if sequence.budget is not None and sequence.lookup is not None:
                 allowance = min(sequence.budget.allowance(), room)
