@@ -55,7 +55,9 @@ def test_batching(tmp_path: Path, drawn: list[Sequence[charts.Panel]]) -> None:
 def test_speculation(tmp_path: Path, drawn: list[Sequence[charts.Panel]]) -> None:
     tasks = ["copy", "story"]
     results = [
-        bench_speculation.Contender(name, [], {task: bench_speculation.TaskResult(rate + index, 200) for task in tasks})
+        bench_speculation.Contender(
+            name, [], "", {task: bench_speculation.TaskResult(rate + index, 200) for task in tasks}
+        )
         for index, (name, rate) in enumerate([("chunkwise", 104.5), ("chunkwise --no-speculation", 52.9)])
     ]
     bench_speculation.chart(tmp_path / "speculation.png", results, tasks, "caption")
