@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from bench_batching import build_llama_server
-from bench_server import free_port, load, machine, running
+from bench_server import chunkwise_command, free_port, load, machine, running
 from charts import Panel, add_chart_options, chart_path, draw_bars
 from chunkwise.engine import DEFAULT_MODEL_ID, default_model_path
 from running import at_once
@@ -115,22 +115,6 @@ def one_round(url: str, inputs: int, concurrent: int, tag: str) -> float:
 def cosine(a: list[float], b: list[float]) -> float:
     dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
     return dot / math.sqrt(math.fsum(x * x for x in a) * math.fsum(y * y for y in b))
-
-
-def chunkwise_command(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "chunkwise",
-        "serve",
-        "--port",
-        str(port),
-        "--n-ctx",
-        str(N_CTX),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
 
 
 def llama_server_command(binary: Path, model: Path, port: int) -> list[str]:
@@ -248,7 +232,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-embeddings-") as logs:
         chunkwise_port = free_port()
         urls = {"chunkwise": f"http://127.0.0.1:{chunkwise_port}"}
-        commands = {"chunkwise": chunkwise_command(chunkwise_port)}
+        commands = {"chunkwise": chunkwise_command(urls["chunkwise"], N_CTX)}
         if not args.chunkwise_only:
             binary = args.llama_server or build_llama_server()
             port = free_port()

@@ -265,7 +265,7 @@ def running(command: list[str], url: str, log: Path) -> Iterator[None]:
             stop(process, 30)
 
 
-def chunkwise_command(url: str) -> list[str]:
+def chunkwise_command(url: str, n_ctx: int = N_CTX) -> list[str]:
     port = url.rsplit(":", 1)[1]
     return [
         sys.executable,
@@ -275,7 +275,7 @@ def chunkwise_command(url: str) -> list[str]:
         "--port",
         port,
         "--n-ctx",
-        str(N_CTX),
+        str(n_ctx),
         "--log-level",
         "warning",
         "--no-access-log",
