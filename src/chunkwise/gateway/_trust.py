@@ -34,7 +34,11 @@ def _load(text: str, path: Path) -> dict[str, Any]:
 
 def read_trusted_keys(path: Path) -> tuple[str, ...]:
     """The keys in ``[nodes] trusted`` of the file at ``path``."""
-    nodes = _load(_read(path), path).get("nodes", {})
+    return _trusted_of(_load(_read(path), path))
+
+
+def _trusted_of(data: dict[str, Any]) -> tuple[str, ...]:
+    nodes = data.get("nodes", {})
     return parse_trusted_keys(nodes.get("trusted", []) if isinstance(nodes, dict) else [])
 
 
@@ -114,7 +118,7 @@ def edit_trusted_keys(path: Path, change: Callable[[list[str]], list[str]]) -> t
     """Apply ``change`` to the trust list in ``path`` and write the file back; the new list."""
     text = _read(path)
     before = _load(text, path)
-    keys = list(read_trusted_keys(path))
+    keys = list(_trusted_of(before))
     wanted = change(list(keys))
     parse_trusted_keys(wanted)
     if wanted == keys and "nodes" in before:
