@@ -4,7 +4,8 @@ One command, on the same GGUF, the servers taking turns (see below)::
 
     flock /tmp/chunkwise-bench.lock .venv/bin/python bench/bench_speculation.py --write BENCHMARKS.md
 
-Contenders: chunkwise with its defaults (speculation on) and with ``--no-speculation``, and for the json
+Contenders: chunkwise with its defaults (speculation on), with ``--no-speculation`` and with
+``--cache-type-k f16`` (llama.cpp's default key type, for which the engine guards one batch shape), and for the json
 task also with ``--jump-forward`` (with and without speculation); llama-server
 (``--parallel 4``, its default) without speculation and with ``--spec-type ngram-simple``, ``ngram-mod`` and
 ``ngram-cache``. llama-server is built by bench/build_llama_server.sh the first time (about 8 minutes).
@@ -192,6 +193,8 @@ def measure(contenders: list[Contender], max_tokens: int, tasks: list[str], runs
 
 SPEC_TYPES = ("ngram-simple", "ngram-mod", "ngram-cache")
 JUMPING = "--jump-forward"
+#: llama.cpp's default key cache type, where the engine guards one batch shape (see engine/_splits.py).
+F16_KEYS = "--cache-type-k f16"
 
 
 def contenders(binary: Path | None, model: Path, tasks: list[str]) -> list[Contender]:
@@ -206,7 +209,11 @@ def contenders(binary: Path | None, model: Path, tasks: list[str]) -> list[Conte
         command = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "--parallel", "4"]
         return Contender(name, [*command, *options], f"http://127.0.0.1:{port}")
 
-    ours = [chunkwise("chunkwise"), chunkwise("chunkwise --no-speculation", "--no-speculation")]
+    ours = [
+        chunkwise("chunkwise"),
+        chunkwise("chunkwise --no-speculation", "--no-speculation"),
+        chunkwise(f"chunkwise {F16_KEYS}", *F16_KEYS.split()),
+    ]
     if "json" in tasks:  # jump-forward only acts on grammars
         ours += [
             chunkwise(f"chunkwise {JUMPING}", JUMPING),
@@ -243,6 +250,10 @@ def report(results: list[Contender], tasks: list[str]) -> tuple[str, list[str]]:
             ratio = ours[task].tokens_per_second / plain[task].tokens_per_second
             same = "identical" if ours[task].texts == plain[task].texts else "DIFFERENT"
             checks.append(f"{task}: speculation {ratio:.2f}× chunkwise without it; texts {same}")
+        if ours is not None and F16_KEYS in " ".join(by_name):
+            f16 = by_name[f"chunkwise {F16_KEYS}"][task]
+            ratio = ours[task].tokens_per_second / f16.tokens_per_second
+            checks.append(f"{task}: q8_0 keys {ratio:.2f}× f16 keys (`{F16_KEYS}`)")
         if task == "json":
             for name, without in ((f"chunkwise {JUMPING}", ours), (f"chunkwise --no-speculation {JUMPING}", plain)):
                 if name not in by_name or without is None:

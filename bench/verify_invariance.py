@@ -24,6 +24,8 @@ from chunkwise.engine import default_model_path
 COMPANY = 7
 SEQUENCES = COMPANY + 1
 PIECE = 32
+#: ggml's type numbers for the KV cache (``enum ggml_type``).
+CACHE_TYPES = {"f32": 0, "f16": 1, "q8_0": 8}
 TEXT = (
     "Copy this list exactly: apples, pears, plums, cherries, grapes, lemons, limes, oranges, peaches, melons. "
     "The quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat near the door. "
@@ -31,7 +33,9 @@ TEXT = (
 
 
 class Bench:
-    def __init__(self, lib: Any, model: Any, *, threads: int, flash_attn: bool, n_ctx: int) -> None:
+    def __init__(
+        self, lib: Any, model: Any, *, threads: int, flash_attn: bool, n_ctx: int, cache_types: tuple[int, int]
+    ) -> None:
         self.lib = lib
         params = lib.llama_context_default_params()
         params.n_ctx = n_ctx * SEQUENCES
@@ -40,6 +44,7 @@ class Bench:
         params.kv_unified = False
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
+        params.type_k, params.type_v = cache_types
         params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self.ctx = lib.llama_init_from_model(model, params)
         self.memory = lib.llama_get_memory(self.ctx)
@@ -122,7 +127,17 @@ _quiet = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(
 @click.option("--prompt-tokens", "lengths", type=int, multiple=True, default=[60, 600], show_default=True)
 @click.option("--tokens", "count", type=int, default=24, show_default=True, help="Continuation tokens compared.")
 @click.option("--k", "sizes", type=int, multiple=True, default=[1, 2, 4, 8, 16], show_default=True)
-def main(threads: int, flash_attn: bool, lengths: tuple[int, ...], count: int, sizes: tuple[int, ...]) -> None:
+@click.option("--type-k", type=click.Choice(list(CACHE_TYPES)), default="f16", show_default=True)
+@click.option("--type-v", type=click.Choice(list(CACHE_TYPES)), default="f16", show_default=True)
+def main(
+    threads: int,
+    flash_attn: bool,
+    lengths: tuple[int, ...],
+    count: int,
+    sizes: tuple[int, ...],
+    type_k: str,
+    type_v: str,
+) -> None:
     import llama_cpp as lib
 
     lib.llama_log_set(_quiet, None)
@@ -133,13 +148,14 @@ def main(threads: int, flash_attn: bool, lengths: tuple[int, ...], count: int, s
     data = words.encode()
     buffer = (lib.llama_token * len(data))()
     all_tokens = buffer[: lib.llama_tokenize(vocab, data, len(data), buffer, len(data), True, True)]
-    n_ctx = 1024
-    print(f"threads={threads} flash_attn={flash_attn}")
+    n_ctx = max(lengths) + count + 64
+    cache_types = (CACHE_TYPES[type_k], CACHE_TYPES[type_v])
+    print(f"threads={threads} flash_attn={flash_attn} type_k={type_k} type_v={type_v}")
     for length in lengths:
         prompt = list(all_tokens[:length])
 
         def fresh() -> Bench:
-            return Bench(lib, model, threads=threads, flash_attn=flash_attn, n_ctx=n_ctx)
+            return Bench(lib, model, threads=threads, flash_attn=flash_attn, n_ctx=n_ctx, cache_types=cache_types)
 
         bench = fresh()
         continuation = greedy(bench, prompt, count + 1)

@@ -129,13 +129,23 @@ def logprobs_of(chunks: list[ChatCompletionChunk]) -> list[float | None]:
 
 
 @pytest.mark.engine
-async def test_a_long_sequence_gets_bitwise_the_same_logprobs_alone_and_among_others_with_two_threads() -> None:
-    # Two threads split the attention of a lone token over a 512-cell KV view and merge the partial sums,
-    # which changes the last bits (found with bench/verify_invariance.py); the loop never decodes that
-    # shape. One thread never takes that path, hence an engine of its own.
+@pytest.mark.parametrize("cache_type_k", ["q8_0", "f16"])
+async def test_a_long_sequence_gets_bitwise_the_same_logprobs_alone_and_among_others_with_two_threads(
+    cache_type_k: str,
+) -> None:
+    # With f16 keys, two threads split the attention of a lone token over a 512-cell KV view and merge the
+    # partial sums, which changes the last bits (found with bench/verify_invariance.py), so the loop never
+    # decodes that shape; with q8_0 keys flash attention never takes that path. One thread never takes it
+    # either, hence an engine of its own.
     questions = ["Name a color.", "Say hello.", "Name a fruit.", "Name an animal."]
-    with LlamaCppEngine(n_ctx=512, n_threads=2, max_sequences=4) as engine:
+    with LlamaCppEngine(n_ctx=512, n_threads=2, max_sequences=4, cache_type_k=cache_type_k) as engine:
         assert len(engine.tokenize(LONG_SYSTEM)) > 300
         alone = logprobs_of(await run_chat(engine, long_request(questions[0])))
         together = await asyncio.gather(*(run_chat(engine, long_request(question)) for question in questions))
     assert alone and logprobs_of(together[0]) == alone
+
+
+@pytest.mark.engine  # refused before loading, but the marker check cannot tell
+def test_an_unknown_key_cache_type_is_refused_before_the_model_loads() -> None:
+    with pytest.raises(ValueError, match="cache_type_k must be one of q8_0, f16"):
+        LlamaCppEngine(cache_type_k="q4_0")

@@ -66,7 +66,12 @@ async def test_json_object_output_parses(engine: LlamaCppEngine):
     chunks = await run_chat(
         engine,
         # Greedy, the model closes this object well within max_tokens: an answer cut short would prove nothing.
-        chat("Describe a cat as a JSON object.", max_tokens=64, temperature=0, response_format={"type": "json_object"}),
+        chat(
+            "Describe a cat as a JSON object with its name and age.",
+            max_tokens=64,
+            temperature=0,
+            response_format={"type": "json_object"},
+        ),
     )
     assert finish_reason(chunks) == "stop"
     assert isinstance(json.loads(content_of(chunks)), dict)

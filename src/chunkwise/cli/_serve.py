@@ -221,6 +221,15 @@ def _key_file_options(key: str, *, envvar: str, help: str) -> _Decorator:
     default=16,
     help="With --speculation: the most tokens one sequence guesses per step.",
 )
+@click.option(
+    "--cache-type-k",
+    type=click.Choice(["q8_0", "f16"]),
+    default="q8_0",
+    show_default=True,
+    help="The type of the KV cache's keys (values are f16). With q8_0 every batch shape takes one attention "
+    "path, so greedy output is the same alone and in company at no cost; with f16 (llama.cpp's default) a "
+    "sequence decoded alone over a long context decodes one token more per step to keep that promise.",
+)
 @_option_group(
     # ServerSettings fields of the same names.
     "server_options",
@@ -385,6 +394,7 @@ def serve(
     speculation: bool,
     jump_forward: bool,
     draft_max: int,
+    cache_type_k: str,
     server_options: dict[str, Any],
     node_key: _KeyFile,
     signing_key: _KeyFile,
@@ -412,6 +422,7 @@ def serve(
         "speculation": speculation,
         "jump_forward": jump_forward,
         "draft_max": draft_max,
+        "cache_type_k": cache_type_k,
     }
     if n_ctx is not None:
         engine_options["n_ctx"] = n_ctx

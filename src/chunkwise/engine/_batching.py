@@ -268,7 +268,7 @@ class StepLoop:
         prefill_chunk: int,
         draft_max: int = 0,
         jump_forward: JumpForward | None = None,
-        threaded_attention: bool = False,
+        guard_lone_tokens: bool = False,
     ) -> None:
         self._lib = lib
         self._ctx = ctx
@@ -286,8 +286,8 @@ class StepLoop:
         #: Guesses the text grammars force (None: jump-forward is off).
         self._jump_forward = jump_forward
         self._candidates = Candidates(n_vocab)
-        #: More than one thread computes attention, so one shape of micro-batch must be avoided (see ``_splits``).
-        self._threaded_attention = threaded_attention
+        #: One shape of micro-batch takes another attention path and must be avoided (see ``_splits``).
+        self._guard_lone_tokens = guard_lone_tokens
         self._batch_capacity = max(n_batch, sequences)
         self._batch: Any = lib.llama_batch_init(self._batch_capacity, 0, 1)
         self._batch_fields = (
@@ -643,7 +643,7 @@ class StepLoop:
                 if forced is not None and allowance > 0:
                     sequence.draft = forced[:allowance]
                     sequence.forced = len(sequence.draft)
-        if not self._threaded_attention:
+        if not self._guard_lone_tokens:
             return
         by_id = {_slot_id(sequence): sequence for sequence in sequences}
         for _ in sequences:

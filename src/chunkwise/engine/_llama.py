@@ -79,10 +79,14 @@ def prefer_spinning_openmp() -> None:
     os.environ.setdefault("GOMP_SPINCOUNT", "300000")
 
 
+#: ggml's numbers for the key cache's types (``enum ggml_type``), by the names llama.cpp's ``--cache-type-k`` takes.
+KEY_CACHE_TYPES = {"q8_0": 8, "f16": 1}
+_GGML_TYPE_F16 = 1
+
 #: Guessed tokens per sequence and step at most, by default.
 DEFAULT_DRAFT_MAX = 16
-#: The limit: a sequence's tokens in one micro-batch must stay under flash attention's 64-row tile, past
-#: which its tiled path gives other last bits than one token at a time.
+#: The limit: with f16 keys, a sequence's tokens in one micro-batch must stay under flash attention's 64-row
+#: tile, past which its tiled path gives other last bits than one token at a time.
 MAX_DRAFT = 48
 
 
@@ -175,7 +179,9 @@ class LlamaCppEngine(LlamaModelHolder):
     (see :mod:`._splits`), and a sequence whose guesses fail soon stops guessing. ``jump_forward`` guesses
     the text a request's grammar forces (the keys and punctuation of a ``json_schema``), with or without
     ``speculation``, verified the same way (see :mod:`._jump`); off by default, since the model often writes
-    forced text in other tokens than guessed and it measured no faster.
+    forced text in other tokens than guessed and it measured no faster. ``cache_type_k`` is the type of the
+    cached keys, ``"q8_0"`` (the default, which keeps every batch shape on one attention path) or ``"f16"``
+    (llama.cpp's default, for which the step loop guards one shape at the cost of a token; see :mod:`._splits`).
     """
 
     def __init__(
@@ -191,18 +197,21 @@ class LlamaCppEngine(LlamaModelHolder):
         speculation: bool = True,
         draft_max: int = DEFAULT_DRAFT_MAX,
         jump_forward: bool = False,
+        cache_type_k: str = "q8_0",
         n_gpu_layers: int = 0,
         verbose: bool = False,
     ) -> None:
-        prefer_spinning_openmp()
-        import llama_cpp
-
         if max_sequences < 1:
             raise ValueError("max_sequences must be at least 1")
         if not 1 <= prefill_chunk <= n_batch:
             raise ValueError(f"prefill_chunk must be between 1 and n_batch ({n_batch})")
+        if cache_type_k not in KEY_CACHE_TYPES:
+            raise ValueError(f"cache_type_k must be one of {', '.join(KEY_CACHE_TYPES)}")
         if not 1 <= draft_max <= MAX_DRAFT:
             raise ValueError(f"draft_max must be between 1 and {MAX_DRAFT}")
+        prefer_spinning_openmp()
+        import llama_cpp
+
         path = Path(model_path) if model_path is not None else default_model_path()
         if not path.is_file():
             raise EngineError(f"Model file not found: {path}")
@@ -231,6 +240,10 @@ class LlamaCppEngine(LlamaModelHolder):
             # is ~12% faster than the plain KQ/softmax/V path (masked cells are skipped instead of
             # multiplied), and it keeps the logits batch-invariant (tests/engine/test_determinism.py).
             params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            # Keys in q8_0 beside f16 values keep flash attention on the one path that computes each query row
+            # alone, in order, whatever the batch shape (see ``_splits``); f16 keys are llama.cpp's default.
+            params.type_k = KEY_CACHE_TYPES[cache_type_k]
+            params.type_v = _GGML_TYPE_F16
             self._ctx = llama_cpp.llama_init_from_model(self._model, params)
             if not self._ctx:
                 raise EngineError("llama.cpp could not create a context for the model")
@@ -254,7 +267,7 @@ class LlamaCppEngine(LlamaModelHolder):
                 prefill_chunk=prefill_chunk,
                 draft_max=draft_max if speculation else 0,
                 jump_forward=self._jump_forward() if jump_forward else None,
-                threaded_attention=threads > 1,
+                guard_lone_tokens=threads > 1 and cache_type_k == "f16",
             )
         except BaseException:
             self._free()

@@ -10,8 +10,13 @@ a single token of a single sequence over a KV view of 512 cells or more, when mo
 Its attention is then split across the threads and the partial sums are merged, which changes the last
 bits of the logits compared with the same token in any other shape (``bench/verify_invariance.py`` shows
 it). Every other shape, 1 to 48 tokens per sequence alone or among others, gives bitwise the same
-logits per token. So the step loop never lets that shape occur: a sequence that would end up alone with
-one token carries one guessed token more.
+logits per token. So with f16 keys the step loop never lets that shape occur: a sequence that would end
+up alone with one token carries one guessed token more, which costs nearly a second token's decode.
+
+Both that split path and the tiled one (64 query rows or more) are taken only when keys and values have
+the same type. The engine's default keeps keys in q8_0 beside f16 values: flash attention then computes
+every query row alone over the cells in order, in every shape, and no guard is needed
+(``bench/verify_invariance.py --type-k q8_0`` shows every row equal, one token alone included).
 """
 
 from __future__ import annotations
