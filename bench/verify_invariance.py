@@ -73,11 +73,11 @@ class Bench:
         row = self.lib.llama_get_logits_ith(self.ctx, index)
         return np.ctypeslib.as_array(row, shape=(self.n_vocab,)).copy()
 
-    def prompt(self, tokens: list[int]) -> np.ndarray[Any, Any]:
+    def prompt(self, tokens: list[int], piece: int = PIECE) -> np.ndarray[Any, Any]:
         """Evaluate ``tokens`` on sequence 0 in fixed pieces, the last token alone; copy it to the company."""
         last = len(tokens) - 1
-        for start in range(0, last, PIECE):
-            end = min(start + PIECE, last)
+        for start in range(0, last, piece):
+            end = min(start + piece, last)
             self.decode([(tokens[index], index, 0, False) for index in range(start, end)])
         self.decode([(tokens[last], last, 0, True)])
         for sequence in range(1, SEQUENCES):
@@ -127,6 +127,14 @@ _quiet = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(
 @click.option("--prompt-tokens", "lengths", type=int, multiple=True, default=[60, 600], show_default=True)
 @click.option("--tokens", "count", type=int, default=24, show_default=True, help="Continuation tokens compared.")
 @click.option("--k", "sizes", type=int, multiple=True, default=[1, 2, 4, 8, 16], show_default=True)
+@click.option(
+    "--piece",
+    "pieces",
+    type=int,
+    multiple=True,
+    default=[],
+    help=f"Also evaluate the prompt in pieces of this many tokens (not {PIECE}), then decode one token at a time.",
+)
 @click.option("--type-k", type=click.Choice(list(CACHE_TYPES)), default="f16", show_default=True)
 @click.option("--type-v", type=click.Choice(list(CACHE_TYPES)), default="f16", show_default=True)
 def main(
@@ -135,6 +143,7 @@ def main(
     lengths: tuple[int, ...],
     count: int,
     sizes: tuple[int, ...],
+    pieces: tuple[int, ...],
     type_k: str,
     type_v: str,
 ) -> None:
@@ -161,14 +170,15 @@ def main(
         continuation = greedy(bench, prompt, count + 1)
         bench.close()
         # The reference decodes token by token among 7 others: the step loop's shared decode step.
-        shapes = [("among 7 (1 token each)", 1, 1), ("alone", 1, 0)]
-        shapes += [(f"k={k} alone", k, 0) for k in sizes if k > 1]
-        shapes += [(f"k={k} among 7 (1 token each)", k, 1) for k in sizes if k > 1]
-        shapes += [(f"k={k} among 7 ({k} tokens each)", k, k) for k in sizes if k > 1]
+        shapes = [("among 7 (1 token each)", 1, 1, PIECE), ("alone", 1, 0, PIECE)]
+        shapes += [(f"prompt in pieces of {piece}, alone", 1, 0, piece) for piece in pieces]
+        shapes += [(f"k={k} alone", k, 0, PIECE) for k in sizes if k > 1]
+        shapes += [(f"k={k} among 7 (1 token each)", k, 1, PIECE) for k in sizes if k > 1]
+        shapes += [(f"k={k} among 7 ({k} tokens each)", k, k, PIECE) for k in sizes if k > 1]
         reference: list[np.ndarray[Any, Any]] | None = None
-        for name, k, company in shapes:
+        for name, k, company, piece in shapes:
             bench = fresh()
-            bench.prompt(prompt)
+            bench.prompt(prompt, piece)
             rows = run(bench, prompt, continuation[:count], k, company)
             bench.close()
             if reference is None:
@@ -177,7 +187,7 @@ def main(
             worst = max(float(np.abs(row - ref).max()) for row, ref in zip(rows, reference, strict=True))
             flips = sum(int(np.argmax(row)) != int(np.argmax(ref)) for row, ref in zip(rows, reference, strict=True))
             print(
-                f"prompt {length:4} tokens  {name:32} bitwise equal rows {equal:3}/{count}"
+                f"prompt {length:4} tokens  {name:36} bitwise equal rows {equal:3}/{count}"
                 f"  max |diff| {worst:.3g}  argmax flips {flips}"
             )
     lib.llama_model_free(model)

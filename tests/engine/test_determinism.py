@@ -123,3 +123,48 @@ async def test_two_system_prompts_in_turn_both_stay_cached() -> None:
             tokens = stats.prefix_cache_tokens
             await run_chat(fresh, request(system, f"Question {index}?"))
             assert stats.prefix_cache_tokens - tokens > len(system.split()), index
+
+
+def conversation(messages: list[dict[str, str]], max_tokens: int) -> ChatCompletionRequest:
+    body = {"model": "test", "messages": messages, "temperature": 0, "max_tokens": max_tokens}
+    return msgspec.convert(body, type=ChatCompletionRequest)
+
+
+async def next_turn(cache_type_k: str) -> tuple[list[dict[str, str]], str, int, int]:
+    """A second turn after the engine's own first answer: the conversation, the answer, the tokens reused, and
+    the first answer's length in tokens."""
+    first = [{"role": "user", "content": "Name three colors and say why you like them."}]
+    with LlamaCppEngine(n_ctx=512, n_threads=2, max_sequences=2, cache_type_k=cache_type_k) as engine:
+        answer = content_of(await run_chat(engine, conversation(first, 24)))
+        second = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "Why?"}]
+        stats = engine.batching_stats()
+        before = stats.prefix_cache_tokens
+        text = content_of(await run_chat(engine, conversation(second, 12)))
+        return second, text, stats.prefix_cache_tokens - before, len(engine.tokenize(answer))
+
+
+@pytest.mark.engine  # engines of their own: the test needs empty prefix caches
+async def test_with_q8_0_keys_a_conversations_earlier_answer_is_reused_from_the_cache_unchanged() -> None:
+    # With q8_0 keys any grouping of tokens gives the same cache, so the answer the engine generated token by
+    # token is a prefix the next turn keeps; with f16 keys only the turns up to that answer's start are kept.
+    second, text, reused, answer_tokens = await next_turn("q8_0")
+    _, _, f16_reused, _ = await next_turn("f16")
+    assert answer_tokens > 12
+    assert reused > f16_reused + answer_tokens // 2
+    with LlamaCppEngine(n_ctx=512, n_threads=2, max_sequences=2) as cold:
+        assert content_of(await run_chat(cold, conversation(second, 12))) == text
+
+
+@pytest.mark.engine  # an idle engine of its own
+@pytest.mark.parametrize(("cache_type_k", "decodes"), [("q8_0", 1), ("f16", 4)])
+async def test_an_idle_engine_reads_a_prompt_in_one_decode_when_any_grouping_will_do(
+    cache_type_k: str, decodes: int
+) -> None:
+    system = "You are a careful assistant. " + " ".join(f"Rule {number}: answer briefly." for number in range(12))
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": "Name a color."}]
+    with LlamaCppEngine(n_ctx=512, n_threads=2, max_sequences=2, cache_type_k=cache_type_k) as engine:
+        assert 64 < len(engine.tokenize(system)) < 400
+        await run_chat(engine, conversation(messages, 1))
+        assert engine.batching_stats().prompt_decodes >= decodes
+        if cache_type_k == "q8_0":
+            assert engine.batching_stats().prompt_decodes == 1

@@ -15,7 +15,9 @@ Each step of :class:`StepLoop`:
    prompt, in separate decodes (never mixed into the step's batch), so a long prompt delays the running
    streams by a bounded amount per step; a prompt's last token yields its first output token at once.
    Pieces also start at every message boundary (:func:`canonical_cuts`), so a shared system prompt or a
-   conversation's earlier turns are a reusable prefix whatever their length.
+   conversation's earlier turns are a reusable prefix whatever their length. Where the key cache makes
+   every grouping give the same result (q8_0 keys, see :mod:`._splits`), pieces have no fixed places:
+   any cached prefix is reused, and with nobody decoding a piece is as long as one decode holds.
    Before each piece, a longer prefix of the prompt held by any other sequence is copied in
    (``llama_memory_seq_cp``), so requests arriving together with one system prompt evaluate it once.
 
@@ -114,7 +116,7 @@ class _Slot:
         self.last_used = 0
 
     def keep(self, count: int) -> None:
-        """Hold only the first ``count`` tokens (0, or one of ``cuts``)."""
+        """Hold only the first ``count`` tokens (0 or one of ``cuts``, unless any grouping will do)."""
         del self.tokens[count:]
         self.cuts = [cut for cut in self.cuts if cut <= count]
 
@@ -269,6 +271,7 @@ class StepLoop:
         draft_max: int = 0,
         jump_forward: JumpForward | None = None,
         guard_lone_tokens: bool = False,
+        any_grouping: bool = False,
     ) -> None:
         self._lib = lib
         self._ctx = ctx
@@ -288,6 +291,11 @@ class StepLoop:
         self._candidates = Candidates(n_vocab)
         #: One shape of micro-batch takes another attention path and must be avoided (see ``_splits``).
         self._guard_lone_tokens = guard_lone_tokens
+        #: Any grouping of a prompt's tokens into decodes gives bitwise the same cache and logits (see
+        #: ``_splits``): prompts are then read in pieces of any size, and a cached stream's whole common
+        #: prefix with a prompt is reused, an earlier answer's tokens included. Otherwise the canonical
+        #: grouping holds (see :func:`canonical_cuts`).
+        self._any_grouping = any_grouping
         self._batch_capacity = max(n_batch, sequences)
         self._batch: Any = lib.llama_batch_init(self._batch_capacity, 0, 1)
         self._batch_fields = (
@@ -387,10 +395,12 @@ class StepLoop:
         if decoding:
             self._decode_step(decoding)
         budget = self._prefill_budget
+        # With nobody decoding, a piece delays no stream: read as much as one decode holds.
+        largest = self._prefill_chunk if decoding else self._batch_capacity
         for job in [job for job in self._active if not job.prompt_done]:
             while budget > 0 and job in self._active and not job.prompt_done:
                 try:
-                    budget -= self._prefill_piece(job)
+                    budget -= self._prefill_piece(job, largest)
                 except Exception as exc:
                     self._finish(job, exc, clear=True)
         self.stats.running_sequences = sum(len(job.sequences) for job in self._active)
@@ -435,16 +445,18 @@ class StepLoop:
             slot.owner = job
             sequence.slot = slot
 
-    @staticmethod
-    def _reusable(slot: _Slot, job: _Job[Any]) -> int:
-        """How many of ``slot``'s tokens ``job`` can keep: up to the last cut that both groupings share.
+    def _reusable(self, slot: _Slot, job: _Job[Any]) -> int:
+        """How many of ``slot``'s tokens ``job`` can keep: all those it shares with the prompt, but its last.
 
-        The slot's pieces and the job's canonical ones (see :func:`canonical_cuts`) must start at the same
-        places up to there, and the tokens must agree. Generated tokens were decoded one by one, so a
-        conversation's earlier answer is reused only up to the message boundary (or cut) before it.
+        Unless any grouping gives the same cache, only up to the last cut that both groupings share: the
+        slot's pieces and the job's canonical ones (see :func:`canonical_cuts`) must start at the same
+        places up to there. Generated tokens were decoded one by one, so a conversation's earlier answer is
+        then reused only up to the message boundary (or cut) before it.
         """
         prompt = job.plan.prompt
         common = _common_prefix(slot.tokens, prompt, len(prompt) - 1)
+        if self._any_grouping:
+            return common
         kept = 0
         for mine, theirs in zip(job.cuts, slot.cuts, strict=False):
             if mine != theirs or mine > common:
@@ -492,14 +504,20 @@ class StepLoop:
 
     # --- decoding -----------------------------------------------------------------------------------
 
-    def _prefill_piece(self, job: _Job[Any]) -> int:
-        """Evaluate the next canonical piece of ``job``'s prompt (see ``_reusable``); returns its size."""
+    def _prefill_piece(self, job: _Job[Any], largest: int) -> int:
+        """Evaluate the next piece of ``job``'s prompt (see ``_reusable``); returns its size.
+
+        The piece is at most ``largest`` tokens, and the next canonical one unless any grouping will do.
+        """
         prompt = job.plan.prompt
         primary = job.sequences[0].slot
         assert primary is not None
         self._copy_longer_prefix(primary, job)
         start = len(primary.tokens)
-        end = job.cuts[bisect.bisect_right(job.cuts, start)]
+        if self._any_grouping:
+            end = min(start + largest, len(prompt))
+        else:
+            end = job.cuts[bisect.bisect_right(job.cuts, start)]
         tokens, positions, n_seq_ids, seq_ids, logits = self._batch_fields
         for index in range(end - start):
             tokens[index] = prompt[start + index]

@@ -12,9 +12,9 @@ Design, in the order a request meets it:
 * Each sequence has its own KV stream (``kv_unified = False``) of :attr:`context_length` cells. That is what
   makes greedy output batch-invariant: measured on this build, a sequence's logits are bitwise the same
   whether its decode step carries 0 or 7 other sequences, and after a prefix copy; with one unified cache
-  they are not, because the cells' placement changes the attention sums. Prompts are still evaluated in
-  one canonical grouping (see :func:`._batching.canonical_cuts`), since the grouping of a prompt's own
-  tokens does change the result.
+  they are not, because the cells' placement changes the attention sums. With f16 keys, prompts are
+  evaluated in one canonical grouping (see :func:`._batching.canonical_cuts`), since the grouping of a
+  prompt's own tokens changes the result there; with q8_0 keys (the default) it does not (see ``_splits``).
 * Sampling is llama.cpp's C sampler chain (:mod:`._sampling`), one per sequence; Python touches the logits
   only when log-probabilities are requested.
 """
@@ -268,6 +268,7 @@ class LlamaCppEngine(LlamaModelHolder):
                 draft_max=draft_max if speculation else 0,
                 jump_forward=self._jump_forward() if jump_forward else None,
                 guard_lone_tokens=threads > 1 and cache_type_k == "f16",
+                any_grouping=cache_type_k == "q8_0",
             )
         except BaseException:
             self._free()
