@@ -12,9 +12,10 @@ task also with ``--jump-forward`` (with and without speculation); llama-server
 
 All servers run at once and take turns: each run of a task goes to every contender in a row, so a burst of load
 from elsewhere on the machine hits them alike. Tasks, each a greedy request of ``--max-tokens`` tokens
-(non-streamed, or streamed with ``--stream``), timed from request to the answer's end, best of ``--runs`` after
-one warm-up, each run another instance of the task (other names, dates, sums, story), so
-that neither server answers from a cache of the same request's earlier answer: **copy** (repeat a
+(non-streamed, or streamed with ``--stream``; the end-of-text tokens are banned, so that every server writes that
+many unless a grammar ends the answer, and ``--stop-at-eos`` lets answers end there), timed from request to the
+answer's end, best of ``--runs`` after one warm-up, each run another instance of the task (other names, dates,
+sums, story), so that neither server answers from a cache of the same request's earlier answer: **copy** (repeat a
 ~140-token text), **json** (extract a meeting's decisions with a ``json_schema``), **story** (text that
 repeats nothing) and **multi-turn** (a question at the end of a long shared conversation, answered by
 quoting it). Reported per task: tokens/s of every contender, the
@@ -170,16 +171,42 @@ def ask(client: httpx.Client, body: dict[str, Any], stream: bool) -> TaskResult:
     )
 
 
-def measure(contenders: list[Contender], max_tokens: int, tasks: list[str], runs: int, stream: bool) -> None:
-    """Every run of a task goes to each contender in turn; each contender keeps its best run."""
+def end_of_text_tokens(model: Path) -> list[int]:
+    """The model's end-of-generation tokens (its eos and eot), read from the GGUF's vocabulary."""
+    import llama_cpp
+
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    loaded = llama_cpp.llama_model_load_from_file(str(model).encode(), params)
+    try:
+        vocab = llama_cpp.llama_model_get_vocab(loaded)
+        return sorted({llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)} - {-1})
+    finally:
+        llama_cpp.llama_model_free(loaded)
+
+
+def measure(
+    contenders: list[Contender], max_tokens: int, tasks: list[str], runs: int, stream: bool, banned: list[int]
+) -> None:
+    """Every run of a task goes to each contender in turn; each contender keeps its best run.
+
+    ``banned`` tokens get a bias of -100 in every request (the end-of-text tokens, so that every answer is
+    ``max_tokens`` long whatever the servers' last bits make greedy decoding choose).
+    """
+    bias = {"logit_bias": {str(token): -100 for token in banned}} if banned else {}
+
+    def body_of(run: int, task: str) -> dict[str, Any]:
+        return {**task_bodies(max_tokens, run)[task], **bias}
+
     with contextlib.ExitStack() as stack:
         clients = [stack.enter_context(httpx.Client(base_url=contender.url, timeout=600)) for contender in contenders]
         for task in tasks:
             for client in clients:
-                ask(client, task_bodies(max_tokens, 0)[task], stream)  # warm-up
+                ask(client, body_of(0, task), stream)  # warm-up
             runs_of: list[list[TaskResult]] = [[] for _ in contenders]
             for run in range(1, runs + 1):
-                body = task_bodies(max_tokens, run)[task]
+                body = body_of(run, task)
                 for client, results in zip(clients, runs_of, strict=True):
                     results.append(ask(client, body, stream))
             for contender, results in zip(contenders, runs_of, strict=True):
@@ -192,6 +219,8 @@ def measure(contenders: list[Contender], max_tokens: int, tasks: list[str], runs
 
 
 SPEC_TYPES = ("ngram-simple", "ngram-mod", "ngram-cache")
+#: How answers end, by ``--stop-at-eos``.
+ENDING = {True: "ending at end of text", False: "end of text banned: only a grammar may end them early"}
 JUMPING = "--jump-forward"
 #: llama.cpp's default key cache type, where the engine guards one batch shape (see engine/_splits.py).
 F16_KEYS = "--cache-type-k f16"
@@ -304,6 +333,12 @@ def main() -> None:
         "--contender", action="append", default=None, help="a contender to run, by name, repeatable (default: all)"
     )
     parser.add_argument("--stream", action="store_true", help="stream the answers (timed to the last chunk)")
+    parser.add_argument(
+        "--stop-at-eos",
+        action="store_true",
+        help="let answers end at the model's end-of-text token (by default it is banned, so every answer is "
+        "--max-tokens long on every server)",
+    )
     parser.add_argument("--write", type=Path, default=None, help=f"update the '{SECTION}' section of this file")
     add_chart_options(parser, "speculation")
     args = parser.parse_args()
@@ -323,7 +358,8 @@ def main() -> None:
         for index, contender in enumerate(results):
             print(f"{contender.name}: {' '.join(contender.command)}", flush=True)
             servers.enter_context(running(contender.command, contender.url, Path(logs) / f"{index}.log"))
-        measure(results, args.max_tokens, tasks, args.runs, args.stream)
+        banned = [] if args.stop_at_eos else end_of_text_tokens(model)
+        measure(results, args.max_tokens, tasks, args.runs, args.stream, banned)
     table, checks = report(results, tasks)
     print(table)
     print("\n".join(checks))
@@ -333,12 +369,14 @@ def main() -> None:
         shown += "".join(f" --contender {json.dumps(name)}" for name in args.contender or [])
         shown += " --chunkwise-only" if args.chunkwise_only else ""
         shown += " --stream" if args.stream else ""
+        shown += " --stop-at-eos" if args.stop_at_eos else ""
         shown += f" --write {args.write}"
         section = (
             f"{SECTION}\n\n"
             f"`{shown}` on {datetime.date.today().isoformat()}: {machine()}; load average before: {before}. "
             f"Same GGUF, all servers up at once and taking turns, {'streamed' if args.stream else 'non-streamed'} "
-            f"greedy requests of {args.max_tokens} tokens at most, best of {args.runs} after a warm-up; tokens/s = "
+            f"greedy requests of {args.max_tokens} tokens at most "
+            f"({ENDING[args.stop_at_eos]}), best of {args.runs} after a warm-up; tokens/s = "
             "completion tokens over the request's wall time. "
             f"'kept' is the share of guessed tokens the output kept.\n\n"
             f"{table}\n\n" + "\n".join(f"- {check}" for check in checks) + "\n"
