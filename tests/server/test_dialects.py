@@ -220,7 +220,7 @@ def test_the_routers_own_refusals_under_v1_messages_are_in_anthropics_shape(http
 def test_responses_json_object_format_gives_json(http: httpx.Client) -> None:
     body = {
         "model": MODEL,
-        "input": "Describe a cat as a JSON object.",
+        "input": "Describe a cat as a JSON object with its name and age.",
         "text": {"format": {"type": "json_object"}},
         "max_output_tokens": 64,
         "temperature": 0,

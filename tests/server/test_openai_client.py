@@ -171,7 +171,7 @@ def test_json_schema_output_parses_and_matches(client: openai.OpenAI, stream: bo
 def test_json_object_output_parses(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(
         model=MODEL,
-        messages=[{"role": "user", "content": "Describe a cat as a JSON object."}],
+        messages=[{"role": "user", "content": "Describe a cat as a JSON object with its name and age."}],
         response_format={"type": "json_object"},
         # Greedy, the model closes its object well within this: an answer cut short would prove nothing.
         max_tokens=64,
@@ -221,7 +221,7 @@ def test_the_same_seed_gives_the_same_text(client: openai.OpenAI) -> None:
 def test_stop_text_never_appears_in_the_output(client: openai.OpenAI, stream: bool) -> None:
     request: dict[str, Any] = {
         "model": MODEL,
-        "messages": [{"role": "user", "content": "Count from one to twenty in words."}],
+        "messages": [{"role": "user", "content": "List the days of the week."}],
         "max_tokens": 24,
         "temperature": 0,
     }
