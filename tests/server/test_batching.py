@@ -127,7 +127,11 @@ def test_n_grammar_seeds_and_free_text_side_by_side(server: RunningServer) -> No
         body(TOPICS[0], max_tokens=10, n=3, temperature=1.0, seed=7),
         body(TOPICS[1], max_tokens=10),
         # Greedy, it closes its object well within max_tokens: the whole answer must parse.
-        body("Describe a cat as a JSON object with its name and age.", max_tokens=64, response_format={"type": "json_object"}),
+        body(
+            "Describe a cat as a JSON object with its name and age.",
+            max_tokens=64,
+            response_format={"type": "json_object"},
+        ),
         body(TOPICS[2], max_tokens=10, temperature=1.0, seed=11),
         body(TOPICS[2], max_tokens=10, temperature=1.0, seed=12),
     ]
