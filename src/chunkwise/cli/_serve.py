@@ -218,7 +218,7 @@ def _key_file_options(key: str, *, envvar: str, help: str) -> _Decorator:
 @click.option(
     "--draft-max",
     type=click.IntRange(min=1, max=48),
-    default=16,
+    default=8,
     help="With --speculation: the most tokens one sequence guesses per step.",
 )
 @click.option(

@@ -1,0 +1,145 @@
+"""How many guesses per step pay: the draft limit replayed over real greedy outputs and measured step costs.
+
+Speculation never changes greedy text, so one recorded output per request is enough to replay any drafting
+policy exactly: at each step the policy guesses from the tokens so far, a guess is kept while it equals the
+recorded output, and the step costs what a ``llama_decode`` of that many tokens of one sequence costs. The
+script records the outputs of bench_speculation's four tasks (three instances each, end of text banned as
+that benchmark bans it), measures the cost of decoding 1 to 17 tokens of one sequence alone over 300 cached
+tokens, then replays the engine's own ``PromptLookup``, ``OutputCache`` and ``DraftBudget`` with each
+``--draft-max`` and prints the replayed decode tokens/s per task (prompt time left out). Only the step costs
+are measured; the replay itself has no timing noise.
+
+    flock /tmp/chunkwise-bench.lock .venv/bin/python bench/simulate_drafts.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import click
+import msgspec
+
+from bench_speculation import task_bodies  # bench/ is on sys.path when this file runs as a script
+from chunkwise.engine import LlamaCppEngine, default_model_path
+from chunkwise.engine._drafts import DraftBudget, OutputCache, PromptLookup
+from chunkwise.types import ChatCompletionRequest
+from verify_invariance import CACHE_TYPES, TEXT, Bench, _quiet
+
+TASKS = ("copy", "json", "story", "multi-turn")
+RUNS = (1, 2, 3)
+#: The end-of-text tokens of the bundled model, banned as bench_speculation bans them.
+NO_EOS = {"0": -100, "2": -100}
+LARGEST = 17
+CACHED = 300
+DECODES = 20
+
+Recorded = dict[tuple[str, int], tuple[list[int], list[int]]]
+
+
+def record_outputs() -> Recorded:
+    """(task, run) -> (prompt tokens, output tokens), as the engine's own prompt lookup saw them."""
+    seen: list[tuple[int, PromptLookup]] = []
+    original = PromptLookup.__init__
+
+    def remember(self: PromptLookup, tokens: Any) -> None:
+        original(self, tokens)
+        seen.append((len(self), self))
+
+    async def run_all() -> Recorded:
+        outputs: Recorded = {}
+        with LlamaCppEngine() as engine:
+            for task in TASKS:
+                for run in RUNS:
+                    body = {**task_bodies(200, run)[task], "logit_bias": NO_EOS}
+                    request = msgspec.convert(body, type=ChatCompletionRequest)
+                    seen.clear()
+                    generation = engine.prepare_chat(request, request_id="chatcmpl-sim", created=0)
+                    async for _ in generation.stream():
+                        pass
+                    prompt_length, lookup = next((length, lookup) for length, lookup in seen if length)
+                    tokens = lookup.since(0)
+                    outputs[task, run] = (tokens[:prompt_length], tokens[prompt_length:])
+        return outputs
+
+    PromptLookup.__init__ = remember  # type: ignore[method-assign]
+    try:
+        return asyncio.run(run_all())
+    finally:
+        PromptLookup.__init__ = original  # type: ignore[method-assign]
+
+
+def step_costs(rounds: int) -> list[float]:
+    """Seconds per ``llama_decode`` of 1 to LARGEST tokens of one sequence (index 0 unused), best of rounds."""
+    import llama_cpp as lib
+
+    lib.llama_log_set(_quiet, None)
+    lib.llama_backend_init()
+    model = lib.llama_model_load_from_file(str(default_model_path()).encode(), lib.llama_model_default_params())
+    vocab = lib.llama_model_get_vocab(model)
+    data = (TEXT * 20).encode()
+    buffer = (lib.llama_token * len(data))()
+    tokens = list(buffer[: lib.llama_tokenize(vocab, data, len(data), buffer, len(data), True, False)])
+    bench = Bench(lib, model, threads=2, flash_attn=True, n_ctx=1024, cache_types=(CACHE_TYPES["q8_0"], 1))
+    bench.prompt(tokens[:CACHED])
+    costs = [0.0]
+    for k in range(1, LARGEST + 1):
+        best = float("inf")
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for index in range(DECODES):
+                bench.decode([(tokens[index], CACHED + offset, 0, True) for offset in range(k)])
+                lib.llama_memory_seq_rm(bench.memory, 0, CACHED, -1)
+            best = min(best, (time.perf_counter() - started) / DECODES)
+        costs.append(best)
+    bench.close()
+    lib.llama_model_free(model)
+    return costs
+
+
+def replay(prompt: list[int], output: list[int], draft_max: int, shared: OutputCache, costs: list[float]) -> float:
+    """Seconds the step loop's decodes take to write ``output`` with this draft limit (the first token is free)."""
+    lookup = PromptLookup(prompt)
+    lookup.append(output[0])
+    budget = DraftBudget(draft_max)
+    seconds = 0.0
+    position = 0  # output[position] is sampled and decoded in the next step
+    while position < len(output) - 1:
+        allowance = min(budget.allowance(), LARGEST - 1)
+        draft = (lookup.guess(allowance) or shared.guess(lookup, allowance)) if allowance > 0 else []
+        seconds += costs[1 + len(draft)]
+        kept = 0
+        while kept < len(draft) and position + 1 + kept < len(output) and draft[kept] == output[position + 1 + kept]:
+            kept += 1
+        if draft:
+            budget.record(len(draft), kept)
+        for token in output[position + 1 : position + 2 + kept]:
+            lookup.append(token)
+        position += kept + 1
+    return seconds
+
+
+@click.command()
+@click.option("--draft-max", "limits", type=int, multiple=True, default=[0, 4, 8, 12, 16], show_default=True)
+@click.option("--rounds", type=int, default=3, show_default=True)
+def main(limits: tuple[int, ...], rounds: int) -> None:
+    outputs = record_outputs()
+    costs = step_costs(rounds)
+    print("ms per decode of k tokens: " + ", ".join(f"{k}: {costs[k] * 1000:.1f}" for k in range(1, LARGEST + 1)))
+    for limit in limits:
+        cells = []
+        for task in TASKS:
+            shared = OutputCache()
+            seconds = tokens = 0.0
+            for run in RUNS:
+                prompt, output = outputs[task, run]
+                seconds += replay(prompt, output, limit, shared, costs) if limit else costs[1] * (len(output) - 1)
+                tokens += len(output) - 1
+                shared.add(output)
+            cells.append(f"{task} {tokens / seconds:6.1f}")
+        print(f"--draft-max {limit:2} (0: no speculation): decode tokens/s " + " | ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
