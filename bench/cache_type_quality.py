@@ -11,23 +11,15 @@ same GGUF, same settings otherwise.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 import numpy as np
 
-from chunkwise.engine import default_model_path
-from verify_invariance import CACHE_TYPES, Bench, _quiet
+from verify_invariance import CACHE_TYPES, Bench, load_bundled_model, tokenize
 
 ROOT = Path(__file__).parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PIECE = 64
-
-
-def tokenize(lib: Any, vocab: Any, text: str) -> list[int]:
-    data = text.encode()
-    buffer = (lib.llama_token * (len(data) + 8))()
-    return list(buffer[: lib.llama_tokenize(vocab, data, len(data), buffer, len(data) + 8, True, False)])
 
 
 @click.command()
@@ -36,9 +28,7 @@ def tokenize(lib: Any, vocab: Any, text: str) -> list[int]:
 def main(tokens: int, threads: int) -> None:
     import llama_cpp as lib
 
-    lib.llama_log_set(_quiet, None)
-    lib.llama_backend_init()
-    model = lib.llama_model_load_from_file(str(default_model_path()).encode(), lib.llama_model_default_params())
+    model = load_bundled_model(lib)
     vocab = lib.llama_model_get_vocab(model)
     texts = [tokenize(lib, vocab, path.read_text())[:tokens] for path in DOCUMENTS]
     for type_k in ("f16", "q8_0"):

@@ -16,8 +16,7 @@ from typing import Any
 
 import click
 
-from chunkwise.engine import default_model_path
-from verify_invariance import CACHE_TYPES, TEXT, Bench, _quiet
+from verify_invariance import CACHE_TYPES, TEXT, Bench, load_bundled_model, tokenize
 
 CACHED = (300, 700, 1200)
 DECODES = 30
@@ -62,13 +61,8 @@ def measure(lib: Any, bench: Bench, tokens: list[int], type_k: str, rounds: int)
 def main(types: tuple[str, ...], threads: int, rounds: int) -> None:
     import llama_cpp as lib
 
-    lib.llama_log_set(_quiet, None)
-    lib.llama_backend_init()
-    model = lib.llama_model_load_from_file(str(default_model_path()).encode(), lib.llama_model_default_params())
-    vocab = lib.llama_model_get_vocab(model)
-    data = (TEXT * 60).encode()
-    buffer = (lib.llama_token * len(data))()
-    tokens = list(buffer[: lib.llama_tokenize(vocab, data, len(data), buffer, len(data), True, False)])
+    model = load_bundled_model(lib)
+    tokens = tokenize(lib, lib.llama_model_get_vocab(model), TEXT * 60)
     print(f"threads={threads}, values f16, best of {rounds}; decodes: ms per llama_decode of k tokens")
     for type_k in types:
         bench = Bench(lib, model, threads=threads, flash_attn=True, n_ctx=2048, cache_types=(CACHE_TYPES[type_k], 1))

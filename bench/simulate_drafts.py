@@ -22,10 +22,10 @@ import click
 import msgspec
 
 from bench_speculation import task_bodies  # bench/ is on sys.path when this file runs as a script
-from chunkwise.engine import LlamaCppEngine, default_model_path
+from chunkwise.engine import LlamaCppEngine
 from chunkwise.engine._drafts import DraftBudget, OutputCache, PromptLookup
 from chunkwise.types import ChatCompletionRequest
-from verify_invariance import CACHE_TYPES, TEXT, Bench, _quiet
+from verify_invariance import CACHE_TYPES, TEXT, Bench, load_bundled_model, tokenize
 
 TASKS = ("copy", "json", "story", "multi-turn")
 RUNS = (1, 2, 3)
@@ -74,13 +74,8 @@ def step_costs(rounds: int) -> list[float]:
     """Seconds per ``llama_decode`` of 1 to LARGEST tokens of one sequence (index 0 unused), best of rounds."""
     import llama_cpp as lib
 
-    lib.llama_log_set(_quiet, None)
-    lib.llama_backend_init()
-    model = lib.llama_model_load_from_file(str(default_model_path()).encode(), lib.llama_model_default_params())
-    vocab = lib.llama_model_get_vocab(model)
-    data = (TEXT * 20).encode()
-    buffer = (lib.llama_token * len(data))()
-    tokens = list(buffer[: lib.llama_tokenize(vocab, data, len(data), buffer, len(data), True, False)])
+    model = load_bundled_model(lib)
+    tokens = tokenize(lib, lib.llama_model_get_vocab(model), TEXT * 20)
     bench = Bench(lib, model, threads=2, flash_attn=True, n_ctx=1024, cache_types=(CACHE_TYPES["q8_0"], 1))
     bench.prompt(tokens[:CACHED])
     costs = [0.0]

@@ -121,6 +121,20 @@ def _ignore(level: int, text: bytes, data: Any) -> None:
 _quiet = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(_ignore)
 
 
+def load_bundled_model(lib: Any) -> Any:
+    """The bundled GGUF, loaded with llama.cpp's log silenced (the bench scripts' own tables stay readable)."""
+    lib.llama_log_set(_quiet, None)
+    lib.llama_backend_init()
+    return lib.llama_model_load_from_file(str(default_model_path()).encode(), lib.llama_model_default_params())
+
+
+def tokenize(lib: Any, vocab: Any, text: str, *, parse_special: bool = False) -> list[int]:
+    """``text``'s tokens, the model's BOS first."""
+    data = text.encode()
+    buffer = (lib.llama_token * (len(data) + 8))()
+    return list(buffer[: lib.llama_tokenize(vocab, data, len(data), buffer, len(buffer), True, parse_special)])
+
+
 @click.command()
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--flash-attn/--no-flash-attn", default=True, show_default=True)
@@ -149,14 +163,8 @@ def main(
 ) -> None:
     import llama_cpp as lib
 
-    lib.llama_log_set(_quiet, None)
-    lib.llama_backend_init()
-    model = lib.llama_model_load_from_file(str(default_model_path()).encode(), lib.llama_model_default_params())
-    vocab = lib.llama_model_get_vocab(model)
-    words = TEXT * 40
-    data = words.encode()
-    buffer = (lib.llama_token * len(data))()
-    all_tokens = buffer[: lib.llama_tokenize(vocab, data, len(data), buffer, len(data), True, True)]
+    model = load_bundled_model(lib)
+    all_tokens = tokenize(lib, lib.llama_model_get_vocab(model), TEXT * 40, parse_special=True)
     n_ctx = max(lengths) + count + 64
     cache_types = (CACHE_TYPES[type_k], CACHE_TYPES[type_v])
     print(f"threads={threads} flash_attn={flash_attn} type_k={type_k} type_v={type_v}")
