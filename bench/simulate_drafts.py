@@ -1,13 +1,15 @@
-"""How many guesses per step pay: the draft limit replayed over real greedy outputs and measured step costs.
+"""How many guesses per step pay: drafting policies replayed over real greedy outputs and measured step costs.
 
 Speculation never changes greedy text, so one recorded output per request is enough to replay any drafting
 policy exactly: at each step the policy guesses from the tokens so far, a guess is kept while it equals the
 recorded output, and the step costs what a ``llama_decode`` of that many tokens of one sequence costs. The
 script records the outputs of bench_speculation's four tasks (three instances each, end of text banned as
 that benchmark bans it), measures the cost of decoding 1 to 17 tokens of one sequence alone over 300 cached
-tokens, then replays the engine's own ``PromptLookup``, ``OutputCache`` and ``DraftBudget`` with each
-``--draft-max`` and prints the replayed decode tokens/s per task (prompt time left out). Only the step costs
-are measured; the replay itself has no timing noise.
+tokens, then replays the engine's own ``PromptLookup``, ``OutputCache`` and ``DraftBudget`` (which prices
+guesses with those step costs) with each ``--draft-max``, and beside it the rule the engine used before
+(``DoublingBudget``: double after a step whose guesses were all kept, cut to what was kept, rest after a step
+that kept none), and prints the replayed decode tokens/s per task (prompt time left out). Only the step
+costs are measured; the replay itself has no timing noise.
 
     flock /tmp/chunkwise-bench.lock .venv/bin/python bench/simulate_drafts.py
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -23,7 +26,7 @@ import msgspec
 
 from bench_speculation import task_bodies  # bench/ is on sys.path when this file runs as a script
 from chunkwise.engine import LlamaCppEngine
-from chunkwise.engine._drafts import DraftBudget, OutputCache, PromptLookup
+from chunkwise.engine._drafts import DraftBudget, OutputCache, PromptLookup, StepCosts
 from chunkwise.types import ChatCompletionRequest
 from verify_invariance import CACHE_TYPES, TEXT, Bench, load_bundled_model, tokenize
 
@@ -93,22 +96,61 @@ def step_costs(rounds: int) -> list[float]:
     return costs
 
 
-def replay(prompt: list[int], output: list[int], draft_max: int, shared: OutputCache, costs: list[float]) -> float:
-    """Seconds the step loop's decodes take to write ``output`` with this draft limit (the first token is free)."""
+class DoublingBudget:
+    """The engine's former rule: double after all were kept, cut to what was kept, rest longer after each miss."""
+
+    def __init__(self, maximum: int) -> None:
+        self._maximum = maximum
+        self._limit = min(4, maximum)
+        self._rest = 1
+        self._resting = 0
+
+    def allowance(self, available: int) -> int:
+        if self._resting:
+            self._resting -= 1
+            return 0
+        return min(self._limit, available)
+
+    def record(self, drafted: int, accepted: int) -> None:
+        if not drafted:
+            return
+        if accepted == drafted:
+            self._limit = min(self._maximum, 2 * self._limit)
+            self._rest = 1
+        elif accepted:
+            self._limit = max(1, accepted)
+            self._rest = 1
+        else:
+            self._limit = 1
+            self._resting = self._rest
+            self._rest = min(32, 2 * self._rest)
+
+
+def measured(costs: list[float]) -> StepCosts:
+    """The engine's step-cost estimate, as it stands once every size has been timed."""
+    estimate = StepCosts()
+    for tokens in range(1, LARGEST + 1):
+        estimate.observe(tokens, costs[tokens])
+    return estimate
+
+
+def replay(
+    prompt: list[int], output: list[int], budget: DraftBudget | DoublingBudget, shared: OutputCache, costs: list[float]
+) -> float:
+    """Seconds the step loop's decodes take to write ``output`` with this budget (the first token is free)."""
     lookup = PromptLookup(prompt)
     lookup.append(output[0])
-    budget = DraftBudget(draft_max)
     seconds = 0.0
     position = 0  # output[position] is sampled and decoded in the next step
     while position < len(output) - 1:
-        allowance = min(budget.allowance(), LARGEST - 1)
-        draft = (lookup.guess(allowance) or shared.guess(lookup, allowance)) if allowance > 0 else []
+        # As the engine's step loop: the longest guess there is, then as many of it as the budget allows.
+        guess = lookup.guess(LARGEST - 1) or shared.guess(lookup, LARGEST - 1)
+        draft = guess[: budget.allowance(len(guess))]
         seconds += costs[1 + len(draft)]
         kept = 0
         while kept < len(draft) and position + 1 + kept < len(output) and draft[kept] == output[position + 1 + kept]:
             kept += 1
-        if draft:
-            budget.record(len(draft), kept)
+        budget.record(len(draft), kept)
         for token in output[position + 1 : position + 2 + kept]:
             lookup.append(token)
         position += kept + 1
@@ -122,18 +164,27 @@ def main(limits: tuple[int, ...], rounds: int) -> None:
     outputs = record_outputs()
     costs = step_costs(rounds)
     print("ms per decode of k tokens: " + ", ".join(f"{k}: {costs[k] * 1000:.1f}" for k in range(1, LARGEST + 1)))
+    policies: list[tuple[str, Callable[[int], DraftBudget | DoublingBudget]]] = [
+        ("priced", lambda limit: DraftBudget(limit, measured(costs))),
+        ("doubling", DoublingBudget),
+    ]
     for limit in limits:
-        cells = []
-        for task in TASKS:
-            shared = OutputCache()
-            seconds = tokens = 0.0
-            for run in RUNS:
-                prompt, output = outputs[task, run]
-                seconds += replay(prompt, output, limit, shared, costs) if limit else costs[1] * (len(output) - 1)
-                tokens += len(output) - 1
-                shared.add(output)
-            cells.append(f"{task} {tokens / seconds:6.1f}")
-        print(f"--draft-max {limit:2} (0: no speculation): decode tokens/s " + " | ".join(cells))
+        for name, budget in policies if limit else policies[:1]:
+            cells = []
+            for task in TASKS:
+                shared = OutputCache()
+                seconds = tokens = 0.0
+                for run in RUNS:
+                    prompt, output = outputs[task, run]
+                    if limit:
+                        seconds += replay(prompt, output, budget(limit), shared, costs)
+                    else:
+                        seconds += costs[1] * (len(output) - 1)
+                    tokens += len(output) - 1
+                    shared.add(output)
+                cells.append(f"{task} {tokens / seconds:6.1f}")
+            label = f"{name:8}" if limit else "none    "
+            print(f"--draft-max {limit:2} {label} (0: no speculation): decode tokens/s " + " | ".join(cells))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,26 @@ from typing import Any
 import msgspec
 
 from chunkwise.engine import LlamaCppEngine
+from chunkwise.engine._drafts import StepCosts
 from chunkwise.types import ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest
+
+
+class _FreeSteps(StepCosts):
+    """Step costs that measure nothing: every size is priced the same, so every guess there is gets decoded."""
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        pass
+
+
+def guess_freely(engine: LlamaCppEngine) -> LlamaCppEngine:
+    """Make ``engine`` decode every guess it has, instead of those its measured step costs say pay.
+
+    How many guesses pay depends on this machine's timing at the moment; tests of what guessing outputs
+    must not, and decoding every guess puts the most through verification.
+    """
+    assert engine._loop is not None
+    engine._loop._step_costs = _FreeSteps()
+    return engine
 
 
 def chat(content: str = "Write a short story about a dragon.", **fields: Any) -> ChatCompletionRequest:

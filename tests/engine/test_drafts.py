@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from chunkwise.engine._drafts import OUTPUT_CACHE_TOKENS, DraftBudget, OutputCache, PromptLookup
+from chunkwise.engine._drafts import (
+    COST_SMOOTHING,
+    OUTPUT_CACHE_TOKENS,
+    PROBE_AFTER,
+    DraftBudget,
+    OutputCache,
+    PromptLookup,
+    StepCosts,
+)
 from chunkwise.engine._splits import lone_single_tokens
 
 
@@ -49,20 +57,57 @@ def test_the_shared_cache_keeps_the_latest_outputs() -> None:
     ]
 
 
-def test_the_budget_grows_with_right_guesses_and_rests_longer_after_each_miss_in_a_row() -> None:
-    budget = DraftBudget(16)
-    assert budget.allowance() == 4
-    budget.record(4, 4)
-    assert budget.allowance() == 8
-    budget.record(8, 3)
-    assert budget.allowance() == 3
-    budget.record(3, 0)
-    assert [budget.allowance() for _ in range(2)] == [0, 1]
-    budget.record(1, 0)
-    assert [budget.allowance() for _ in range(3)] == [0, 0, 1]
-    budget.record(1, 1)
-    budget.record(2, 0)
-    assert [budget.allowance() for _ in range(2)] == [0, 1]
+def costs(*seconds: float) -> StepCosts:
+    """Step costs measured for 1, 2, ... tokens."""
+    measured = StepCosts()
+    for tokens, cost in enumerate(seconds, start=1):
+        measured.observe(tokens, cost)
+    return measured
+
+
+def test_guesses_are_free_where_a_step_of_more_tokens_costs_no_more() -> None:
+    budget = DraftBudget(8, costs(1.0, 1.0, 1.0))
+    assert budget.allowance(5) == 5  # sizes beyond those measured are priced as the largest one
+    assert budget.allowance(20) == 8
+
+
+def test_where_guesses_are_dear_only_likely_ones_are_decoded() -> None:
+    # Each token more costs 70% of a step alone: a guess pays only if kept more than 70% of the time.
+    linear = [1.0 + 0.7 * extra for extra in range(9)]
+    budget = DraftBudget(8, costs(*linear))
+    assert 1 <= budget.allowance(8) <= 3  # the prior: 4 of 5 kept
+    for _ in range(20):
+        budget.record(4, 4)
+    assert budget.allowance(8) == 8
+    for _ in range(3):
+        budget.record(4, 0)
+    assert budget.allowance(8) < 8
+
+
+def test_the_shape_of_the_costs_decides_between_sizes() -> None:
+    # A step of 4 tokens costs hardly more than one of 3, as on 2 threads: 3 guesses rather than 2.
+    budget = DraftBudget(8, costs(1.0, 1.8, 2.4, 2.5, 3.3, 3.4, 4.3, 4.4, 5.3))
+    for _ in range(10):
+        budget.record(4, 3)
+    assert budget.allowance(8) % 2 == 1
+
+
+def test_a_sequence_that_stopped_guessing_tries_one_guess_now_and_then() -> None:
+    budget = DraftBudget(8, costs(1.0, 1.9, 2.8))
+    for _ in range(10):
+        budget.record(1, 0)
+    assert [budget.allowance(4) for _ in range(PROBE_AFTER)] == [0] * (PROBE_AFTER - 1) + [1]
+    assert budget.allowance(0) == 0  # no guess to make: nothing counted
+    assert [budget.allowance(4) for _ in range(PROBE_AFTER)] == [0] * (PROBE_AFTER - 1) + [1]
+
+
+def test_step_costs_are_smoothed_interpolated_and_proof_against_one_stall() -> None:
+    measured = costs(1.0)
+    measured.observe(5, 3.0)
+    assert measured.estimate(6) == [1.0, 1.5, 2.0, 2.5, 3.0, 3.0]
+    measured.observe(1, 100.0)  # a stall counts as twice the estimate at most
+    assert measured.estimate(1) == [1.0 + COST_SMOOTHING * 1.0]
+    assert StepCosts().estimate(2) == [1.0, 1.0]
 
 
 def test_llama_cpp_splits_uneven_sequences_into_equal_micro_batches() -> None:

@@ -20,7 +20,7 @@ from chunkwise.engine._grammar import json_schema_grammar
 from chunkwise.engine._jump import JumpForward
 from chunkwise.types import ChatCompletionChunk, ChatCompletionRequest
 
-from .support import chat, content_of, finish_reason, run_chat
+from .support import chat, content_of, finish_reason, guess_freely, run_chat
 
 pytestmark = [pytest.mark.anyio, pytest.mark.engine]
 
@@ -71,14 +71,14 @@ def plain() -> Iterator[LlamaCppEngine]:
 def jumping() -> Iterator[LlamaCppEngine]:
     """Forced text guessed, and nothing else: every guess it makes comes from the grammar."""
     with LlamaCppEngine(n_threads=1, speculation=False, jump_forward=True) as loaded:
-        yield loaded
+        yield guess_freely(loaded)
 
 
 @pytest.fixture(scope="module")
 def guessing() -> Iterator[LlamaCppEngine]:
     """Forced text and prompt lookup both guessed."""
     with LlamaCppEngine(n_threads=1, jump_forward=True) as loaded:
-        yield loaded
+        yield guess_freely(loaded)
 
 
 async def texts(engine: LlamaCppEngine, requests: list[ChatCompletionRequest]) -> list[list[ChatCompletionChunk]]:

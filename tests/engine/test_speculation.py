@@ -109,6 +109,22 @@ async def test_an_answer_given_before_is_guessed_from_the_shared_output_cache(en
     assert stats.accepted_tokens - accepted >= 20
 
 
+@pytest.mark.engine
+async def test_an_engine_prices_guesses_by_the_steps_it_times_and_still_writes_the_same_text(
+    plain: LlamaCppEngine,
+) -> None:
+    request = copy_task(LISTS[0], temperature=0, max_tokens=60)  # copied word for word, even when fresh
+    with LlamaCppEngine(n_threads=1) as engine:
+        assert engine._loop is not None
+        assert engine._loop._step_costs.estimate(2) == [1.0, 1.0]  # nothing timed yet
+        assert content_of(await run_chat(engine, request)) == content_of(await run_chat(plain, request))
+        timed = engine._loop._step_costs.estimate(2)
+        assert timed != [1.0, 1.0] and all(0 < seconds < 1 for seconds in timed)
+        # Sizes not timed yet are priced as the largest timed one, so the first guesses are made whatever
+        # this machine's costs turn out to be, and a copy task's are kept.
+        assert engine.batching_stats().accepted_tokens > 0
+
+
 LONG_SYSTEM = " ".join(f"Rule {number}: keep every answer short, kind and exact." for number in range(30))
 
 

@@ -219,7 +219,8 @@ def _key_file_options(key: str, *, envvar: str, help: str) -> _Decorator:
     "--draft-max",
     type=click.IntRange(min=1, max=48),
     default=8,
-    help="With --speculation: the most tokens one sequence guesses per step.",
+    help="With --speculation: the most tokens one sequence guesses per step (it decodes as many as its "
+    "measured step costs and kept guesses say pay).",
 )
 @click.option(
     "--cache-type-k",

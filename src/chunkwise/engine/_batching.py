@@ -41,7 +41,7 @@ from typing import Any, Generic
 
 from .._errors import EngineError
 from ._choices import ChoiceWriter, ChunkT, Emitted, SampledLogprobs
-from ._drafts import DraftBudget, OutputCache, PromptLookup
+from ._drafts import DraftBudget, OutputCache, PromptLookup, StepCosts
 from ._generation import Emit, WorkerDone
 from ._jump import JumpForward
 from ._requests import DecodePlan
@@ -156,7 +156,7 @@ class _Sequence:
         #: How many of ``draft`` are the tokens of text its grammar forces (jump-forward), and how many such
         #: tokens it guesses, from how its earlier ones fared (the model may write forced text in other pieces).
         self.forced = 0
-        self.forced_budget = DraftBudget(_MAX_FORCED_TOKENS)
+        self.forced_budget: DraftBudget | None = None
         #: The prompt and output so far, for guessing (``None``: speculation is off).
         self.lookup: PromptLookup | None = None
         self.budget: DraftBudget | None = None
@@ -286,6 +286,8 @@ class StepLoop:
         self._draft_max = draft_max
         #: Finished outputs, guessed from where a sequence's own tokens give no guess.
         self._outputs = OutputCache()
+        #: What steps of one sequence alone cost by size: the price of its guesses.
+        self._step_costs = StepCosts()
         #: Guesses the text grammars force (None: jump-forward is off).
         self._jump_forward = jump_forward
         self._candidates = Candidates(n_vocab)
@@ -573,7 +575,7 @@ class StepLoop:
             sequence.logits_index = -1
             if lookup is not None:
                 sequence.lookup = lookup.copy() if sequence is not job.sequences[0] else lookup
-                sequence.budget = DraftBudget(self._draft_max)
+                sequence.budget = DraftBudget(self._draft_max, self._step_costs)
         self._advance(job, emitted)
 
     def _decode_step(self, decoding: list[_Sequence]) -> None:
@@ -624,8 +626,11 @@ class StepLoop:
         self._batch.n_tokens = index
         started = time.perf_counter()
         self._decode_batch()
-        self.stats.step_decode_seconds += time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self.stats.step_decode_seconds += seconds
         self.stats.step_decodes += 1
+        if len(sequences) == 1:
+            self._step_costs.observe(index, seconds)
         for sequence in sequences:
             assert sequence.slot is not None
             sequence.slot.tokens.append(sequence.next_token)
@@ -651,16 +656,20 @@ class StepLoop:
                 continue
             room = min(self._room(sequence), share)
             if sequence.budget is not None and sequence.lookup is not None:
-                allowance = min(sequence.budget.allowance(), room)
-                if allowance > 0:
-                    sequence.draft = sequence.lookup.guess(allowance) or self._outputs.guess(sequence.lookup, allowance)
+                limit = min(sequence.budget.maximum, room)
+                if limit > 0:
+                    guess = sequence.lookup.guess(limit) or self._outputs.guess(sequence.lookup, limit)
+                    sequence.draft = guess[: sequence.budget.allowance(len(guess))]
             grammar = sequence.chain.grammar
             if self._jump_forward is not None and grammar is not None:
                 forced = self._jump_forward.replace(grammar, sequence.draft, room)
-                allowance = sequence.forced_budget.allowance() if forced is not None else 0
-                if forced is not None and allowance > 0:
-                    sequence.draft = forced[:allowance]
-                    sequence.forced = len(sequence.draft)
+                if forced is not None:
+                    if sequence.forced_budget is None:
+                        sequence.forced_budget = DraftBudget(_MAX_FORCED_TOKENS, self._step_costs)
+                    forced = forced[: sequence.forced_budget.allowance(len(forced))]
+                    if forced:
+                        sequence.draft = forced
+                        sequence.forced = len(forced)
         if not self._guard_lone_tokens:
             return
         by_id = {_slot_id(sequence): sequence for sequence in sequences}
@@ -740,6 +749,7 @@ class StepLoop:
             if draft:
                 self._drop_guesses(sequence, len(draft) - accepted)
                 if sequence.forced:
+                    assert sequence.forced_budget is not None
                     self.stats.forced_tokens += sequence.forced
                     self.stats.forced_accepted_tokens += min(accepted, sequence.forced)
                     sequence.forced_budget.record(sequence.forced, min(accepted, sequence.forced))

@@ -9,21 +9,34 @@ An :class:`OutputCache` is the same index over the outputs of finished requests,
 for a sequence whose own tokens give no guess (answers that repeat earlier answers, a template's fixed
 parts). It keeps the latest outputs up to a bound.
 
-A :class:`DraftBudget` decides how many guesses a sequence makes per step: it doubles after a step whose
-guesses were all right, drops to what was right otherwise, and after a step that got nothing right it
-rests for a while, longer each time in a row, so text that cannot be guessed soon stops paying for it.
+A :class:`DraftBudget` decides how many of its guesses a sequence decodes per step. It weighs what they
+would bring against what they would cost: each guess is kept with the probability that the sequence's
+guesses have been kept so far (a guess is only worth anything if every one before it was kept too), and a
+step of ``n`` tokens costs what :class:`StepCosts` has measured such steps to cost on this machine. It
+decodes the number of guesses that brings the most expected tokens per second, none if no number beats
+decoding the next token alone. Where a step's extra tokens cost little (a GPU) it guesses freely; on a
+CPU, where each costs most of a token, it guesses only what is likely kept, and it takes the shape of the
+costs into account (on 2 threads a step of 4 tokens costs hardly more than one of 3). A sequence that has
+stopped guessing tries one guess now and then, so text that turns to quoting is noticed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["DraftBudget", "OutputCache", "PromptLookup"]
+__all__ = ["DraftBudget", "OutputCache", "PromptLookup", "StepCosts"]
 
 #: The n-gram lengths looked up, longest first: a longer match is the more reliable guess.
 NGRAM_SIZES = (4, 3, 2)
-#: The longest rest, in steps, after guesses that got nothing right.
-MAX_REST = 32
+#: A new sequence's guesses are taken to be kept as if 4 had been kept before and 1 missed.
+PRIOR_KEPT = 4.0
+PRIOR_MISSED = 1.0
+#: Each step's evidence counts for this much less in the next, so a sequence's recent guesses weigh most.
+FORGET = 0.95
+#: After this many steps without a guess that was worth making, a sequence guesses one token anyway.
+PROBE_AFTER = 4
+#: How far one measured step moves the estimated cost of its size.
+COST_SMOOTHING = 0.2
 #: Output tokens the shared cache indexes at most; past that it keeps the latest half.
 OUTPUT_CACHE_TOKENS = 1 << 16
 
@@ -97,34 +110,92 @@ class OutputCache:
         return self._lookup.guess(limit, after=lookup.since(len(lookup) - max(NGRAM_SIZES)))
 
 
+class StepCosts:
+    """What decoding ``n`` tokens of one sequence alone costs on this machine, as measured (shared by all).
+
+    Each measured step moves the estimate of its size; a size not yet measured is taken to cost what the
+    measured sizes around it suggest (a straight line between them, or the largest one's cost beyond it),
+    so the first guesses are generous and the estimates then settle where steps are actually taken.
+    """
+
+    __slots__ = ("_seconds",)
+
+    def __init__(self) -> None:
+        self._seconds: dict[int, float] = {}
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        old = self._seconds.get(tokens)
+        if old is None:
+            self._seconds[tokens] = seconds
+        else:
+            # A stall (another process, a page fault) must not price a size out of use for good: a step
+            # counts for at most twice the estimate.
+            self._seconds[tokens] = old + COST_SMOOTHING * (min(seconds, 2 * old) - old)
+
+    def estimate(self, largest: int) -> list[float]:
+        """Estimated seconds of a step of 1 to ``largest`` tokens, at index ``n - 1``; 1.0 each if none is known."""
+        known = sorted(self._seconds.items())
+        if not known:
+            return [1.0] * largest
+        estimates: list[float] = []
+        index = 0
+        for tokens in range(1, largest + 1):
+            while index < len(known) and known[index][0] < tokens:
+                index += 1
+            if index < len(known) and known[index][0] == tokens:
+                estimates.append(known[index][1])
+            elif index == 0:
+                estimates.append(known[0][1])
+            elif index == len(known):
+                estimates.append(known[-1][1])
+            else:
+                (low, low_seconds), (high, high_seconds) = known[index - 1], known[index]
+                estimates.append(low_seconds + (high_seconds - low_seconds) * (tokens - low) / (high - low))
+        return estimates
+
+
 class DraftBudget:
-    """How many guesses one sequence makes per step, from how its recent guesses fared."""
+    """How many guesses one sequence decodes per step: those that bring the most expected tokens per second."""
 
-    __slots__ = ("_limit", "_maximum", "_rest", "_resting")
+    __slots__ = ("_costs", "_idle", "_kept", "_maximum", "_missed")
 
-    def __init__(self, maximum: int) -> None:
+    def __init__(self, maximum: int, costs: StepCosts) -> None:
         self._maximum = maximum
-        self._limit = min(4, maximum)
-        self._rest = 1
-        self._resting = 0
+        self._costs = costs
+        self._kept = PRIOR_KEPT
+        self._missed = PRIOR_MISSED
+        self._idle = 0
 
-    def allowance(self) -> int:
-        """Guesses allowed this step (0 while resting)."""
-        if self._resting:
-            self._resting -= 1
+    @property
+    def maximum(self) -> int:
+        return self._maximum
+
+    def allowance(self, available: int) -> int:
+        """How many of ``available`` guesses to decode this step (0: none)."""
+        available = min(available, self._maximum)
+        if available <= 0:
             return 0
-        return self._limit
+        kept = self._kept / (self._kept + self._missed)
+        seconds = self._costs.estimate(available + 1)
+        best, best_rate = 0, 1.0 / seconds[0]
+        expected = probability = 1.0
+        for guesses in range(1, available + 1):
+            probability *= kept
+            expected += probability
+            rate = expected / seconds[guesses]
+            if rate > best_rate:
+                best, best_rate = guesses, rate
+        if best == 0:
+            self._idle += 1
+            if self._idle < PROBE_AFTER:
+                return 0
+            best = 1
+        self._idle = 0
+        return best
 
     def record(self, drafted: int, accepted: int) -> None:
+        """``drafted`` guesses were decoded and the first ``accepted`` of them kept."""
         if not drafted:
             return
-        if accepted == drafted:
-            self._limit = min(self._maximum, 2 * self._limit)
-            self._rest = 1
-        elif accepted:
-            self._limit = max(1, accepted)
-            self._rest = 1
-        else:
-            self._limit = 1
-            self._resting = self._rest
-            self._rest = min(MAX_REST, 2 * self._rest)
+        self._kept = FORGET * self._kept + accepted
+        self._missed = FORGET * self._missed + (accepted < drafted)

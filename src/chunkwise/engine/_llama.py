@@ -177,7 +177,8 @@ class LlamaCppEngine(LlamaModelHolder):
 
     ``speculation`` lets each running sequence guess up to ``draft_max`` tokens per step from its own prompt
     and output (prompt lookup), verified in the same decode as everyone's next token; it changes no output
-    (see :mod:`._splits`), and a sequence whose guesses fail soon stops guessing. ``jump_forward`` guesses
+    (see :mod:`._splits`); it decodes as many of its guesses as pay, from how often its guesses have been kept
+    and what this machine's steps of each size cost (see :mod:`._drafts`). ``jump_forward`` guesses
     the text a request's grammar forces (the keys and punctuation of a ``json_schema``), with or without
     ``speculation``, verified the same way (see :mod:`._jump`); off by default, since the model often writes
     forced text in other tokens than guessed and it measured no faster. ``cache_type_k`` is the type of the
