@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chunkwise.engine._drafts import (
-    COST_SMOOTHING,
     OUTPUT_CACHE_TOKENS,
+    PACE_SMOOTHING,
     PROBE_AFTER,
+    SHAPE_SMOOTHING,
     DraftBudget,
     OutputCache,
     PromptLookup,
@@ -101,13 +104,29 @@ def test_a_sequence_that_stopped_guessing_tries_one_guess_now_and_then() -> None
     assert [budget.allowance(4) for _ in range(PROBE_AFTER)] == [0] * (PROBE_AFTER - 1) + [1]
 
 
-def test_step_costs_are_smoothed_interpolated_and_proof_against_one_stall() -> None:
+def test_step_costs_are_interpolated_and_proof_against_one_stall() -> None:
     measured = costs(1.0)
     measured.observe(5, 3.0)
     assert measured.estimate(6) == [1.0, 1.5, 2.0, 2.5, 3.0, 3.0]
-    measured.observe(1, 100.0)  # a stall counts as twice the estimate at most
-    assert measured.estimate(1) == [1.0 + COST_SMOOTHING * 1.0]
+    measured.observe(1, 100.0)  # a stall counts as twice the expected cost at most
+    assert measured.estimate(1)[0] == pytest.approx((1.0 + PACE_SMOOTHING) * (1.0 + SHAPE_SMOOTHING))
     assert StepCosts().estimate(2) == [1.0, 1.0]
+
+
+def test_a_change_of_pace_seen_at_one_size_reprices_every_size() -> None:
+    # Sizes timed while the machine was idle; then it gets busy and only lone tokens are decoded.
+    idle = [1.0, 1.8, 2.4, 2.5, 3.3, 3.4, 4.3, 4.4, 5.3]
+    measured = costs(*idle)
+    for _ in range(30):
+        measured.observe(1, 2.0)
+    busy = measured.estimate(9)
+    assert busy[0] == pytest.approx(2.0, rel=0.05)
+    assert [seconds / busy[0] for seconds in busy] == pytest.approx(idle, rel=0.25)
+    # Guesses that paid before still pay: the sizes kept their shape.
+    budget = DraftBudget(8, measured)
+    for _ in range(10):
+        budget.record(4, 3)
+    assert budget.allowance(8) == 3
 
 
 def test_llama_cpp_splits_uneven_sequences_into_equal_micro_batches() -> None:

@@ -35,8 +35,9 @@ PRIOR_MISSED = 1.0
 FORGET = 0.95
 #: After this many steps without a guess that was worth making, a sequence guesses one token anyway.
 PROBE_AFTER = 4
-#: How far one measured step moves the estimated cost of its size.
-COST_SMOOTHING = 0.2
+#: How far one measured step moves the machine's pace, and the shape of its size (see ``StepCosts``).
+PACE_SMOOTHING = 0.2
+SHAPE_SMOOTHING = 0.05
 #: Output tokens the shared cache indexes at most; past that it keeps the latest half.
 OUTPUT_CACHE_TOKENS = 1 << 16
 
@@ -113,44 +114,58 @@ class OutputCache:
 class StepCosts:
     """What decoding ``n`` tokens of one sequence alone costs on this machine, as measured (shared by all).
 
-    Each measured step moves the estimate of its size; a size not yet measured is taken to cost what the
-    measured sizes around it suggest (a straight line between them, or the largest one's cost beyond it),
-    so the first guesses are generous and the estimates then settle where steps are actually taken.
+    A cost is kept as two factors: the size's shape (what it costs relative to the other sizes, a property
+    of the model and the hardware) and the pace of the machine now (which other processes change from one
+    moment to the next). Each measured step moves the pace a lot and its size's shape a little, so a change
+    of load seen at the one size being decoded reprices every size at once. Kept as plain seconds per size,
+    a size last measured while the machine was busy would look dear long after, be chosen no more, and so
+    never be measured again. A size not yet measured takes its shape from the measured sizes around it (a
+    straight line between them, or the largest one's beyond it), so the first guesses are generous and the
+    shapes then settle where steps are actually taken. Only the shapes decide how many guesses pay.
     """
 
-    __slots__ = ("_seconds",)
+    __slots__ = ("_pace", "_shape")
 
     def __init__(self) -> None:
-        self._seconds: dict[int, float] = {}
+        self._shape: dict[int, float] = {}
+        #: Seconds per unit of shape now; 0 until a step is timed.
+        self._pace = 0.0
 
     def observe(self, tokens: int, seconds: float) -> None:
-        old = self._seconds.get(tokens)
-        if old is None:
-            self._seconds[tokens] = seconds
-        else:
-            # A stall (another process, a page fault) must not price a size out of use for good: a step
-            # counts for at most twice the estimate.
-            self._seconds[tokens] = old + COST_SMOOTHING * (min(seconds, 2 * old) - old)
+        if not self._pace:
+            self._pace = seconds
+            self._shape[tokens] = 1.0
+            return
+        shape = self._shape.get(tokens)
+        if shape is None:
+            self._shape[tokens] = seconds / self._pace
+            return
+        # A stall (another process, a page fault) counts for at most twice what was expected.
+        error = min(seconds / (self._pace * shape), 2.0) - 1.0
+        self._pace *= 1.0 + PACE_SMOOTHING * error
+        self._shape[tokens] = shape * (1.0 + SHAPE_SMOOTHING * error)
 
     def estimate(self, largest: int) -> list[float]:
         """Estimated seconds of a step of 1 to ``largest`` tokens, at index ``n - 1``; 1.0 each if none is known."""
-        known = sorted(self._seconds.items())
+        known = sorted(self._shape.items())
         if not known:
             return [1.0] * largest
+        pace = self._pace
         estimates: list[float] = []
         index = 0
         for tokens in range(1, largest + 1):
             while index < len(known) and known[index][0] < tokens:
                 index += 1
             if index < len(known) and known[index][0] == tokens:
-                estimates.append(known[index][1])
+                shape = known[index][1]
             elif index == 0:
-                estimates.append(known[0][1])
+                shape = known[0][1]
             elif index == len(known):
-                estimates.append(known[-1][1])
+                shape = known[-1][1]
             else:
-                (low, low_seconds), (high, high_seconds) = known[index - 1], known[index]
-                estimates.append(low_seconds + (high_seconds - low_seconds) * (tokens - low) / (high - low))
+                (low, low_shape), (high, high_shape) = known[index - 1], known[index]
+                shape = low_shape + (high_shape - low_shape) * (tokens - low) / (high - low)
+            estimates.append(pace * shape)
         return estimates
 
 
