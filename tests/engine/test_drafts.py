@@ -111,6 +111,11 @@ def test_step_costs_are_interpolated_and_proof_against_one_stall() -> None:
     measured.observe(1, 100.0)  # a stall counts as twice the expected cost at most
     assert measured.estimate(1)[0] == pytest.approx((1.0 + PACE_SMOOTHING) * (1.0 + SHAPE_SMOOTHING))
     assert StepCosts().estimate(2) == [1.0, 1.0]
+    unmoved = StepCosts()
+    unmoved.observe(1, 0.0)
+    unmoved.observe(2, 2.0)
+    unmoved.observe(1, 0.0)
+    assert unmoved.estimate(2) == [2.0, 2.0]
 
 
 def test_a_change_of_pace_seen_at_one_size_reprices_every_size() -> None:

@@ -132,6 +132,8 @@ class StepCosts:
         self._pace = 0.0
 
     def observe(self, tokens: int, seconds: float) -> None:
+        if seconds <= 0.0:  # a clock that did not move says nothing (and a zero shape would divide by zero)
+            return
         if not self._pace:
             self._pace = seconds
             self._shape[tokens] = 1.0
@@ -213,4 +215,4 @@ class DraftBudget:
         if not drafted:
             return
         self._kept = FORGET * self._kept + accepted
-        self._missed = FORGET * self._missed + (accepted < drafted)
+        self._missed = FORGET * self._missed + (1.0 if accepted < drafted else 0.0)
