@@ -31,6 +31,22 @@ def best_of(rounds: int, run: Any) -> float:
     return best
 
 
+def lone_decode_seconds(
+    lib: Any, bench: Bench, tokens: list[int], cached: int, k: int, rounds: int, decodes: int
+) -> float:
+    """Seconds per ``llama_decode`` of ``k`` tokens of one sequence over its ``cached`` tokens, best of rounds.
+
+    Each decode's cells are removed again, so every one sees the same cache.
+    """
+
+    def run() -> None:
+        for index in range(decodes):
+            bench.decode([(tokens[index], cached + offset, 0, True) for offset in range(k)])
+            lib.llama_memory_seq_rm(bench.memory, 0, cached, -1)
+
+    return best_of(rounds, run) / decodes
+
+
 def measure(lib: Any, bench: Bench, tokens: list[int], type_k: str, rounds: int) -> None:
     def prompt(piece: int) -> None:
         lib.llama_memory_clear(bench.memory, True)
@@ -43,13 +59,7 @@ def measure(lib: Any, bench: Bench, tokens: list[int], type_k: str, rounds: int)
     for cached in CACHED:
         lib.llama_memory_clear(bench.memory, True)
         bench.prompt(tokens[:cached])
-
-        def decodes(k: int, cached: int = cached) -> None:
-            for index in range(DECODES):
-                bench.decode([(tokens[index], cached + offset, 0, True) for offset in range(k)])
-                lib.llama_memory_seq_rm(bench.memory, 0, cached, -1)
-
-        times = {k: best_of(rounds, lambda k=k: decodes(k)) / DECODES for k in (1, 2, 4)}
+        times = {k: lone_decode_seconds(lib, bench, tokens, cached, k, rounds, DECODES) for k in (1, 2, 4)}
         shown = ", ".join(f"k={k} {seconds * 1000:.2f} ms" for k, seconds in times.items())
         print(f"keys {type_k:4}: {cached:4} cached, {shown}")
 

@@ -20,13 +20,11 @@ import time
 from typing import Any
 
 import click
-import msgspec
 
-from bench_speculation import task_bodies  # bench/ is on sys.path when this file runs as a script
 from chunkwise.engine import LlamaCppEngine, _batching
 from chunkwise.engine._drafts import DraftBudget, StepCosts
 from chunkwise.types import ChatCompletionRequest
-from simulate_drafts import NO_EOS, TASKS, DoublingBudget
+from simulate_drafts import TASKS, DoublingBudget, task_request
 
 INSTANCES = (1, 2, 3)
 
@@ -40,10 +38,6 @@ class Doubling(DoublingBudget):
 
 
 POLICIES: dict[str, Any] = {"priced": DraftBudget, "doubling": Doubling}
-
-
-def request(task: str, instance: int) -> ChatCompletionRequest:
-    return msgspec.convert({**task_bodies(200, instance)[task], "logit_bias": NO_EOS}, type=ChatCompletionRequest)
 
 
 async def timed(engine: LlamaCppEngine, body: ChatCompletionRequest) -> tuple[float, str]:
@@ -62,7 +56,7 @@ async def measure(tasks: tuple[str, ...], rounds: int) -> None:
     assert loop is not None
     stats = engine.batching_stats()
     for task in tasks:
-        await timed(engine, request(task, 0))
+        await timed(engine, task_request(task, 0))
     warm = loop._outputs._lookup.copy()
     best: dict[tuple[str, int, str], float] = {}
     texts: dict[tuple[str, int], set[str]] = {}
@@ -76,7 +70,7 @@ async def measure(tasks: tuple[str, ...], rounds: int) -> None:
                     _batching.DraftBudget = POLICIES[name]  # type: ignore[attr-defined]
                     loop._outputs._lookup = warm.copy()
                     drafted, accepted = stats.drafted_tokens, stats.accepted_tokens
-                    seconds, text = await timed(engine, request(task, instance))
+                    seconds, text = await timed(engine, task_request(task, instance))
                     key = (task, instance, name)
                     best[key] = min(best.get(key, float("inf")), seconds)
                     texts.setdefault((task, instance), set()).add(text)

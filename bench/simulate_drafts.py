@@ -17,7 +17,6 @@ costs are measured; the replay itself has no timing noise.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ import click
 import msgspec
 
 from bench_speculation import task_bodies  # bench/ is on sys.path when this file runs as a script
+from cache_type_speed import lone_decode_seconds
 from chunkwise.engine import LlamaCppEngine
 from chunkwise.engine._drafts import DraftBudget, OutputCache, PromptLookup, StepCosts
 from chunkwise.types import ChatCompletionRequest
@@ -41,6 +41,11 @@ DECODES = 20
 Recorded = dict[tuple[str, int], tuple[list[int], list[int]]]
 
 
+def task_request(task: str, instance: int) -> ChatCompletionRequest:
+    """bench_speculation's request for ``task`` (200 tokens, end of text banned), as the engine takes it."""
+    return msgspec.convert({**task_bodies(200, instance)[task], "logit_bias": NO_EOS}, type=ChatCompletionRequest)
+
+
 def record_outputs() -> Recorded:
     """(task, run) -> (prompt tokens, output tokens), as the engine's own prompt lookup saw them."""
     seen: list[tuple[int, PromptLookup]] = []
@@ -55,10 +60,8 @@ def record_outputs() -> Recorded:
         with LlamaCppEngine() as engine:
             for task in TASKS:
                 for run in RUNS:
-                    body = {**task_bodies(200, run)[task], "logit_bias": NO_EOS}
-                    request = msgspec.convert(body, type=ChatCompletionRequest)
                     seen.clear()
-                    generation = engine.prepare_chat(request, request_id="chatcmpl-sim", created=0)
+                    generation = engine.prepare_chat(task_request(task, run), request_id="chatcmpl-sim", created=0)
                     async for _ in generation.stream():
                         pass
                     prompt_length, lookup = next((length, lookup) for length, lookup in seen if length)
@@ -81,16 +84,7 @@ def step_costs(rounds: int) -> list[float]:
     tokens = tokenize(lib, lib.llama_model_get_vocab(model), TEXT * 20)
     bench = Bench(lib, model, threads=2, flash_attn=True, n_ctx=1024, cache_types=(CACHE_TYPES["q8_0"], 1))
     bench.prompt(tokens[:CACHED])
-    costs = [0.0]
-    for k in range(1, LARGEST + 1):
-        best = float("inf")
-        for _ in range(rounds):
-            started = time.perf_counter()
-            for index in range(DECODES):
-                bench.decode([(tokens[index], CACHED + offset, 0, True) for offset in range(k)])
-                lib.llama_memory_seq_rm(bench.memory, 0, CACHED, -1)
-            best = min(best, (time.perf_counter() - started) / DECODES)
-        costs.append(best)
+    costs = [0.0] + [lone_decode_seconds(lib, bench, tokens, CACHED, k, rounds, DECODES) for k in range(1, LARGEST + 1)]
     bench.close()
     lib.llama_model_free(model)
     return costs
