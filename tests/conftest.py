@@ -20,8 +20,6 @@ import pytest
 
 from chunkwise.engine import DEFAULT_MODEL_ID, LlamaCppEngine, LlamaEmbedder, default_model_path
 
-from .engine.support import guess_freely
-
 #: The engine fixture's context per sequence: the engine's default (the training context capped at 2048).
 N_CTX = 2048
 
@@ -72,16 +70,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def engine() -> Iterator[LlamaCppEngine]:
-    """The bundled model, loaded once per test run; the engine tests and every server share it.
-
-    It decodes every guess it has (``guess_freely``), so that what the tests see does not depend on how
-    fast this machine happens to be.
-    """
+    """The bundled model, loaded once per test run; the engine tests and every server share it."""
     # One thread: the tests share their CPU cores with other jobs, and llama.cpp's spinning thread pool
     # slows down badly when it has fewer cores than threads.
     with LlamaCppEngine(n_threads=1) as loaded:
         assert loaded.context_length == N_CTX
-        yield guess_freely(loaded)
+        yield loaded
 
 
 @pytest.fixture(scope="session")

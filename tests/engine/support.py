@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -18,15 +20,22 @@ class _FreeSteps(StepCosts):
         pass
 
 
-def guess_freely(engine: LlamaCppEngine) -> LlamaCppEngine:
+@contextlib.contextmanager
+def guessing_freely(engine: LlamaCppEngine) -> Iterator[LlamaCppEngine]:
     """Make ``engine`` decode every guess it has, instead of those its measured step costs say pay.
 
     How many guesses pay depends on this machine's timing at the moment; tests of what guessing outputs
-    must not, and decoding every guess puts the most through verification.
+    must not, and decoding every guess puts the most through verification. Only those tests: every guess
+    decoded makes long answers slower, which other tests' time limits would feel.
     """
-    assert engine._loop is not None
-    engine._loop._step_costs = _FreeSteps()
-    return engine
+    loop = engine._loop
+    assert loop is not None
+    measured = loop._step_costs
+    loop._step_costs = _FreeSteps()
+    try:
+        yield engine
+    finally:
+        loop._step_costs = measured
 
 
 def chat(content: str = "Write a short story about a dragon.", **fields: Any) -> ChatCompletionRequest:

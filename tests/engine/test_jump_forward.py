@@ -20,7 +20,7 @@ from chunkwise.engine._grammar import json_schema_grammar
 from chunkwise.engine._jump import JumpForward
 from chunkwise.types import ChatCompletionChunk, ChatCompletionRequest
 
-from .support import chat, content_of, finish_reason, guess_freely, run_chat
+from .support import chat, content_of, finish_reason, guessing_freely, run_chat
 
 pytestmark = [pytest.mark.anyio, pytest.mark.engine]
 
@@ -70,15 +70,15 @@ def plain() -> Iterator[LlamaCppEngine]:
 @pytest.fixture(scope="module")
 def jumping() -> Iterator[LlamaCppEngine]:
     """Forced text guessed, and nothing else: every guess it makes comes from the grammar."""
-    with LlamaCppEngine(n_threads=1, speculation=False, jump_forward=True) as loaded:
-        yield guess_freely(loaded)
+    with LlamaCppEngine(n_threads=1, speculation=False, jump_forward=True) as loaded, guessing_freely(loaded):
+        yield loaded
 
 
 @pytest.fixture(scope="module")
 def guessing() -> Iterator[LlamaCppEngine]:
     """Forced text and prompt lookup both guessed."""
-    with LlamaCppEngine(n_threads=1, jump_forward=True) as loaded:
-        yield guess_freely(loaded)
+    with LlamaCppEngine(n_threads=1, jump_forward=True) as loaded, guessing_freely(loaded):
+        yield loaded
 
 
 async def texts(engine: LlamaCppEngine, requests: list[ChatCompletionRequest]) -> list[list[ChatCompletionChunk]]:

@@ -17,7 +17,7 @@ import pytest
 from chunkwise.engine import LlamaCppEngine
 from chunkwise.types import ChatCompletionChunk, ChatCompletionRequest
 
-from .support import chat, content_of, run_chat
+from .support import chat, content_of, guessing_freely, run_chat
 
 pytestmark = pytest.mark.anyio
 
@@ -35,6 +35,13 @@ LISTS = [
 
 def copy_task(items: str, **fields: object) -> ChatCompletionRequest:
     return chat(f"Repeat this list exactly, twice: {items}", **{"max_tokens": 40, **fields})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def every_guess_decoded(engine: LlamaCppEngine) -> Iterator[None]:
+    """While this module runs, the shared engine decodes every guess it has (see ``guessing_freely``)."""
+    with guessing_freely(engine):
+        yield
 
 
 @pytest.fixture(scope="module")
