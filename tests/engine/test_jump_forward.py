@@ -18,6 +18,7 @@ import pytest
 from chunkwise.engine import LlamaCppEngine
 from chunkwise.engine._grammar import json_schema_grammar
 from chunkwise.engine._jump import JumpForward
+from chunkwise.engine._sampling import Candidates
 from chunkwise.types import ChatCompletionChunk, ChatCompletionRequest
 
 from .support import chat, content_of, finish_reason, guessing_freely, run_chat
@@ -109,6 +110,31 @@ async def test_checking_the_sampled_token_gives_what_masking_the_vocabulary_firs
         checked = content_of(await run_chat(plain, extraction(meeting, max_tokens=80)))
         masked = content_of(await run_chat(plain, extraction(meeting, max_tokens=80, frequency_penalty=1e-9)))
         assert checked == masked
+
+
+async def test_a_biased_greedy_chain_offers_its_grammar_the_likeliest_biased_tokens(
+    plain: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Unbiased, the grammar rejects the model's first choice and then takes "{", and "The" opens every
+    # topic. With both banned, the likeliest allowed token after a rejection is one the bias removed, and
+    # some choices lie beyond the first tier of likeliest tokens. Masking first (the penalty) is the reference.
+    bias = {str(token): -100 for word in ("{", "The") for token in plain.tokenize(word, parse_special=False)}
+    offered: list[int] = []
+    checking = Candidates.allowed
+
+    def counted(self: Candidates, grammar: Any, tokens: list[int]) -> Any:
+        offered.append(len(tokens))
+        return checking(self, grammar, tokens)
+
+    monkeypatch.setattr(Candidates, "allowed", counted)
+    for meeting in MEETINGS[:3]:
+        unbiased = content_of(await run_chat(plain, extraction(meeting, max_tokens=80)))
+        checked = content_of(await run_chat(plain, extraction(meeting, max_tokens=80, logit_bias=bias)))
+        masked = content_of(
+            await run_chat(plain, extraction(meeting, max_tokens=80, logit_bias=bias, frequency_penalty=1e-9))
+        )
+        assert checked == masked != unbiased
+    assert len({size for size in offered if size > 1}) > 1, "the grammar was offered a wider tier too"
 
 
 async def test_the_same_seed_gives_the_same_json_with_jump_forward(

@@ -32,8 +32,9 @@ from ._protocol import InvalidRequestError
 
 __all__ = ["Candidates", "SamplerChain", "SamplingConfig", "check_grammar", "parse_logit_bias", "sequence_seed"]
 
-#: How many of the likeliest tokens a greedy chain offers its grammar before masking the whole vocabulary.
-_LIKELIEST = 64
+#: How many of the likeliest tokens a greedy chain offers its grammar, in turn, before masking the whole
+#: vocabulary.
+_LIKELIEST = (64, 2048)
 _RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: "pick a random seed"
 
 
@@ -91,6 +92,21 @@ def check_grammar(vocab: Any, grammar: str, *, param: str) -> None:
         raise InvalidRequestError(f"{problem[0].upper()}{problem[1:]}.", param=param)
 
 
+@dataclass(frozen=True, slots=True)
+class LogitBias:
+    """A request's ``logit_bias`` as arrays, to add to a row of logits as llama.cpp's logit-bias sampler does."""
+
+    tokens: NDArray[np.int32]
+    values: NDArray[np.float32]
+
+    @classmethod
+    def of(cls, logit_bias: Mapping[int, float]) -> LogitBias:
+        return cls(
+            np.fromiter(logit_bias.keys(), dtype=np.int32, count=len(logit_bias)),
+            np.fromiter(logit_bias.values(), dtype=np.float32, count=len(logit_bias)),
+        )
+
+
 class Candidates:
     """A scratch token array for applying samplers by hand, with room for ``size`` tokens (the vocabulary's
     size for :meth:`sample`); owned by one thread (the engine's worker)."""
@@ -124,22 +140,30 @@ class Candidates:
             raise RuntimeError("llama.cpp's sampler chain selected no token")
         return int(array.data[array.selected].id)
 
-    def best_allowed(self, grammar: Any, ctx: Any, row: int) -> int | None:
+    def best_allowed(self, grammar: Any, ctx: Any, row: int, bias: LogitBias | None = None) -> int | None:
         """The highest-logit token of row ``row`` that ``grammar`` allows, if it is among the likeliest few.
 
-        What a greedy chain without stages before the argmax selects from the masked logits (ties go to the
-        lower id, as llama.cpp's argmax does); None where the likeliest few are all rejected.
+        What a greedy chain with nothing before its argmax but ``bias`` selects from the masked logits (ties
+        go to the lower id, as llama.cpp's argmax does); None where the likeliest few are all rejected. The few
+        are offered in widening tiers, each whole (offering a tier's first part again is cheap beside the
+        rest): a grammar that rejects the model's favourites usually allows something a little further down.
         """
         logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(ctx, row), shape=(self._n_vocab,))
-        few = min(_LIKELIEST, self._n_vocab)
-        likeliest = np.argpartition(logits, -few)[-few:]
-        likeliest = likeliest[np.lexsort((likeliest, -logits[likeliest]))]
-        (found,) = np.nonzero(self.allowed(grammar, likeliest.tolist()))
-        if not len(found):
-            return None
-        token = int(likeliest[found[0]])
-        # A token outside the few with the same logit as the least of them might have the lower id.
-        return token if logits[token] > logits[likeliest[-1]] else None
+        if bias is not None:
+            # The same float32 additions llama.cpp's logit-bias sampler makes in place.
+            logits = logits.copy()
+            logits[bias.tokens] += bias.values
+        for tier in _LIKELIEST:
+            few = min(tier, self._n_vocab)
+            likeliest = np.argpartition(logits, -few)[-few:]
+            likeliest = likeliest[np.lexsort((likeliest, -logits[likeliest]))]
+            (found,) = np.nonzero(self.allowed(grammar, likeliest.tolist()))
+            if len(found):
+                token = int(likeliest[found[0]])
+                # A token outside the few with the same logit as the least of them might have the lower id.
+                if few == self._n_vocab or logits[token] > logits[likeliest[-1]]:
+                    return token
+        return None
 
     def allowed(self, grammar: Any, tokens: Sequence[int]) -> NDArray[np.bool_]:
         """Whether ``grammar``'s current state allows each of ``tokens`` next (its state is not changed)."""
@@ -157,7 +181,7 @@ class Candidates:
 class SamplerChain:
     """One llama.cpp sampler chain and its grammar, owned by one sequence of one generation; ``close`` frees them."""
 
-    __slots__ = ("_check_after", "_lib", "_plain_argmax", "grammar", "pointer")
+    __slots__ = ("_argmax_bias", "_check_after", "_lib", "_plain_argmax", "grammar", "pointer")
 
     def __init__(self, vocab: Any, n_vocab: int, config: SamplingConfig, *, seed: int, grammar: str | None) -> None:
         import llama_cpp
@@ -172,8 +196,9 @@ class SamplerChain:
         greedy = config.temperature <= 0.0
         #: Whether sampling first and checking the sampled token gives what applying the grammar first gives.
         self._check_after = not penalties and (greedy or (config.top_k <= 0 and config.top_p >= 1.0))
-        #: Whether the chain is an argmax of the raw logits, nothing before it.
-        self._plain_argmax = greedy and not penalties and not config.logit_bias
+        #: Whether the chain is an argmax of the logits with nothing before it but ``_argmax_bias``.
+        self._plain_argmax = greedy and not penalties
+        self._argmax_bias = LogitBias.of(config.logit_bias) if config.logit_bias else None
         try:
             if config.logit_bias:
                 biases = (llama_cpp.llama_logit_bias * len(config.logit_bias))()
@@ -225,7 +250,7 @@ class SamplerChain:
                 lib.llama_sampler_accept(self.grammar, token)
                 return token
             if self._plain_argmax:
-                best = candidates.best_allowed(self.grammar, ctx, row)
+                best = candidates.best_allowed(self.grammar, ctx, row, self._argmax_bias)
                 if best is not None:
                     lib.llama_sampler_accept(self.grammar, best)
                     return best
