@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from chunkwise.engine import InvalidRequestError, LlamaCppEngine
+from chunkwise.engine._sampling import Candidates, LogitBias, SamplerChain, SamplingConfig
 from chunkwise.types import ChatCompletionChunk
 
 from .support import chat, completion, content_of, finish_reason, run_chat, run_completion
@@ -115,6 +117,29 @@ async def test_logit_bias_can_ban_and_force_tokens(engine: LlamaCppEngine):
     (star,) = engine.tokenize("*")
     forced = await run_chat(engine, chat(max_tokens=5, temperature=0.8, seed=1, logit_bias={str(star): 100}))
     assert content_of(forced) == "*****"
+
+
+async def test_a_greedy_chain_selects_what_llama_cpps_greedy_sampler_selects(engine: LlamaCppEngine):
+    # The engine takes a greedy chain's argmax itself (Candidates.argmax); llama.cpp's chain is the reference,
+    # over the last decode's logits: unbiased, with the favourite banned, and with a bias that makes the
+    # runner-up tie with it exactly (the lower id wins).
+    await run_chat(engine, chat(max_tokens=1, temperature=0))
+    lib, ctx, n_vocab = engine._lib, engine._ctx, engine._n_vocab
+    logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)).copy()
+    favourite, runner_up = (int(token) for token in np.argsort(-logits, kind="stable")[:2])
+    tie = float(logits[favourite] - logits[runner_up])
+    assert logits[runner_up] + np.float32(tie) == logits[favourite]
+    candidates = Candidates(n_vocab)
+    cases = [({}, favourite), ({favourite: -100.0}, runner_up), ({runner_up: tie}, min(favourite, runner_up))]
+    for bias, chosen in cases:
+        chain = SamplerChain(
+            engine._vocab, n_vocab, SamplingConfig(temperature=0, logit_bias=bias), seed=0, grammar=None
+        )
+        try:
+            assert lib.llama_sampler_sample(chain.pointer, ctx, -1) == chosen
+        finally:
+            chain.close()
+        assert candidates.argmax(ctx, -1, LogitBias.of(bias) if bias else None) == chosen
 
 
 async def test_top_k_of_one_samples_the_greedy_answer_at_any_temperature(engine: LlamaCppEngine):

@@ -140,6 +140,24 @@ class Candidates:
             raise RuntimeError("llama.cpp's sampler chain selected no token")
         return int(array.data[array.selected].id)
 
+    def _logits(self, ctx: Any, row: int, bias: LogitBias | None) -> NDArray[np.float32]:
+        logits: NDArray[np.float32] = np.ctypeslib.as_array(
+            self._lib.llama_get_logits_ith(ctx, row), shape=(self._n_vocab,)
+        )
+        if bias is not None:
+            # The same float32 additions llama.cpp's logit-bias sampler makes in place.
+            logits = logits.copy()
+            logits[bias.tokens] += bias.values
+        return logits
+
+    def argmax(self, ctx: Any, row: int, bias: LogitBias | None = None) -> int:
+        """What a greedy chain with nothing before its argmax but ``bias`` selects from row ``row``.
+
+        The first of equal maxima, as llama.cpp's greedy sampler takes; numpy's argmax reads the row where
+        it lies, and ``llama_sampler_sample`` first copies the whole vocabulary into a candidate array.
+        """
+        return int(self._logits(ctx, row, bias).argmax())
+
     def best_allowed(self, grammar: Any, ctx: Any, row: int, bias: LogitBias | None = None) -> int | None:
         """The highest-logit token of row ``row`` that ``grammar`` allows, if it is among the likeliest few.
 
@@ -148,11 +166,7 @@ class Candidates:
         are offered in widening tiers, each whole (offering a tier's first part again is cheap beside the
         rest): a grammar that rejects the model's favourites usually allows something a little further down.
         """
-        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(ctx, row), shape=(self._n_vocab,))
-        if bias is not None:
-            # The same float32 additions llama.cpp's logit-bias sampler makes in place.
-            logits = logits.copy()
-            logits[bias.tokens] += bias.values
+        logits = self._logits(ctx, row, bias)
         for tier in _LIKELIEST:
             few = min(tier, self._n_vocab)
             likeliest = np.argpartition(logits, -few)[-few:]
@@ -242,10 +256,15 @@ class SamplerChain:
         """Sample from row ``row`` of the last decode's logits, and record the token (as the next one)."""
         lib = self._lib
         if self.grammar is None:
+            if self._plain_argmax:
+                return candidates.argmax(ctx, row, self._argmax_bias)
             return int(lib.llama_sampler_sample(self.pointer, ctx, row))
         if self._check_after:
             # No stage of such a chain remembers the tokens it is told about, so a rejected token leaves no trace.
-            token = int(lib.llama_sampler_sample(self.pointer, ctx, row))
+            if self._plain_argmax:
+                token = candidates.argmax(ctx, row, self._argmax_bias)
+            else:
+                token = int(lib.llama_sampler_sample(self.pointer, ctx, row))
             if candidates.allowed(self.grammar, (token,))[0]:
                 lib.llama_sampler_accept(self.grammar, token)
                 return token
