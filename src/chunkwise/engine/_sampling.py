@@ -2,18 +2,20 @@
 
 A chain is ``logit_bias → penalties → (greedy | top_k → temperature → top_p → dist)``. Temperature comes
 before top-p, as in OpenAI's API: the nucleus is taken over the temperature-scaled distribution. Each stage is
-added only when it changes something, so a greedy request pays for an argmax and nothing else.
+added only when it changes something, so a greedy request pays for an argmax and nothing else; without
+penalties the engine takes that argmax itself, over the row of logits where llama.cpp left it
+(:meth:`Candidates.argmax`, biases added as llama.cpp adds them).
 
 A grammar is a sampler of its own beside the chain. Applying it means matching every token of the vocabulary
 against the grammar's state, which costs far more than a decode step's share of the weights, so it is
 applied only when needed: the chain samples from the unconstrained logits first and the grammar checks that
-one token; only if it rejects it are the logits masked by the grammar and sampled again (a plain greedy chain
-first offers the grammar its likeliest few tokens, best first). For greedy sampling
-the result is the same token (the argmax of the allowed tokens); for plain temperature sampling the same
-distribution (a draw from ``p``, kept if allowed and otherwise redrawn from ``p`` restricted to the allowed
-set, is a draw from that restriction). Top-k and top-p cut the distribution before the draw, where the cut
-would differ without the grammar, and penalties remember every token the chain samples, so chains with
-either apply the grammar first, every time.
+one token; only if it rejects it are the logits masked by the grammar and sampled again (a greedy chain
+without penalties first offers the grammar its likeliest few tokens, best first, in widening tiers). For
+greedy sampling the result is the same token (the argmax of the allowed tokens); for plain temperature
+sampling the same distribution (a draw from ``p``, kept if allowed and otherwise redrawn from ``p``
+restricted to the allowed set, is a draw from that restriction). Top-k and top-p cut the distribution before
+the draw, where the cut would differ without the grammar, and penalties remember every token the chain
+samples, so chains with either apply the grammar first, every time.
 """
 
 from __future__ import annotations
