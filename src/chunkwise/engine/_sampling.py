@@ -36,7 +36,7 @@ __all__ = ["Candidates", "SamplerChain", "SamplingConfig", "check_grammar", "par
 
 #: How many of the likeliest tokens a greedy chain offers its grammar, in turn, before masking the whole
 #: vocabulary.
-_LIKELIEST = (64, 2048)
+_LIKELIEST: tuple[int, ...] = (64, 2048)
 _RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's LLAMA_DEFAULT_SEED: "pick a random seed"
 
 
