@@ -8,8 +8,8 @@ default options) over bench_speculation's json task, 200 greedy tokens, instance
 text banned as there and without a bias. The ways alternate request by request in a rotating order, and the
 shared cache of earlier outputs is reset before each request to what the warm-up left. The earlier way is
 restored by configuration: one tier, and biased chains sent down the masking path. Reported: tokens/s over
-the instances' best times (prompt included), whole-vocabulary masks per answer, and whether the texts are
-the same (they must be).
+the instances' best times (an instance's prompt is in the prefix cache after its first request, so this is
+mostly decoding), whole-vocabulary masks per answer, and whether the texts are the same (they must be).
 
     flock /tmp/chunkwise-bench.lock .venv/bin/python bench/grammar_sampling.py
 """
