@@ -32,7 +32,15 @@ from numpy.typing import NDArray
 from ._grammar_check import default_checker
 from ._protocol import InvalidRequestError
 
-__all__ = ["Candidates", "SamplerChain", "SamplingConfig", "check_grammar", "parse_logit_bias", "sequence_seed"]
+__all__ = [
+    "Candidates",
+    "LogitBias",
+    "SamplerChain",
+    "SamplingConfig",
+    "check_grammar",
+    "parse_logit_bias",
+    "sequence_seed",
+]
 
 #: How many of the likeliest tokens a greedy chain offers its grammar, in turn, before masking the whole
 #: vocabulary.
