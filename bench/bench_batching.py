@@ -13,7 +13,8 @@ that no server answers from its prompt cache, each round sent to one server and 
 of load from elsewhere hits both alike; then the 8 reference prompts once more, all 8 at once, to see
 whether each greedy text is identical alone and in company. Reported: aggregate tokens/s (all streams'
 tokens over the round's wall time, the best round), p50/p99 time to first token, completed streams, identical texts, and
-chunkwise's ratios to llama-server.
+chunkwise's ratios to llama-server. ``--timeline`` also prints, for every round, when the streams' first and
+last tokens came and each stream's decode pace.
 """
 
 from __future__ import annotations
@@ -105,7 +106,21 @@ class ServerResult:
         return " + ".join(f"{round_.completed}/{streams}" for round_ in self.rounds[streams])
 
 
-def measure(urls: dict[str, str], max_tokens: int, rounds: int, levels: tuple[int, ...]) -> dict[str, ServerResult]:
+def timeline(name: str, streams: int, round_: ConcurrentResult) -> str:
+    """One round's phases: when each stream's first and last tokens came, and each stream's decode pace."""
+    firsts = sorted(stream.ttft for stream in round_.streams)
+    lasts = sorted(stream.ttft + stream.decode_seconds for stream in round_.streams)
+    paces = sorted((stream.tokens - 1) / stream.decode_seconds for stream in round_.streams if stream.decode_seconds)
+    return (
+        f"  {name}, {streams} streams: {round_.aggregate_tokens_per_second:.1f} tok/s in {round_.wall_seconds:.2f} s; "
+        f"first tokens at {firsts[0]:.2f}-{firsts[-1]:.2f} s, last at {lasts[0]:.2f}-{lasts[-1]:.2f} s; "
+        f"decode {paces[0]:.1f}-{paces[-1]:.1f} tok/s per stream"
+    )
+
+
+def measure(
+    urls: dict[str, str], max_tokens: int, rounds: int, levels: tuple[int, ...], show_timeline: bool = False
+) -> dict[str, ServerResult]:
     """Each round of each level goes to every server in turn, so a burst of load hits them alike."""
     results = {name: ServerResult() for name in urls}
     for name, url in urls.items():
@@ -117,6 +132,8 @@ def measure(urls: dict[str, str], max_tokens: int, rounds: int, levels: tuple[in
             prompts = [f"(Request {round_}.{index}) {PROMPTS[index]}" for index in range(streams)]
             for name, url in urls.items():
                 results[name].rounds.setdefault(streams, []).append(streams_at_once(url, prompts, max_tokens))
+                if show_timeline:
+                    print(timeline(name, streams, results[name].rounds[streams][-1]), flush=True)
     for name, url in urls.items():
         results[name].together = [stream.text for stream in streams_at_once(url, PROMPTS, max_tokens).streams]
     return results
@@ -195,6 +212,9 @@ def main() -> None:
         choices=CONCURRENCY,
         help=f"a concurrency level to measure, repeatable (default: {', '.join(map(str, CONCURRENCY))})",
     )
+    parser.add_argument(
+        "--timeline", action="store_true", help="print each round's first and last token times and decode paces"
+    )
     parser.add_argument("--write", type=Path, default=None, help=f"update the '{SECTION}' section of this file")
     add_chart_options(parser, "batching")
     args = parser.parse_args()
@@ -210,7 +230,7 @@ def main() -> None:
             command = chunkwise_command(port) if name == "chunkwise" else llama_server_command(binary, model, port)
             print(f"{name}: {' '.join(command)}", flush=True)
             servers.enter_context(running(command, urls[name], Path(logs) / f"{name}.log"))
-        results = measure(urls, args.max_tokens, args.rounds, levels)
+        results = measure(urls, args.max_tokens, args.rounds, levels, args.timeline)
     table, checks = report(results["chunkwise"], results["llama-server"], levels)
     print(table)
     print("\n".join(checks))
