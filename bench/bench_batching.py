@@ -129,7 +129,9 @@ def measure(
             results[name].alone = [stream_once(client, body(prompt, max_tokens))[0].text for prompt in PROMPTS]
     for streams in levels:
         for round_ in range(rounds):
-            prompts = [f"(Request {round_}.{index}) {PROMPTS[index]}" for index in range(streams)]
+            # Unique per level too: llama-server keeps earlier prompts' states in host memory (--cache-ram), so a
+            # prompt sent at 1 or 4 streams would be read from there when it comes again at 8.
+            prompts = [f"(Request {streams}.{round_}.{index}) {PROMPTS[index]}" for index in range(streams)]
             for name, url in urls.items():
                 results[name].rounds.setdefault(streams, []).append(streams_at_once(url, prompts, max_tokens))
                 if show_timeline:
