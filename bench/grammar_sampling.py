@@ -17,7 +17,6 @@ mostly decoding), whole-vocabulary masks per answer, and whether the texts are t
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import click
@@ -25,6 +24,7 @@ import msgspec
 
 from chunkwise.engine import LlamaCppEngine, _sampling
 from chunkwise.types import ChatCompletionRequest
+from draft_policies import timed
 from simulate_drafts import task_request
 
 INSTANCES = (1, 2, 3)
@@ -60,16 +60,6 @@ class Masks:
 def request(instance: int, biased: bool) -> ChatCompletionRequest:
     body = task_request("json", instance)
     return body if biased else msgspec.structs.replace(body, logit_bias=None)
-
-
-async def timed(engine: LlamaCppEngine, body: ChatCompletionRequest) -> tuple[float, str]:
-    started = time.perf_counter()
-    pieces = [
-        choice.delta.content or ""
-        async for chunk in engine.prepare_chat(body, request_id="chatcmpl-bench", created=0).stream()
-        for choice in chunk.choices
-    ]
-    return time.perf_counter() - started, "".join(pieces)
 
 
 async def measure(rounds: int) -> None:

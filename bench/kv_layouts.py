@@ -13,14 +13,12 @@ layouts: streams or unified, q8_0 or f16 keys. Best of ``--rounds`` rounds of 20
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import click
 
 from chunkwise.engine._llama import prefer_spinning_openmp
-from verify_invariance import CACHE_TYPES, TEXT, load_bundled_model, tokenize
+from verify_invariance import CACHE_TYPES, SEQUENCES, TEXT, Bench, load_bundled_model, tokenize
 
-SEQUENCES = 8
 CACHED = 200
 STEPS = 20
 LAYOUTS = {
@@ -31,33 +29,8 @@ LAYOUTS = {
 }
 
 
-class Layout:
-    def __init__(self, lib: Any, model: Any, unified: bool, type_k: str, threads: int) -> None:
-        self.lib = lib
-        params = lib.llama_context_default_params()
-        params.n_ctx = 1024 * SEQUENCES
-        params.n_batch = params.n_ubatch = 512
-        params.n_seq_max = SEQUENCES
-        params.kv_unified = unified
-        params.n_threads = params.n_threads_batch = threads
-        params.no_perf = True
-        params.type_k, params.type_v = CACHE_TYPES[type_k], CACHE_TYPES["f16"]
-        params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        self.ctx = lib.llama_init_from_model(model, params)
-        self.memory = lib.llama_get_memory(self.ctx)
-        self.batch = lib.llama_batch_init(512, 0, 1)
-
-    def decode(self, items: list[tuple[int, int, int, bool]]) -> None:
-        batch = self.batch
-        for index, (token, position, sequence, logits) in enumerate(items):
-            batch.token[index] = token
-            batch.pos[index] = position
-            batch.n_seq_id[index] = 1
-            batch.seq_id[index][0] = sequence
-            batch.logits[index] = logits
-        batch.n_tokens = len(items)
-        if self.lib.llama_decode(self.ctx, batch) != 0:
-            raise RuntimeError("llama_decode failed")
+class Layout(Bench):
+    """A bare context in one layout, with every sequence holding the same ``CACHED`` tokens."""
 
     def fill(self, tokens: list[int]) -> None:
         for sequence in range(SEQUENCES):
@@ -72,10 +45,6 @@ class Layout:
                 self.lib.llama_memory_seq_rm(self.memory, sequence, CACHED, -1)
         return (time.perf_counter() - started) / STEPS
 
-    def close(self) -> None:
-        self.lib.llama_batch_free(self.batch)
-        self.lib.llama_free(self.ctx)
-
 
 @click.command()
 @click.option("--rounds", type=int, default=5, show_default=True)
@@ -86,7 +55,18 @@ def main(rounds: int, threads: int) -> None:
 
     model = load_bundled_model(llama_cpp)
     tokens = (tokenize(llama_cpp, llama_cpp.llama_model_get_vocab(model), TEXT) * 4)[:CACHED]
-    layouts = {name: Layout(llama_cpp, model, unified, type_k, threads) for name, (unified, type_k) in LAYOUTS.items()}
+    layouts = {
+        name: Layout(
+            llama_cpp,
+            model,
+            threads=threads,
+            flash_attn=True,
+            n_ctx=1024,
+            cache_types=(CACHE_TYPES[type_k], CACHE_TYPES["f16"]),
+            unified=unified,
+        )
+        for name, (unified, type_k) in LAYOUTS.items()
+    }
     try:
         for layout in layouts.values():
             layout.fill(tokens)

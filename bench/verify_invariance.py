@@ -34,14 +34,23 @@ TEXT = (
 
 class Bench:
     def __init__(
-        self, lib: Any, model: Any, *, threads: int, flash_attn: bool, n_ctx: int, cache_types: tuple[int, int]
+        self,
+        lib: Any,
+        model: Any,
+        *,
+        threads: int,
+        flash_attn: bool,
+        n_ctx: int,
+        cache_types: tuple[int, int],
+        unified: bool = False,
     ) -> None:
+        """``n_ctx`` cells per sequence, each sequence in its own KV stream unless ``unified``."""
         self.lib = lib
         params = lib.llama_context_default_params()
         params.n_ctx = n_ctx * SEQUENCES
         params.n_batch = params.n_ubatch = 512
         params.n_seq_max = SEQUENCES
-        params.kv_unified = False
+        params.kv_unified = unified
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
         params.type_k, params.type_v = cache_types
