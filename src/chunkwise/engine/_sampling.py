@@ -136,10 +136,9 @@ class Candidates:
     def sample(self, chain: Any, grammar: Any, ctx: Any, row: int) -> int:
         """The token ``chain`` selects from row ``row``'s logits masked by ``grammar`` (nothing accepted yet)."""
         lib = self._lib
-        logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, row), shape=(self._n_vocab,))
         view = self._view
         view["id"] = self._ids
-        view["logit"] = logits
+        view["logit"] = self._logits(ctx, row, None)
         view["p"] = 0.0
         array = self._array
         array.data, array.size, array.selected, array.sorted = self._data, self._n_vocab, -1, False
