@@ -14,8 +14,9 @@ All servers run at once and take turns: each run of a task goes to every contend
 from elsewhere on the machine hits them alike. Tasks, each a greedy request of ``--max-tokens`` tokens
 (non-streamed, or streamed with ``--stream``; the end-of-text tokens are banned, so that every server writes that
 many unless a grammar ends the answer, and ``--stop-at-eos`` lets answers end there), timed from request to the
-answer's end, best of ``--runs`` after one warm-up, each run another instance of the task (other names, dates,
-sums, story), so that neither server answers from a cache of the same request's earlier answer: **copy** (repeat a
+answer's end, ``--runs`` runs after one warm-up, each run another instance of the task (other names, dates,
+sums, story), so that neither server answers from a cache of the same request's earlier answer, and reported as
+all the runs together (their tokens over their seconds; the best single run beside it): **copy** (repeat a
 ~140-token text), **json** (extract a meeting's decisions with a ``json_schema``), **story** (text that
 repeats nothing) and **multi-turn** (a question at the end of a long shared conversation, answered by
 quoting it). Reported per task: tokens/s of every contender, the
@@ -54,6 +55,10 @@ VARIANTS = [
     ("city assembly", "2 October", "Elm Avenue", "3.7 million", "east bridge", "housing fund", "June", "30 October"),
     ("village committee", "15 January", "Church Row", "0.8 million", "west lane", "sports fund", "May", "12 February"),
     ("county board", "21 November", "Station Road", "5.2 million", "ring road", "health fund", "April", "3 December"),
+    ("harbour trust", "7 June", "Bank Street", "1.9 million", "south quay", "road fund", "September", "5 July"),
+    ("district council", "18 February", "Hill Road", "4.6 million", "old mill", "arts fund", "July", "11 March"),
+    ("borough board", "26 August", "Green Row", "2.2 million", "canal path", "youth fund", "October", "23 September"),
+    ("market committee", "3 April", "King Street", "6.1 million", "town hall", "heritage fund", "June", "8 May"),
 ]
 STORIES = [
     "a dragon who learns to cook",
@@ -61,6 +66,10 @@ STORIES = [
     "a robot who learns to paint",
     "a girl who can talk to rivers",
     "a baker whose bread makes people sing",
+    "a cat who runs a post office",
+    "an old sailor who builds a clock",
+    "a boy who plants a forest",
+    "a fox who wants to fly",
 ]
 DECISIONS_SCHEMA = {
     "type": "object",
@@ -117,13 +126,33 @@ def task_bodies(max_tokens: int, variant: int) -> dict[str, dict[str, Any]]:
 
 @dataclass
 class TaskResult:
+    """One answer, or all the timed runs of a task together (see ``overall``)."""
+
     tokens_per_second: float = 0.0
     tokens: int = 0
+    seconds: float = 0.0
     text: str = ""
     drafted: int = 0
     accepted: int = 0
     #: Every timed run's text, in order.
     texts: list[str] = field(default_factory=list)
+    #: The fastest single run's tokens/s.
+    best: float = 0.0
+
+
+def overall(runs: list[TaskResult]) -> TaskResult:
+    """The runs together: all their tokens over all their seconds, every guess, every text."""
+    tokens, seconds = sum(run.tokens for run in runs), sum(run.seconds for run in runs)
+    return TaskResult(
+        tokens / seconds,
+        tokens,
+        seconds,
+        runs[-1].text,
+        sum(run.drafted for run in runs),
+        sum(run.accepted for run in runs),
+        [run.text for run in runs],
+        max(run.tokens_per_second for run in runs),
+    )
 
 
 @dataclass
@@ -165,6 +194,7 @@ def ask(client: httpx.Client, body: dict[str, Any], stream: bool) -> TaskResult:
     return TaskResult(
         tokens / elapsed,
         tokens,
+        elapsed,
         text,
         after[0] - before[0] or int(timings.get("draft_n", 0)),
         after[1] - before[1] or int(timings.get("draft_n_accepted", 0)),
@@ -189,7 +219,11 @@ def end_of_text_tokens(model: Path) -> list[int]:
 def measure(
     contenders: list[Contender], max_tokens: int, tasks: list[str], runs: int, stream: bool, banned: list[int]
 ) -> None:
-    """Every run of a task goes to each contender in turn; each contender keeps its best run.
+    """Every run of a task goes to each contender in turn; a contender's result is all its runs together.
+
+    Each run is another instance of the task, and the same instance can lead two servers' greedy decoding to
+    different texts (their arithmetic differs in the last bits), one easier to guess than the other. The best
+    run of each would compare the luckiest text of each; all the runs together compare the same work.
 
     ``banned`` tokens get a bias of -100 in every request (the end-of-text tokens, so that every answer is
     ``max_tokens`` long whatever the servers' last bits make greedy decoding choose).
@@ -210,11 +244,11 @@ def measure(
                 for client, results in zip(clients, runs_of, strict=True):
                     results.append(ask(client, body, stream))
             for contender, results in zip(contenders, runs_of, strict=True):
-                best = max(results, key=lambda result: result.tokens_per_second)
-                best.texts = [result.text for result in results]
-                contender.tasks[task] = best
+                together = contender.tasks[task] = overall(results)
                 print(
-                    f"  {contender.name} {task}: {best.tokens_per_second:.1f} tok/s ({best.tokens} tokens)", flush=True
+                    f"  {contender.name} {task}: {together.tokens_per_second:.1f} tok/s over {len(results)} runs "
+                    f"({together.tokens} tokens; best run {together.best:.1f} tok/s)",
+                    flush=True,
                 )
 
 
@@ -296,18 +330,23 @@ def report(results: list[Contender], tasks: list[str]) -> tuple[str, list[str]]:
         if task == "story" and server is not None:
             ratio = ours[task].tokens_per_second / server[task].tokens_per_second
             verdict = "meets" if ratio >= 1.0 else "MISSES"
-            checks.append(f"{task}: chunkwise {ratio:.2f}× llama-server's default ({verdict} ≥ 1.0×)")
+            checks.append(
+                f"{task}: chunkwise {ratio:.2f}× llama-server's default ({verdict} ≥ 1.0×; best runs "
+                f"{ours[task].best / server[task].best:.2f}×)"
+            )
         speculative = {
-            kind: by_name[f"llama-server {kind}"][task].tokens_per_second
-            for kind in SPEC_TYPES
-            if f"llama-server {kind}" in by_name
+            kind: by_name[f"llama-server {kind}"][task] for kind in SPEC_TYPES if f"llama-server {kind}" in by_name
         }
         if task != "story" and speculative:
-            best_kind = max(speculative, key=lambda kind: speculative[kind])
+            best_kind = max(speculative, key=lambda kind: speculative[kind].tokens_per_second)
             bar = 1.3 if task == "json" else 1.0
-            ratio = ours[task].tokens_per_second / speculative[best_kind]
+            ratio = ours[task].tokens_per_second / speculative[best_kind].tokens_per_second
             verdict = "meets" if ratio >= bar else "MISSES"
-            checks.append(f"{task}: chunkwise {ratio:.2f}× llama-server {best_kind} ({verdict} ≥ {bar}×)")
+            best_runs = ours[task].best / max(result.best for result in speculative.values())
+            checks.append(
+                f"{task}: chunkwise {ratio:.2f}× llama-server {best_kind} ({verdict} ≥ {bar}×; best runs "
+                f"{best_runs:.2f}× its fastest mode's)"
+            )
     return "\n".join(rows), checks
 
 
@@ -324,7 +363,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="GGUF file (default: the bundled SmolLM2)")
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument(
-        "--runs", type=int, default=3, help=f"timed requests per task, after one warm-up (at most {len(VARIANTS) - 1})"
+        "--runs", type=int, default=6, help=f"timed requests per task, after one warm-up (at most {len(VARIANTS) - 1})"
     )
     parser.add_argument("--llama-server", type=Path, default=None, help="a llama-server binary (default: build one)")
     parser.add_argument("--chunkwise-only", action="store_true", help="compare chunkwise with and without speculation")
@@ -376,15 +415,15 @@ def main() -> None:
             f"`{shown}` on {datetime.date.today().isoformat()}: {machine()}; load average before: {before}. "
             f"Same GGUF, all servers up at once and taking turns, {'streamed' if args.stream else 'non-streamed'} "
             f"greedy requests of {args.max_tokens} tokens at most "
-            f"({ENDING[args.stop_at_eos]}), best of {args.runs} after a warm-up; tokens/s = "
-            "completion tokens over the request's wall time. "
+            f"({ENDING[args.stop_at_eos]}), {args.runs} runs after a warm-up; tokens/s = "
+            "completion tokens over the requests' wall time, all runs together. "
             f"'kept' is the share of guessed tokens the output kept.\n\n"
             f"{table}\n\n" + "\n".join(f"- {check}" for check in checks) + "\n"
         )
         write_section(args.write, SECTION, section)
         print(f"wrote the '{SECTION}' section of {args.write}")
     if (path := chart_path(args)) is not None:
-        caption = f"non-streamed greedy requests of {args.max_tokens} tokens at most, best of {args.runs}; "
+        caption = f"non-streamed greedy requests of {args.max_tokens} tokens at most, {args.runs} runs together; "
         chart(path, results, tasks, caption + f"{datetime.date.today().isoformat()}, {machine()}")
 
 
