@@ -121,16 +121,26 @@ async def test_logit_bias_can_ban_and_force_tokens(engine: LlamaCppEngine):
 
 async def test_a_greedy_chain_selects_what_llama_cpps_greedy_sampler_selects(engine: LlamaCppEngine):
     # The engine takes a greedy chain's argmax itself (Candidates.argmax); llama.cpp's chain is the reference,
-    # over the last decode's logits: unbiased, with the favourite banned, and with a bias that makes the
-    # runner-up tie with it exactly (the lower id wins).
+    # over the last decode's logits: unbiased, with the favourite banned, with a bias that makes the
+    # runner-up tie with it exactly (the lower id wins), one that lifts it above, and two that lift the
+    # runner-up and the third to the same logit above the favourite (given highest id first).
     await run_chat(engine, chat(max_tokens=1, temperature=0))
     lib, ctx, n_vocab = engine._lib, engine._ctx, engine._n_vocab
     logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)).copy()
-    favourite, runner_up = (int(token) for token in np.argsort(-logits, kind="stable")[:2])
+    favourite, runner_up, third = (int(token) for token in np.argsort(-logits, kind="stable")[:3])
     tie = float(logits[favourite] - logits[runner_up])
     assert logits[runner_up] + np.float32(tie) == logits[favourite]
+    above = logits[favourite] + np.float32(1.0)
+    lifts = {token: float(above - logits[token]) for token in sorted((runner_up, third), reverse=True)}
+    assert all(logits[token] + np.float32(lift) == above for token, lift in lifts.items())
     candidates = Candidates(n_vocab)
-    cases = [({}, favourite), ({favourite: -100.0}, runner_up), ({runner_up: tie}, min(favourite, runner_up))]
+    cases = [
+        ({}, favourite),
+        ({favourite: -100.0}, runner_up),
+        ({runner_up: tie}, min(favourite, runner_up)),
+        ({runner_up: tie + 1.0}, runner_up),
+        (lifts, min(runner_up, third)),
+    ]
     for bias, chosen in cases:
         chain = SamplerChain(
             engine._vocab, n_vocab, SamplingConfig(temperature=0, logit_bias=bias), seed=0, grammar=None

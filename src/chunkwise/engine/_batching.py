@@ -796,7 +796,7 @@ class StepLoop:
         """Log-softmax of the raw logits (before penalties, bias or temperature), as OpenAI reports them."""
         import numpy as np
 
-        logits = np.ctypeslib.as_array(self._lib.llama_get_logits_ith(self._ctx, logits_index), shape=(self._n_vocab,))
+        logits = self._candidates.logits(self._ctx, logits_index)
         peak = float(logits.max())
         log_total = peak + float(np.log(np.exp(logits - peak).sum()))
         alternatives: list[tuple[int, float]] = []

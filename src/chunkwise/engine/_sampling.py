@@ -106,22 +106,30 @@ def check_grammar(vocab: Any, grammar: str, *, param: str) -> None:
 class LogitBias:
     """A request's ``logit_bias`` as arrays, to add to a row of logits as llama.cpp's logit-bias sampler does."""
 
+    #: In ascending order, so that the first of equal biased logits is the lowest id, as in llama.cpp's argmax.
     tokens: NDArray[np.int32]
     values: NDArray[np.float32]
+    members: frozenset[int]
 
     @classmethod
     def of(cls, logit_bias: Mapping[int, float]) -> LogitBias:
+        ordered = sorted(logit_bias.items())
         return cls(
-            np.fromiter(logit_bias.keys(), dtype=np.int32, count=len(logit_bias)),
-            np.fromiter(logit_bias.values(), dtype=np.float32, count=len(logit_bias)),
+            np.fromiter((token for token, _ in ordered), dtype=np.int32, count=len(ordered)),
+            np.fromiter((bias for _, bias in ordered), dtype=np.float32, count=len(ordered)),
+            frozenset(logit_bias),
         )
+
+
+#: Views of rows of logits the worker keeps (by address) before it lets them all go.
+_ROW_VIEWS = 1024
 
 
 class Candidates:
     """A scratch token array for applying samplers by hand, with room for ``size`` tokens (the vocabulary's
     size for :meth:`sample`); owned by one thread (the engine's worker)."""
 
-    __slots__ = ("_array", "_data", "_ids", "_lib", "_n_vocab", "_view")
+    __slots__ = ("_array", "_data", "_ids", "_lib", "_n_vocab", "_rows", "_view")
 
     def __init__(self, size: int) -> None:
         import llama_cpp
@@ -132,6 +140,9 @@ class Candidates:
         self._array = llama_cpp.llama_token_data_array(self._data, size, -1, False)
         self._view: Any = np.ctypeslib.as_array(self._data)
         self._ids = np.arange(size, dtype=np.int32)
+        #: Rows of logits by address: llama.cpp's logits buffer stays where it is from one decode to the next
+        #: (unless a larger batch makes it grow), so the view of each row is made once, not every step.
+        self._rows: dict[int, NDArray[np.float32]] = {}
 
     def sample(self, chain: Any, grammar: Any, ctx: Any, row: int) -> int:
         """The token ``chain`` selects from row ``row``'s logits masked by ``grammar`` (nothing accepted yet)."""
@@ -149,10 +160,18 @@ class Candidates:
             raise RuntimeError("llama.cpp's sampler chain selected no token")
         return int(array.data[array.selected].id)
 
+    def logits(self, ctx: Any, row: int) -> NDArray[np.float32]:
+        """Row ``row`` of the last decode's logits, read where llama.cpp left it (valid until the next decode)."""
+        address = ctypes.addressof(self._lib.llama_get_logits_ith(ctx, row).contents)
+        view = self._rows.get(address)
+        if view is None:
+            if len(self._rows) >= _ROW_VIEWS:
+                self._rows.clear()
+            view = self._rows[address] = np.ctypeslib.as_array((ctypes.c_float * self._n_vocab).from_address(address))
+        return view
+
     def _logits(self, ctx: Any, row: int, bias: LogitBias | None) -> NDArray[np.float32]:
-        logits: NDArray[np.float32] = np.ctypeslib.as_array(
-            self._lib.llama_get_logits_ith(ctx, row), shape=(self._n_vocab,)
-        )
+        logits = self.logits(ctx, row)
         if bias is not None:
             # The same float32 additions llama.cpp's logit-bias sampler makes in place.
             logits = logits.copy()
@@ -165,7 +184,17 @@ class Candidates:
         The first of equal maxima, as llama.cpp's greedy sampler takes; numpy's argmax reads the row where
         it lies, and ``llama_sampler_sample`` first copies the whole vocabulary into a candidate array.
         """
-        return int(self._logits(ctx, row, bias).argmax())
+        logits = self.logits(ctx, row)
+        best = int(logits.argmax())
+        if bias is None:
+            return best
+        if best in bias.members:  # the favourite's own logit moves: compare the whole biased row
+            return int(self._logits(ctx, row, bias).argmax())
+        # Only a biased token can overtake the favourite (without copying the row to find out).
+        biased = logits[bias.tokens] + bias.values
+        top = int(biased.argmax())
+        rival, value, favourite = int(bias.tokens[top]), biased[top], logits[best]
+        return rival if value > favourite or (value == favourite and rival < best) else best
 
     def best_allowed(self, grammar: Any, ctx: Any, row: int, bias: LogitBias | None = None) -> int | None:
         """The highest-logit token of row ``row`` that ``grammar`` allows, if it is among the likeliest few.
