@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
-import msgspec
 import pytest
 
 from chunkwise import EngineError
-from chunkwise.engine import LlamaCppEngine, LlamaGeneration, _generation
+from chunkwise.engine import LlamaCppEngine, LlamaGeneration
 from chunkwise.engine._llama import DEFAULT_DRAFT_MAX
 from chunkwise.types import ChatCompletionChunk
 
@@ -84,7 +82,7 @@ async def test_n_greedy_choices_agree_with_a_single_greedy_choice(engine: LlamaC
 
 
 async def test_closing_the_stream_stops_within_a_token_and_counts_only_what_was_delivered(engine: LlamaCppEngine):
-    generation = engine.prepare_chat(chat(max_tokens=64, temperature=0, stream=True), request_id="x", created=0)
+    generation = engine.prepare_chat(chat(max_tokens=64, temperature=0), request_id="x", created=0)
     stream = generation.stream()
     received = []
     async for chunk in stream:
@@ -104,50 +102,6 @@ async def test_closing_the_stream_stops_within_a_token_and_counts_only_what_was_
 
     follow_up = await run_chat(engine, chat(max_tokens=4, temperature=0))
     assert finish_reason(follow_up) == "length"
-
-
-async def handed_over(
-    engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch, **fields: Any
-) -> tuple[list[ChatCompletionChunk], int, float]:
-    """A 48-token answer's chunks, how many times the worker handed something to the event loop, and seconds."""
-    loop = asyncio.get_running_loop()
-    handovers = 0
-    original = loop.call_soon_threadsafe
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        nonlocal handovers
-        handovers += 1
-        return original(*args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(loop, "call_soon_threadsafe", counting)
-        started = time.perf_counter()
-        chunks = await run_chat(engine, chat(max_tokens=48, temperature=0, logit_bias={"0": -100, "2": -100}, **fields))
-        return chunks, handovers, time.perf_counter() - started
-
-
-async def test_an_answer_sent_whole_comes_in_a_few_batches_with_the_chunks_a_stream_gets(
-    engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
-):
-    streamed, streamed_handovers, _ = await handed_over(engine, monkeypatch, stream=True)
-    whole, whole_handovers, seconds = await handed_over(engine, monkeypatch)
-
-    assert [msgspec.json.encode(chunk) for chunk in whole] == [msgspec.json.encode(chunk) for chunk in streamed]
-    # The first step's chunks, a batch per interval, the last batch, the end, the engine's release.
-    assert whole_handovers <= 4 + seconds / _generation.WHOLE_ANSWER_BATCH_SECONDS
-    assert whole_handovers < streamed_handovers
-
-
-async def test_an_answer_sent_whole_still_comes_in_batches_while_it_is_made(
-    engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
-):
-    streamed, _, _ = await handed_over(engine, monkeypatch, stream=True)
-    monkeypatch.setattr(_generation, "WHOLE_ANSWER_BATCH_SECONDS", 0.02)
-    whole, handovers, seconds = await handed_over(engine, monkeypatch)
-
-    assert content_of(whole) == content_of(streamed)
-    # Not all at the end: about a batch per interval (the step that ends one comes on top).
-    assert handovers >= seconds / 0.02 / 3
 
 
 async def test_a_cancelled_consumer_task_releases_the_engine(engine: LlamaCppEngine):

@@ -16,8 +16,6 @@ How :class:`LlamaCppEngine` honours a request:
   continues unconstrained. One call per choice; ``parallel_tool_calls`` never yields more than one.
 * ``logprobs`` are the raw model log-probabilities (before bias, penalties and temperature).
 * ``completion_tokens`` counts generated tokens delivered to the consumer, not the end-of-generation token.
-* ``stream: true`` delivers every step's chunks as they are made. Without it the answer is sent whole: the
-  chunks are the same, but after the first step's they come in batches a few times a second.
 
 :class:`LlamaEmbedder` serves ``/v1/embeddings`` from the same GGUF (or another) in a context and on a
 thread of its own, so embeddings never slow a chat's decode steps; see :mod:`._embedding`.

@@ -2,37 +2,26 @@
 
 :meth:`LlamaGeneration.stream` submits the plan to the engine's step loop (one worker thread that decodes
 every running request together) and reads what it emits from an :class:`asyncio.Queue`. The worker never
-waits for the loop: it hands chunks over with ``loop.call_soon_threadsafe`` and carries on decoding, so the
-loop only ever wakes to forward ready chunks. Closing the stream early sets a cancel flag that the worker
-checks before every step, then waits (at most one step) until the worker has let go of the request's
-sequences, so they are free for the next request.
-
-A streamed answer's chunks are handed over at every step. An answer sent whole (the request did not ask to
-stream) has its first step's handed over at once (its first token is timed), then the rest in batches at most
-:data:`WHOLE_ANSWER_BATCH_SECONDS` apart and at the end. Every hand-over wakes the loop, which then takes the
-GIL from the worker between two decodes: on one stream alone that was most of the worker's time outside
-``llama_decode`` (BENCHMARKS.md, session 10). The batches still come a few times a second, so a consumer
-that watches for progress (a Ray replica's health check) sees it.
+waits for the loop: it hands each step's chunks over with ``loop.call_soon_threadsafe`` and carries on
+decoding, so the loop only ever wakes to forward ready chunks. Closing the stream early sets a cancel flag
+that the worker checks before every step, then waits (at most one step) until the worker has let go of the
+request's sequences, so they are free for the next request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import Generic, Protocol
+from typing import Protocol
 
 from .._errors import EngineError
 from ._choices import ChunkT, Emitted
 from ._protocol import StreamOnce
 from ._requests import DecodePlan
 
-__all__ = ["WHOLE_ANSWER_BATCH_SECONDS", "Emit", "LlamaGeneration", "Runner", "WorkerDone"]
-
-#: How long the worker holds an answer sent whole before handing over what it has made.
-WHOLE_ANSWER_BATCH_SECONDS = 0.25
+__all__ = ["Emit", "LlamaGeneration", "Runner", "WorkerDone"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,49 +32,6 @@ class WorkerDone:
 
 
 Emit = Callable[[list[Emitted[ChunkT]] | WorkerDone], None]
-
-
-class _Handoff(Generic[ChunkT]):
-    """The worker's :data:`Emit` for one request (called on the worker thread only); see the module docstring."""
-
-    __slots__ = ("_cancel", "_handed_at", "_held", "_loop", "_queue", "_whole")
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        queue: asyncio.Queue[list[Emitted[ChunkT]] | WorkerDone],
-        cancel: threading.Event,
-        *,
-        whole: bool,
-    ) -> None:
-        self._loop = loop
-        self._queue: asyncio.Queue[list[Emitted[ChunkT]] | WorkerDone] = queue
-        self._cancel = cancel
-        self._whole = whole
-        self._held: list[Emitted[ChunkT]] = []
-        #: When chunks were last handed over (None: never yet).
-        self._handed_at: float | None = None
-
-    def __call__(self, item: list[Emitted[ChunkT]] | WorkerDone) -> None:
-        if isinstance(item, WorkerDone):
-            if self._held:
-                self._hand_over(self._held)
-                self._held = []
-        elif self._whole:
-            now = time.monotonic()
-            if self._handed_at is not None and now - self._handed_at < WHOLE_ANSWER_BATCH_SECONDS:
-                self._held += item
-                return
-            self._handed_at = now
-            if self._held:
-                item, self._held = self._held + item, []
-        self._hand_over(item)
-
-    def _hand_over(self, item: list[Emitted[ChunkT]] | WorkerDone) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self._cancel.set()
 
 
 class Runner(Protocol[ChunkT]):
@@ -117,7 +63,13 @@ class LlamaGeneration(StreamOnce[ChunkT]):
         queue: asyncio.Queue[list[Emitted[ChunkT]] | WorkerDone] = asyncio.Queue()
         cancel = threading.Event()
 
-        worker = self._runner.submit(self._plan, _Handoff(loop, queue, cancel, whole=self._plan.whole), cancel)
+        def emit(item: list[Emitted[ChunkT]] | WorkerDone) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                cancel.set()
+
+        worker = self._runner.submit(self._plan, emit, cancel)
 
         def check_worker(future: asyncio.Future[None]) -> None:
             # The worker reports its own end; this only covers a run that never started (engine closed).

@@ -81,9 +81,6 @@ class DecodePlan(Generic[ChunkT]):
     #: there too, so everything before a message (a system prompt, a conversation's earlier turns) is a
     #: prefix that later requests can reuse from the cache.
     boundaries: tuple[int, ...] = ()
-    #: The request did not ask to stream (``stream`` false or unset): nobody reads its chunks before the end,
-    #: so the worker may hand them over in batches (see ``_generation``).
-    whole: bool = False
 
 
 def plan_chat(
@@ -205,7 +202,6 @@ def _plan(
         grammar=grammar,
         grammar_until_decided=grammar_until_decided,
         boundaries=boundaries,
-        whole=not request.stream,
     )
 
 
