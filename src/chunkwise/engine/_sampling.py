@@ -149,7 +149,7 @@ class Candidates:
         lib = self._lib
         view = self._view
         view["id"] = self._ids
-        view["logit"] = self._logits(ctx, row, None)
+        view["logit"] = self.logits(ctx, row)
         view["p"] = 0.0
         array = self._array
         array.data, array.size, array.selected, array.sorted = self._data, self._n_vocab, -1, False
@@ -170,8 +170,8 @@ class Candidates:
             view = self._rows[address] = np.ctypeslib.as_array((ctypes.c_float * self._n_vocab).from_address(address))
         return view
 
-    def _logits(self, ctx: Any, row: int, bias: LogitBias | None) -> NDArray[np.float32]:
-        logits = self.logits(ctx, row)
+    @staticmethod
+    def _biased(logits: NDArray[np.float32], bias: LogitBias | None) -> NDArray[np.float32]:
         if bias is not None:
             # The same float32 additions llama.cpp's logit-bias sampler makes in place.
             logits = logits.copy()
@@ -189,7 +189,7 @@ class Candidates:
         if bias is None:
             return best
         if best in bias.members:  # the favourite's own logit moves: compare the whole biased row
-            return int(self._logits(ctx, row, bias).argmax())
+            return int(self._biased(logits, bias).argmax())
         # Only a biased token can overtake the favourite (without copying the row to find out).
         biased = logits[bias.tokens] + bias.values
         top = int(biased.argmax())
@@ -204,7 +204,7 @@ class Candidates:
         are offered in widening tiers, each whole (offering a tier's first part again is cheap beside the
         rest): a grammar that rejects the model's favourites usually allows something a little further down.
         """
-        logits = self._logits(ctx, row, bias)
+        logits = self._biased(self.logits(ctx, row), bias)
         for tier in _LIKELIEST:
             few = min(tier, self._n_vocab)
             likeliest = np.argpartition(logits, -few)[-few:]
